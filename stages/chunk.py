@@ -1,0 +1,232 @@
+"""chunk: parsed layout blocks -> section-aware chunks with page/bbox provenance.
+
+The brochure's own units drive the cut: a title opens a section; inside a section,
+a line shaped like ``이름: 설명`` opens an entry (one attraction, one lodging, ...);
+other text accumulates per section and is split at sentence/line boundaries when
+it outgrows ``chunk.max_chars``. Tables stay whole (long ones are split by rows,
+each part keeping the header row). Headers and footers are dropped.
+
+    python -m stages.chunk --parsed data/parsed --out data/chunks
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages.common import params as P
+from stages.common.errors import UserError, run_cli
+from stages.common.io import atomic_dir, dump_jsonl, nfc, read_jsonl
+
+log = logging.getLogger("chunk")
+
+SKIP_TYPES = {"header", "footer", "figure"}
+PART_TITLE = re.compile(r"^PART\s*\d+", re.IGNORECASE)
+# "청풍호반 케이블카: 비봉산의 ..." — a short name, a colon, then the description.
+ENTRY = re.compile(r"^[-•·]?\s*(?P<name>[^:：\n]{2,40}?)\s*[:：]\s+(?P<body>\S.*)$")
+SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
+
+
+@dataclass
+class Draft:
+    path: list[str]
+    title: str
+    lines: list[str] = field(default_factory=list)
+    pages: list[int] = field(default_factory=list)
+    bboxes: list[list[float]] = field(default_factory=list)
+    sources: dict[str, int] = field(default_factory=dict)
+    kind: str = "section"  # section | entry | table
+
+    def add(self, text: str, block: dict[str, Any]) -> None:
+        self.lines.append(text)
+        if block["page"] not in self.pages:
+            self.pages.append(block["page"])
+        box = [block["page"], *[round(float(v), 1) for v in block["bbox"]]]
+        if box not in self.bboxes:
+            self.bboxes.append(box)
+        self.sources[block["source"]] = self.sources.get(block["source"], 0) + len(text)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines).strip()
+
+
+def _is_entry_name(name: str) -> bool:
+    """Entry names are labels: no sentence punctuation, not a number, brackets balanced.
+
+    "운영시간: 10:00" has a number for a name; "의림지 숲길 (소요시간: 30분)" has its colon
+    inside a bracket: both are fact lines, not new entries.
+    """
+    balanced = all(name.count(o) == name.count(c) for o, c in ("()", "[]"))
+    return balanced and not re.search(r"[.?!]|^\d", name) and len(name.split()) <= 6
+
+
+def _heading_level(block: dict[str, Any]) -> int:
+    if PART_TITLE.match(block["text"]):
+        return 0
+    level = block.get("level")
+    return int(level) if isinstance(level, int) and level > 0 else 1
+
+
+def build_drafts(blocks: list[dict[str, Any]]) -> list[Draft]:
+    """Walk blocks in reading order, tracking the heading stack, and cut them into drafts."""
+    stack: list[tuple[int, str]] = []
+    drafts: list[Draft] = []
+    current: Draft | None = None
+
+    def path() -> list[str]:
+        return [t for _, t in stack]
+
+    def flush() -> None:
+        nonlocal current
+        if current is not None and current.text:
+            drafts.append(current)
+        current = None
+
+    for block in blocks:
+        btype = block.get("type", "text")
+        text = nfc(block.get("text", "")).strip()
+        if btype in SKIP_TYPES or not text:
+            continue
+        if btype == "title":
+            flush()
+            level = _heading_level(block)
+            title = " ".join(text.split())
+            # "PART 2" followed by its name as the next title: one path element, "PART 2 미리보는 여행지".
+            if stack and PART_TITLE.fullmatch(stack[-1][1]) and not PART_TITLE.match(title):
+                stack[-1] = (0, f"{stack[-1][1]} {title}")
+                continue
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, title))
+            continue
+        if btype == "table":
+            flush()
+            table = Draft(path(), stack[-1][1] if stack else "", kind="table")
+            table.add(text, block)
+            drafts.append(table)
+            continue
+        for line in text.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            match = ENTRY.match(line)
+            if match and _is_entry_name(match["name"]):
+                flush()
+                name = match["name"].strip().lstrip("-•· ").strip()
+                current = Draft([*path(), name], name, kind="entry")
+                current.add(line.lstrip("-•· ").strip(), block)
+                continue
+            if current is None or (current.kind == "entry" and btype not in ("list", "text")):
+                flush()
+                current = Draft(path(), stack[-1][1] if stack else "")
+            current.add(line, block)
+    flush()
+    return drafts
+
+
+def _split_long(text: str, max_chars: int, overlap: int) -> list[str]:
+    """Split at line, then sentence boundaries; never inside a sentence unless it alone is too long."""
+    pieces: list[str] = []
+    for line in text.splitlines():
+        pieces.extend(s for s in SENTENCE_END.split(line) if s and s.strip())
+    parts: list[list[str]] = [[]]
+    for piece in pieces:
+        if parts[-1] and len("\n".join(parts[-1] + [piece])) > max_chars:
+            carry = parts[-1][-overlap:] if overlap else []
+            parts.append(list(carry))
+        parts[-1].append(piece)
+    return ["\n".join(p) for p in parts if p]
+
+
+def _split_table(text: str, max_chars: int) -> list[str]:
+    rows = text.splitlines()
+    if len(text) <= max_chars or len(rows) < 3:
+        return [text]
+    header, body = rows[0], rows[1:]
+    parts: list[list[str]] = [[header]]
+    for row in body:
+        if len(parts[-1]) > 1 and len("\n".join(parts[-1] + [row])) > max_chars:
+            parts.append([header])
+        parts[-1].append(row)
+    return ["\n".join(p) for p in parts]
+
+
+def finalize(drafts: list[Draft], max_chars: int, min_chars: int, overlap: int) -> list[dict[str, Any]]:
+    # Merge a tiny section draft (an intro line) into the next draft of the same section.
+    merged: list[Draft] = []
+    pending: Draft | None = None
+    for d in drafts:
+        if pending is not None:
+            if d.path[: len(pending.path)] == pending.path and d.kind != "table":
+                d.lines = pending.lines + d.lines
+                d.pages = sorted(set(pending.pages) | set(d.pages))
+                d.bboxes = pending.bboxes + [b for b in d.bboxes if b not in pending.bboxes]
+                for k, v in pending.sources.items():
+                    d.sources[k] = d.sources.get(k, 0) + v
+            else:
+                merged.append(pending)
+            pending = None
+        if d.kind == "section" and len(d.text) < min_chars:
+            pending = d
+            continue
+        merged.append(d)
+    if pending is not None:
+        merged.append(pending)
+
+    chunks: list[dict[str, Any]] = []
+    for d in merged:
+        texts = _split_table(d.text, max_chars) if d.kind == "table" else _split_long(d.text, max_chars, overlap)
+        for text in texts:
+            chunks.append(
+                {
+                    "chunk_id": f"c{len(chunks) + 1:03d}",
+                    "section_path": " > ".join(d.path) if d.path else d.title,
+                    "title": d.title,
+                    "kind": d.kind,
+                    "text": text,
+                    "pages": sorted(d.pages),
+                    "bboxes": d.bboxes,
+                    "sources": dict(sorted(d.sources.items())),
+                }
+            )
+    return chunks
+
+
+def chunk_blocks(blocks: list[dict[str, Any]], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks = sorted(blocks, key=lambda b: (b["page"], b["order"]))
+    return finalize(
+        build_drafts(blocks),
+        P.require(cfg, "max_chars", int, "chunk"),
+        P.require(cfg, "min_chars", int, "chunk"),
+        P.require(cfg, "overlap_sentences", int, "chunk"),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parsed", type=Path, required=True, help="parse stage output directory")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--params", type=Path, default=P.DEFAULT_PARAMS)
+    args = ap.parse_args(argv)
+
+    cfg = P.load(args.params, "chunk")["chunk"]
+    blocks_path = args.parsed / "blocks.jsonl"
+    if not blocks_path.is_file():
+        raise UserError(f"{blocks_path}: not found (run the parse stage first)")
+    blocks = read_jsonl(blocks_path)
+    chunks = chunk_blocks(blocks, cfg)
+    if not chunks:
+        raise UserError(f"{blocks_path}: no text to chunk ({len(blocks)} blocks)")
+    with atomic_dir(args.out) as tmp:
+        dump_jsonl(tmp / "chunks.jsonl", chunks)
+    kinds = {k: sum(c["kind"] == k for c in chunks) for k in ("entry", "section", "table")}
+    log.info("%d blocks -> %d chunks (%s)", len(blocks), len(chunks), ", ".join(f"{v} {k}" for k, v in kinds.items()))
+
+
+if __name__ == "__main__":
+    run_cli(main)

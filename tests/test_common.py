@@ -1,0 +1,89 @@
+import pytest
+import yaml
+
+from stages.common import korean, params, prompting
+from stages.common.errors import UserError
+from stages.common.io import atomic_dir, read_jsonl, write_jsonl
+
+
+def _write(tmp_path, data):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_section_merges_shared_and_profile_keys(tmp_path):
+    path = _write(tmp_path, {"profile": "cpu", "train": {"lora_r": 8}, "profiles": {"cpu": {"train": {"max_steps": 3}}}})
+    assert params.load(path, "train") == {"profile": "cpu", "train": {"lora_r": 8, "max_steps": 3}}
+
+
+def test_key_in_both_places_is_an_error_naming_it(tmp_path):
+    path = _write(tmp_path, {"profile": "cpu", "train": {"lora_r": 8}, "profiles": {"cpu": {"train": {"lora_r": 4}}}})
+    with pytest.raises(UserError, match=r"train\.lora_r"):
+        params.load(path, "train")
+
+
+def test_unknown_profile_lists_known_ones(tmp_path):
+    path = _write(tmp_path, {"profile": "gpu", "profiles": {"cpu": {}, "runpod": {}}})
+    with pytest.raises(UserError, match="known: cpu, runpod"):
+        params.load(path)
+
+
+def test_require_rejects_bool_for_int():
+    with pytest.raises(UserError, match="train.lora_r must be int"):
+        params.require({"lora_r": True}, "lora_r", int, "train")
+    assert params.require({"lora_r": 8}, "lora_r", int, "train") == 8
+
+
+def test_repo_params_resolve_for_every_profile():
+    raw = params.load_raw("params.yaml")
+    for name in raw["profiles"]:
+        raw["profile"] = name
+        for section in ("parse", "chunk", "synthesize", "retrieval", "sft", "train", "evaluate", "index", "model"):
+            params.section(raw, section)  # raises on overlap
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "half.txt").write_text("x")
+        raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_replaces_previous_output(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_dir(target) as tmp:
+        write_jsonl(tmp / "a.jsonl", [{"k": "값"}])
+    assert [p.name for p in target.iterdir()] == ["a.jsonl"]
+    assert read_jsonl(target / "a.jsonl") == [{"k": "값"}]
+
+
+@pytest.mark.parametrize(
+    ("word", "pair", "expected"),
+    [("케이블카", "은/는", "케이블카는"), ("박달재", "은/는", "박달재는"), ("의림지공원", "은/는", "의림지공원은"), ("리조트", "이/가", "리조트가"), ("3", "은/는", "3은")],
+)
+def test_josa(word, pair, expected):
+    assert korean.josa(word, pair) == expected
+
+
+def test_morphemes_drop_particles_and_endings():
+    assert korean.morphemes("케이블카의 주소는 어디인가요?") == ["케이블카", "주소", "어디"]
+
+
+def test_citations_round_trip():
+    text = prompting.target_answer("제천시 청풍면 문화재길 166", ["c044"])
+    assert text == "제천시 청풍면 문화재길 166 [c044]"
+    assert prompting.cited_ids(text + " [c044][c002]") == ["c044", "c002"]
+    assert prompting.strip_citations(text) == "제천시 청풍면 문화재길 166"
+
+
+def test_prompt_puts_every_chunk_id_and_the_question():
+    chunks = [{"chunk_id": "c001", "section_path": "A > B", "text": "가" * 50}]
+    msgs = prompting.build_messages("질문?", chunks, "시스템", max_chars=10)
+    assert msgs[0] == {"role": "system", "content": "시스템"}
+    assert "[c001] A > B\n" + "가" * 10 + "…" in msgs[1]["content"]
+    assert msgs[1]["content"].endswith("질문: 질문?")
