@@ -65,15 +65,28 @@ def _is_entry_name(name: str) -> bool:
     return balanced and not re.search(r"[.?!]|^\d", name) and len(name.split()) <= 6
 
 
-def _heading_level(block: dict[str, Any]) -> int:
-    if PART_TITLE.match(block["text"]):
-        return 0
-    level = block.get("level")
-    return int(level) if isinstance(level, int) and level > 0 else 1
+def title_levels(blocks: list[dict[str, Any]]) -> dict[float, int]:
+    """Heading level per title font size, ranked over the whole document (1 = biggest).
+
+    Ranking per document, not per page, keeps "남부권역 주요 관광지" (a section) above
+    "청풍호반 케이블카" (an entry) on every page. OCR titles have no font size.
+    """
+    sizes = sorted({b["font_size"] for b in blocks if b.get("type") == "title" and b.get("font_size")}, reverse=True)
+    return {size: rank for rank, size in enumerate(sizes, start=1)}
 
 
-def build_drafts(blocks: list[dict[str, Any]]) -> list[Draft]:
-    """Walk blocks in reading order, tracking the heading stack, and cut them into drafts."""
+def running_part(block: dict[str, Any]) -> str | None:
+    """'PART 2 · 미리보는 여행지' in a running header -> 'PART 2 미리보는 여행지'."""
+    text = " ".join(nfc(block.get("text", "")).replace("·", " ").split())
+    return text if block.get("type") == "header" and PART_TITLE.match(text) else None
+
+
+def build_drafts(blocks: list[dict[str, Any]], entry_level: int, toc_titles: list[str]) -> list[Draft]:
+    """Walk blocks in reading order, tracking PART + heading stack, and cut them into drafts."""
+    levels = title_levels(blocks)
+    deepest = max(levels.values(), default=1)
+    toc = {t.lower() for t in toc_titles}
+    toc_pages = {b["page"] for b in blocks if b.get("type") == "title" and b["text"].strip().lower() in toc}
     stack: list[tuple[int, str]] = []
     drafts: list[Draft] = []
     current: Draft | None = None
@@ -90,20 +103,22 @@ def build_drafts(blocks: list[dict[str, Any]]) -> list[Draft]:
     for block in blocks:
         btype = block.get("type", "text")
         text = nfc(block.get("text", "")).strip()
-        if btype in SKIP_TYPES or not text:
+        part = running_part(block)
+        if part and (not stack or stack[0] != (0, part)):
+            flush()
+            stack = [(0, part)]
+        if btype in SKIP_TYPES or not text or block["page"] in toc_pages:
             continue
         if btype == "title":
             flush()
-            level = _heading_level(block)
             title = " ".join(text.split())
-            # "PART 2" followed by its name as the next title: one path element, "PART 2 미리보는 여행지".
-            if stack and PART_TITLE.fullmatch(stack[-1][1]) and not PART_TITLE.match(title):
-                stack[-1] = (0, f"{stack[-1][1]} {title}")
-                continue
+            level = 0 if PART_TITLE.match(title) else levels.get(block.get("font_size"), deepest)
             while stack and stack[-1][0] >= level:
                 stack.pop()
             stack.append((level, title))
             continue
+        # Text right under a deep heading is one entry (one attraction, one lodging ...).
+        leaf = stack[-1] if stack and stack[-1][0] >= entry_level else None
         if btype == "table":
             flush()
             table = Draft(path(), stack[-1][1] if stack else "", kind="table")
@@ -115,15 +130,16 @@ def build_drafts(blocks: list[dict[str, Any]]) -> list[Draft]:
             if not line:
                 continue
             match = ENTRY.match(line)
-            if match and _is_entry_name(match["name"]):
+            if match and _is_entry_name(match["name"]) and leaf is None:
                 flush()
                 name = match["name"].strip().lstrip("-•· ").strip()
                 current = Draft([*path(), name], name, kind="entry")
                 current.add(line.lstrip("-•· ").strip(), block)
                 continue
-            if current is None or (current.kind == "entry" and btype not in ("list", "text")):
+            if current is None or (current.kind == "entry" and leaf is None and btype not in ("list", "text")):
                 flush()
-                current = Draft(path(), stack[-1][1] if stack else "")
+                current = Draft(path(), leaf[1] if leaf else (stack[-1][1] if stack else ""),
+                                kind="entry" if leaf else "section")
             current.add(line, block)
     flush()
     return drafts
@@ -144,25 +160,28 @@ def _split_long(text: str, max_chars: int, overlap: int) -> list[str]:
 
 
 def _split_table(text: str, max_chars: int) -> list[str]:
-    rows = text.splitlines()
-    if len(text) <= max_chars or len(rows) < 3:
+    """Split a long table by rows; every part repeats the header row (captions stay in the first)."""
+    lines = text.splitlines()
+    first_row = next((i for i, line in enumerate(lines) if "|" in line), 0)
+    caption, header, body = lines[:first_row], lines[first_row], lines[first_row + 1 :]
+    if len(text) <= max_chars or len(body) < 2:
         return [text]
-    header, body = rows[0], rows[1:]
-    parts: list[list[str]] = [[header]]
+    parts: list[list[str]] = [[*caption, header]]
     for row in body:
-        if len(parts[-1]) > 1 and len("\n".join(parts[-1] + [row])) > max_chars:
+        if len(parts[-1]) > len(caption) + 1 and len("\n".join(parts[-1] + [row])) > max_chars:
             parts.append([header])
+            caption = []
         parts[-1].append(row)
     return ["\n".join(p) for p in parts]
 
 
 def finalize(drafts: list[Draft], max_chars: int, min_chars: int, overlap: int) -> list[dict[str, Any]]:
-    # Merge a tiny section draft (an intro line) into the next draft of the same section.
+    # Merge a tiny draft (an intro line, a sub-heading like "호텔") into the next draft of the same section.
     merged: list[Draft] = []
     pending: Draft | None = None
     for d in drafts:
         if pending is not None:
-            if d.path[: len(pending.path)] == pending.path and d.kind != "table":
+            if d.path[: len(pending.path)] == pending.path:
                 d.lines = pending.lines + d.lines
                 d.pages = sorted(set(pending.pages) | set(d.pages))
                 d.bboxes = pending.bboxes + [b for b in d.bboxes if b not in pending.bboxes]
@@ -171,7 +190,7 @@ def finalize(drafts: list[Draft], max_chars: int, min_chars: int, overlap: int) 
             else:
                 merged.append(pending)
             pending = None
-        if d.kind == "section" and len(d.text) < min_chars:
+        if d.kind != "table" and len(d.text) < min_chars:
             pending = d
             continue
         merged.append(d)
@@ -200,7 +219,7 @@ def finalize(drafts: list[Draft], max_chars: int, min_chars: int, overlap: int) 
 def chunk_blocks(blocks: list[dict[str, Any]], cfg: dict[str, Any]) -> list[dict[str, Any]]:
     blocks = sorted(blocks, key=lambda b: (b["page"], b["order"]))
     return finalize(
-        build_drafts(blocks),
+        build_drafts(blocks, P.require(cfg, "entry_level", int, "chunk"), P.require(cfg, "toc_titles", list, "chunk")),
         P.require(cfg, "max_chars", int, "chunk"),
         P.require(cfg, "min_chars", int, "chunk"),
         P.require(cfg, "overlap_sentences", int, "chunk"),

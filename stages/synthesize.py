@@ -120,6 +120,7 @@ def _first_sentence(text: str, title: str) -> str:
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith(title)), 0)
     body = re.sub(r"\([^)]*\)", "", "\n".join(lines[start:]))  # drop parenthesised addresses/notes
+    body = ADDRESS.sub("", body, count=1).strip()  # entries often open with their address
     body = body.split(":", 1)[1] if ":" in body.split("\n")[0][:45] else body
     sentence = re.split(r"(?<=[.!?])\s", body.strip())[0].strip()
     return sentence if len(sentence) >= 15 else ""
@@ -140,17 +141,22 @@ def entity_facts(chunk: dict[str, Any]) -> list[tuple[str, str, str]]:
     prices = sorted({m.group(0) for m in PRICE.finditer(text)})
     if len(prices) == 1:
         facts.append(("price", e, prices[0]))
-    sentence = _first_sentence(text, chunk["title"])
+    # Only places get "어떤 곳인가요?": a heading like 기부방법 is not a place.
+    sentence = _first_sentence(text, chunk["title"]) if is_place(chunk) else ""
     if sentence:
         facts.append(("sentence", e, sentence))
     return facts
+
+
+def is_place(chunk: dict[str, Any]) -> bool:
+    return chunk["kind"] == "entry" and ADDRESS.search(chunk["text"]) is not None
 
 
 def list_facts(chunk: dict[str, Any]) -> list[tuple[str, str, str]]:
     """Facts about named items inside a section chunk: menus '식당(메뉴)', labelled prices."""
     facts: list[tuple[str, str, str]] = []
     text = chunk["text"]
-    if chunk["kind"] != "section":
+    if chunk["kind"] == "table":
         return facts
     items = list(MENU_ITEM.finditer(text))
     names = Counter(m["name"].strip() for m in items)
@@ -167,8 +173,13 @@ def list_facts(chunk: dict[str, Any]) -> list[tuple[str, str, str]]:
     return facts
 
 
-def table_facts(chunk: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(key, column, value, title) for table chunks with a header row 'a | b | c'."""
+# Table columns that hold a known fact type get that fact's natural templates.
+COLUMN_FACTS = {"객실": "rooms", "주소": "address", "위치": "address", "전화": "phone", "연락처": "phone",
+                "요금": "price", "가격": "price", "소요시간": "duration", "운영시간": "hours"}
+
+
+def table_facts(chunk: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(fact, key, column, value, title) for table chunks with a header row 'a | b | c'."""
     rows = [[c.strip() for c in line.split("|")] for line in chunk["text"].splitlines() if "|" in line]
     if len(rows) < 2:
         return []
@@ -179,8 +190,9 @@ def table_facts(chunk: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if len(row) != len(header) or not row[0] or keys[row[0]] > 1:
             continue
         for col, value in zip(header[1:], row[1:], strict=True):
-            if value and col and len(value) <= 60:
-                out.append((row[0], col, value, chunk["title"]))
+            if value and value != "-" and col and len(value) <= 60:
+                fact = next((f for word, f in COLUMN_FACTS.items() if word in col), "table")
+                out.append((fact, row[0], col, value, chunk["title"]))
     return out
 
 
@@ -207,9 +219,13 @@ def rules_questions(chunks: list[dict[str, Any]], cfg: dict[str, Any], abstain: 
                 qtype = "descriptive" if fact == "sentence" else "factual"
                 pool.append((qtype, fact, e, _fill(rng.choice(TEMPLATES[fact]), e=e), answer))
         elif chunk["kind"] == "table":
-            for key, col, value, title in table_facts(chunk):
-                question = _fill(rng.choice(TEMPLATES["table"]), title=title or "표", key=key, col=col)
-                pool.append(("factual", "table", f"{title}/{key}/{col}", question, value))
+            for fact, key, col, value, title in table_facts(chunk):
+                if fact == "table":
+                    question = _fill(rng.choice(TEMPLATES["table"]), title=title or "표", key=key, col=col)
+                    pool.append(("factual", fact, f"{title}/{key}/{col}", question, value))
+                else:
+                    e = entity_name(key)
+                    pool.append(("factual", fact, e, _fill(rng.choice(TEMPLATES[fact]), e=e), value))
         for fact, e, answer in list_facts(chunk):
             pool.append(("factual", fact, e, _fill(rng.choice(TEMPLATES[fact]), e=e), answer))
         pool = [p for p in pool if supported(p[4], chunk["text"])]
@@ -218,7 +234,7 @@ def rules_questions(chunks: list[dict[str, Any]], cfg: dict[str, Any], abstain: 
             # A bare count reads better with its counter: "451" -> "451개".
             answer = f"{answer}개" if fact == "rooms" else answer
             out.append(_record(chunk, question, answer, qtype, fact, True, subject))
-        if chunk["kind"] == "entry":
+        if is_place(chunk):
             aspects = [(k, t) for k, t in UNANSWERABLE if k not in corpus]
             for key, template in rng.sample(aspects, min(n_unanswerable, len(aspects))):
                 e = entity_name(chunk["title"])
@@ -330,11 +346,10 @@ Check the city's terms before redistributing.
 
 def dataset_card(stats: dict[str, Any], cfg: dict[str, Any], abstain: str) -> str:
     table = "\n".join(
-        f"| {s} | {v['questions']} | {v['answerable']} | {v['unanswerable']} | {v['chunks']} |" for s, v in stats.items()
+        f"| {s} | {v['questions']} | {v['answerable']} | {v['unanswerable']} | {v['chunks']} |"
+        for s, v in stats.items()
     )
-    return CARD.format(
-        generator=cfg["generator"], abstain=abstain, ratios=cfg["split"], seed=cfg["seed"], table=table
-    )
+    return CARD.format(generator=cfg["generator"], abstain=abstain, ratios=cfg["split"], seed=cfg["seed"], table=table)
 
 
 def main(argv: list[str] | None = None) -> None:
