@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     write_text(args.plot, recall_curve_csv(metrics, ks))
     k5 = f"recall@{min(5, max(ks))}"
     log.info(
-        "%d chunks indexed; %s", len(chunks), ", ".join(f"{m} {k5}={metrics[m][k5]:.3f} mrr={metrics[m]['mrr']:.3f}" for m in METHODS)
+        "%d chunks indexed; %s",
+        len(chunks),
+        ", ".join(f"{m} {k5}={metrics[m][k5]:.3f} mrr={metrics[m]['mrr']:.3f}" for m in METHODS),
     )
 
 

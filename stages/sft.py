@@ -41,7 +41,9 @@ def make_context(
     gold = question["chunk_id"]
     if not question["answerable"]:
         return retrieved[:k]
-    others = [cid for cid in retrieved if cid != gold] + [c for c in distractor_pool if c != gold and c not in retrieved]
+    others = [cid for cid in retrieved if cid != gold] + [
+        c for c in distractor_pool if c != gold and c not in retrieved
+    ]
     if keep_gold:
         return [gold, *others[: k - 1]]
     return others[:k]

@@ -126,9 +126,16 @@ def load_rouge_module():
 
 
 # ---------------------------------------------------------------- abstention, support, format
-def abstained(pred: str, abstain_phrase: str, markers: Iterable[str]) -> bool:
-    """The prediction contains the abstention phrase or one of its close variants (spaces/punctuation ignored)."""
+def abstained(pred: str, abstain_phrase: str, markers: Iterable[str], window: int = 0) -> bool:
+    """The prediction contains the abstention phrase or a close variant (spaces/punctuation ignored).
+
+    Only the first ``window`` characters of the normalised answer are searched
+    (0 = all): a base model that echoes the system prompt quotes the phrase
+    further on without abstaining.
+    """
     text = compact(pred)
+    if window > 0:
+        text = text[:window]
     needles = [compact(abstain_phrase), *(compact(m) for m in markers)]
     return any(n and n in text for n in needles)
 
@@ -185,6 +192,7 @@ def is_looping(text: str, word_ngram: int, char_ngram: int, repeats: int) -> boo
 class ScoreConfig:
     abstain: str  # params prompt.abstain
     abstain_markers: tuple[str, ...]  # evaluate.abstain_markers
+    abstain_window: int  # evaluate.abstain_window
     support_min_share: float  # evaluate.support_min_share
     loop_word_ngram: int
     loop_char_ngram: int
@@ -196,6 +204,7 @@ class ScoreConfig:
         return cls(
             abstain=prompt_cfg["abstain"],
             abstain_markers=tuple(evaluate_cfg["abstain_markers"]),
+            abstain_window=int(evaluate_cfg["abstain_window"]),
             support_min_share=float(evaluate_cfg["support_min_share"]),
             loop_word_ngram=int(evaluate_cfg["loop_word_ngram"]),
             loop_char_ngram=int(evaluate_cfg["loop_char_ngram"]),
@@ -212,7 +221,7 @@ def score_example(pred: dict[str, Any], context: str, cfg: ScoreConfig) -> dict[
     """
     answer, gold = pred["answer"], pred["gold_answer"]
     answerable = bool(pred["answerable"])
-    abst = abstained(answer, cfg.abstain, cfg.abstain_markers)
+    abst = abstained(answer, cfg.abstain, cfg.abstain_markers, cfg.abstain_window)
     empty = not normalize_answer(answer)
     looping = is_looping(answer, cfg.loop_word_ngram, cfg.loop_char_ngram, cfg.loop_repeats)
     over_length = not pred["hit_eos"]
@@ -233,18 +242,27 @@ def score_example(pred: dict[str, Any], context: str, cfg: ScoreConfig) -> dict[
         "format_fail": empty or looping or over_length,
     }
     s["failure"] = classify_failure(pred, s, cfg.correct_f1)
+    s["correct"] = s["failure"] == "ok"
     return s
 
 
 def classify_failure(pred: dict[str, Any], s: dict[str, Any], correct_f1: float) -> str:
     """One failure label per example (first that applies), or 'ok'.
 
-    format → missed_abstention (unanswerable, answered) → retrieval_miss (gold not
-    retrieved and not answered correctly) → wrong_abstention → hallucination (answer
-    not supported by the context) → wrong_fact (supported but not the gold answer).
+    format (empty or looping) → missed_abstention (unanswerable, answered) →
+    retrieval_miss (gold not retrieved, not answered correctly) → wrong_abstention →
+    hallucination (answer not supported by the context) → wrong_fact (supported but
+    not the gold answer). A right answer that ran past max_new_tokens without EOS is
+    a format failure too; a wrong one keeps its content label, so a model that never
+    stops still shows what it got wrong.
     """
-    if s["format_fail"]:
+    if s["empty"] or s["looping"]:
         return "format"
+    label = _content_failure(pred, s, correct_f1)
+    return "format" if label == "ok" and s["over_length"] else label
+
+
+def _content_failure(pred: dict[str, Any], s: dict[str, Any], correct_f1: float) -> str:
     if not pred["answerable"]:
         return "ok" if s["abstained"] else "missed_abstention"
     correct = not s["abstained"] and (s["contains"] or s["em"] or s["f1_morph"] >= correct_f1)
@@ -286,13 +304,16 @@ def _ratio_parts(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> d
     tp, fp, fn = unans * abst, (1 - unans) * abst, unans * (1 - abst)
     latency = np.array([float(p.get("latency_s", 0.0)) for p in preds])
     tokens = np.array([float(p.get("new_tokens", 0)) for p in preds])
-    parts = {k: mean_of(k) for k in ("em", "contains", "f1_morph", "f1_char", "rouge_l_char", "citation_ok", "supported")}
+    parts = {
+        k: mean_of(k) for k in ("em", "contains", "f1_morph", "f1_char", "rouge_l_char", "citation_ok", "supported")
+    }
     parts.update(
         {
             "abstain_p": (tp, tp + fp),
             "abstain_r": (tp, tp + fn),
             "abstain_f1": (2 * tp, 2 * tp + fp + fn),
             "abstain_rate": (abst, ones),
+            "correct": (np.array([float(s["correct"]) for s in scores]), ones),
             "format_fail": (np.array([float(s["format_fail"]) for s in scores]), ones),
             "empty": (np.array([float(s["empty"]) for s in scores]), ones),
             "looping": (np.array([float(s["looping"]) for s in scores]), ones),
@@ -305,6 +326,7 @@ def _ratio_parts(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> d
 
 
 METRICS: tuple[Metric, ...] = (
+    Metric("correct", ("correct",), True),
     Metric("em", ("answer", "em"), True),
     Metric("contains", ("answer", "contains"), True),
     Metric("f1_morph", ("answer", "f1_morph"), True),
@@ -399,7 +421,7 @@ def paired_bootstrap(
         deltas = (weights @ tn) / (weights @ td) - (weights @ bn) / (weights @ bd)
     deltas = deltas[~np.isnan(deltas)]
     alpha = (1.0 - ci) / 2
-    lo, hi = (np.quantile(deltas, [alpha, 1 - alpha]) if deltas.size else (np.nan, np.nan))
+    lo, hi = np.quantile(deltas, [alpha, 1 - alpha]) if deltas.size else (np.nan, np.nan)
     delta = t_val - b_val
     return {
         "baseline": _round(b_val),

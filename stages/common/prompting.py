@@ -24,9 +24,7 @@ def user_message(question: str, chunks: list[dict[str, Any]], max_chars: int) ->
     return f"문서:\n{context}\n\n질문: {question}"
 
 
-def build_messages(
-    question: str, chunks: list[dict[str, Any]], system: str, max_chars: int
-) -> list[dict[str, str]]:
+def build_messages(question: str, chunks: list[dict[str, Any]], system: str, max_chars: int) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": user_message(question, chunks, max_chars)},

@@ -1,0 +1,289 @@
+"""evaluate: answer the test split with RAG (retrieve → prompt → greedy generate) and score it.
+
+    python -m stages.evaluate --name baseline  --base models/base --index data/index --qa data/qa \
+        --out data/eval/baseline --metrics metrics/eval/baseline.json
+    python -m stages.evaluate --name finetuned --base models/base --adapter models/adapter ...
+
+Baseline and fine-tuned runs share everything — retriever, prompt (built by
+stages.common.prompting, the code the sft stage trains on), decoding — except
+the LoRA adapter, which is merged into the base weights for the fine-tuned run.
+Chunks stay in retrieval order (sft shuffles them; at test time there is no
+gold to hide). Outputs: predictions.jsonl (one record per question, with
+per-example scores) and the metrics json (stages.common.metrics.aggregate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from stages.common import metrics as M
+from stages.common import params as P
+from stages.common.env import setup_env
+from stages.common.errors import UserError, run_cli
+from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
+from stages.common.prompting import build_messages, cited_ids, format_chunk
+from stages.common.retrieval import Retriever
+
+log = logging.getLogger("evaluate")
+
+DTYPES = ("bfloat16", "float32", "float16")
+QUESTION_KEYS = ("id", "question", "answer", "answerable", "type", "chunk_id")
+
+
+# ---------------------------------------------------------------- inputs
+def load_questions(qa_dir: Path, limit: int) -> list[dict[str, Any]]:
+    path = qa_dir / "test.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path}: not found (run the synthesize stage first)")
+    questions = read_jsonl(path)
+    if not questions:
+        raise UserError(f"{path}: empty test split")
+    for n, q in enumerate(questions, start=1):
+        missing = [k for k in QUESTION_KEYS if k not in q]
+        if missing:
+            raise UserError(f"{path}: record {n} lacks {', '.join(missing)} (see docs/data-contracts.md)")
+    return questions[:limit] if limit > 0 else questions
+
+
+def retrieve(retriever: Retriever, questions: list[dict[str, Any]], k: int, method: str) -> list[list[dict[str, Any]]]:
+    ranked = retriever.rank([q["question"] for q in questions], k, method)
+    return [[retriever.by_id[cid] for cid in ids] for ids in ranked]
+
+
+def build_prompts(
+    tokenizer, questions: list[dict[str, Any]], contexts: list[list[dict[str, Any]]], system: str, max_chars: int
+) -> list[str]:
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError("the base model's tokenizer has no chat template (re-run prepare_model)")
+    return [
+        tokenizer.apply_chat_template(
+            build_messages(q["question"], chunks, system, max_chars), tokenize=False, add_generation_prompt=True
+        )
+        for q, chunks in zip(questions, contexts, strict=True)
+    ]
+
+
+def context_text(chunks: list[dict[str, Any]], max_chars: int) -> str:
+    """The context exactly as the prompt shows it (what an answer may rely on)."""
+    return "\n\n".join(format_chunk(c, max_chars) for c in chunks)
+
+
+# ---------------------------------------------------------------- model
+def resolve_dtype(name: str):
+    import torch
+
+    if name not in DTYPES:
+        raise UserError(f"params: evaluate.dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return getattr(torch, name)
+
+
+def load_model(base: Path, adapter: Path | None, device: str, dtype: str):
+    """Base model (+ merged LoRA adapter) and its tokenizer, ready for left-padded batched generation."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (base / "config.json").is_file():
+        raise UserError(f"{base}: not a model folder (run the prepare_model stage first)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"params: evaluate.device={device!r} but torch sees no CUDA GPU")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Merge in fp32, then cast: added straight into bf16 weights, small LoRA deltas would round away.
+    # (bf16 -> fp32 -> bf16 is exact, so the base weights stay identical to the baseline's.)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32 if adapter else resolve_dtype(dtype))
+    if adapter is not None:
+        from peft import PeftModel
+
+        if not (adapter / "adapter_config.json").is_file():
+            raise UserError(f"{adapter}: no adapter_config.json (run the train stage first)")
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        model = model.to(resolve_dtype(dtype))
+    model.to(device).eval()
+    return model, tokenizer
+
+
+def split_generation(tokens: list[int], eos_id: int | list[int]) -> tuple[list[int], bool]:
+    """Generated ids up to (not including) the first EOS, and whether an EOS came."""
+    eos = set(eos_id) if isinstance(eos_id, list | tuple | set) else {eos_id}
+    for i, tok in enumerate(tokens):
+        if tok in eos:
+            return tokens[:i], True
+    return tokens, False
+
+
+def eos_ids(model, tokenizer) -> list[int]:
+    """Every id that ends an answer: the tokenizer's EOS plus the model's generation_config EOS (may be a list)."""
+    ids = [tokenizer.eos_token_id]
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids += gen_eos if isinstance(gen_eos, list) else [gen_eos]
+    return sorted({i for i in ids if i is not None})
+
+
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[dict[str, Any]]:
+    """Greedy decoding, left-padded batches of similar length; per-example latency = share of batch time."""
+    import torch
+    from transformers import GenerationConfig
+
+    eos_id = eos_ids(model, tokenizer)
+    gen_cfg = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=eos_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))  # less padding per batch
+    results: list[dict[str, Any] | None] = [None] * len(prompts)
+    total_tokens, total_time = 0, 0.0
+    bar = tqdm(range(0, len(order), batch_size), desc="generate", unit="batch")
+    for start in bar:
+        idx = order[start : start + batch_size]
+        # The chat template already writes BOS: no special tokens added here.
+        enc = tokenizer([prompts[i] for i in idx], add_special_tokens=False, padding=True, return_tensors="pt").to(
+            model.device
+        )
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(**enc, generation_config=gen_cfg)
+        elapsed = time.perf_counter() - t0
+        new = out[:, enc["input_ids"].shape[1] :].tolist()
+        for row, i in enumerate(idx):
+            ids, hit_eos = split_generation(new[row], eos_id)
+            n_new = len(ids) + int(hit_eos)
+            total_tokens += n_new
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            results[i] = {
+                "answer": unicodedata.normalize("NFC", text).strip(),
+                "new_tokens": n_new,
+                "hit_eos": hit_eos,
+                "prompt_tokens": lengths[i],
+                "latency_s": round(elapsed / len(idx), 4),
+            }
+        total_time += elapsed
+        bar.set_postfix(tok_s=f"{total_tokens / max(total_time, 1e-9):.1f}")
+    log.info(
+        "generated %d tokens in %.1f s: %.1f tokens/s, %.2f s/question",
+        total_tokens,
+        total_time,
+        total_tokens / max(total_time, 1e-9),
+        total_time / max(len(prompts), 1),
+    )
+    return [r for r in results if r is not None]
+
+
+# ---------------------------------------------------------------- predictions
+def make_predictions(
+    questions: list[dict[str, Any]],
+    contexts: list[list[dict[str, Any]]],
+    generations: list[dict[str, Any]],
+    score_cfg: M.ScoreConfig,
+    max_chars: int,
+) -> list[dict[str, Any]]:
+    preds = []
+    for q, chunks, g in zip(questions, contexts, generations, strict=True):
+        pred = {
+            "id": q["id"],
+            "question": q["question"],
+            "type": q["type"],
+            "fact": q.get("fact"),
+            "answerable": bool(q["answerable"]),
+            "gold_answer": q["answer"],
+            "gold_chunk_id": q["chunk_id"],
+            "retrieved_ids": [c["chunk_id"] for c in chunks],
+            "answer": g["answer"],
+            "cited_ids": cited_ids(g["answer"]),
+            "latency_s": g["latency_s"],
+            "new_tokens": g["new_tokens"],
+            "prompt_tokens": g["prompt_tokens"],
+            "hit_eos": g["hit_eos"],
+        }
+        pred["scores"] = M.score_example(pred, context_text(chunks, max_chars), score_cfg)
+        preds.append(pred)
+    return preds
+
+
+def run(
+    questions: list[dict[str, Any]],
+    retriever: Retriever,
+    model,
+    tokenizer,
+    params: dict[str, Any],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Retrieve, prompt, generate and score; returns (predictions, metrics). Pure apart from the model."""
+    ecfg, rcfg, pcfg, scfg = params["evaluate"], params["retrieval"], params["prompt"], params["sft"]
+    k = P.require(rcfg, "top_k", int, "retrieval")
+    max_chars = P.require(scfg, "max_context_chars", int, "sft")
+    max_new = P.require(ecfg, "max_new_tokens", int, "evaluate")
+    batch_size = P.require(ecfg, "batch_size", int, "evaluate")
+    if max_new < 1 or batch_size < 1:
+        raise UserError("params: evaluate.max_new_tokens and evaluate.batch_size must be ≥ 1")
+    contexts = retrieve(retriever, questions, k, rcfg["method"])
+    prompts = build_prompts(tokenizer, questions, contexts, pcfg["system"], max_chars)
+    generations = generate(model, tokenizer, prompts, max_new, batch_size)
+    preds = make_predictions(questions, contexts, generations, M.ScoreConfig.from_params(ecfg, pcfg), max_chars)
+    report = M.aggregate([p["scores"] for p in preds], preds)
+    return preds, report
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--name", required=True, help="run name: baseline | finetuned")
+    ap.add_argument("--base", type=Path, required=True, help="base model folder (prepare_model)")
+    ap.add_argument("--adapter", type=Path, default=None, help="LoRA adapter folder (train); omit for the baseline")
+    ap.add_argument("--index", type=Path, required=True)
+    ap.add_argument("--qa", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="folder for predictions.jsonl")
+    ap.add_argument("--metrics", type=Path, required=True, help="metrics json to write")
+    ap.add_argument("--params", type=Path, default=P.DEFAULT_PARAMS)
+    args = ap.parse_args(argv)
+
+    params = P.load(args.params, "evaluate", "retrieval", "prompt", "sft", "machine")
+    setup_env(offline=params["machine"].get("offline", True))
+    ecfg = params["evaluate"]
+    device = P.require(ecfg, "device", str, "evaluate")
+    dtype = P.require(ecfg, "dtype", str, "evaluate")
+    limit = P.require(ecfg, "limit", int, "evaluate")
+
+    questions = load_questions(args.qa, limit)
+    retriever = Retriever.load(args.index, with_dense=params["retrieval"]["method"] != "bm25")
+    t0 = time.perf_counter()
+    model, tokenizer = load_model(args.base, args.adapter, device, dtype)
+    log.info(
+        "%s: model loaded in %.1f s (%s, %s%s)",
+        args.name,
+        time.perf_counter() - t0,
+        device,
+        dtype,
+        ", adapter merged" if args.adapter else "",
+    )
+    preds, report = run(questions, retriever, model, tokenizer, params)
+
+    with atomic_dir(args.out) as tmp:
+        dump_jsonl(tmp / "predictions.jsonl", preds)
+    write_json(args.metrics, report)
+    a = report["answer"]
+    log.info(
+        "%s: n=%d em=%s f1_char=%s abstain_f1=%s faithfulness=%s format_fail=%s",
+        args.name,
+        report["n"],
+        a["em"],
+        a["f1_char"],
+        report["abstention"]["f1"],
+        report["faithfulness"],
+        report["format"]["fail_rate"],
+    )
+
+
+if __name__ == "__main__":
+    run_cli(main)
