@@ -1,0 +1,544 @@
+"""Layout for the parse stage (private to stages.parse): text-layer lines,
+normalisation, garbage detection, block typing, tables and reading order.
+
+Everything here is pure (plain data in, plain data out) except the two
+functions that read a PyMuPDF page (``textlayer_lines``, ``table_blocks``).
+Coordinates are PDF points, origin top-left, as PyMuPDF gives them.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+BBox = tuple[float, float, float, float]
+
+TEXT_TYPES = ("title", "text", "list", "table", "caption")
+DROPPED_FROM_MARKDOWN = ("header", "footer", "figure")
+
+
+@dataclass
+class Line:
+    """One text-layer line (a PyMuPDF line: spans on one baseline)."""
+
+    text: str  # raw span text joined, NFC
+    bbox: BBox
+    size: float  # median span font size, weighted by characters
+    bold: bool
+    spans: list[BBox] = field(default_factory=list)
+
+
+@dataclass
+class Block:
+    type: str
+    bbox: BBox
+    text: str
+    source: str  # textlayer | ocr
+    confidence: float | None = None
+    font_size: float | None = None
+    level: int | None = None
+    size: float | None = None  # font size (text layer) or line height in points (OCR): for title ranking
+    bold: bool = False
+    items: list[str] = field(default_factory=list)  # list items / table rows, for markdown
+
+    @property
+    def chars(self) -> int:
+        return sum(1 for c in self.text if not c.isspace())
+
+
+# ---------------------------------------------------------------- text normalisation
+
+_LEADER = re.compile(r"(?:[…‥]+\s*)+[…‥.·]*|\.{3,}|·{3,}|ㆍ{3,}|_{3,}")
+_BULLET = re.compile(r"^\s*([•·▪▫◦●○■□◆◇▶►▸‣∙⁃◎❍➤✔✓\-–—])[\s\u00a0]*")
+_NUMBERED = re.compile(r"^\s*(?:\d{1,2}[.)]|\(\d{1,2}\)|[①-⑳])\s+")
+_SPACES = re.compile(r"\s+")
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def normalise(text: str) -> str:
+    """NFC, leader dots removed, whitespace collapsed, stripped."""
+    text = nfc(text).replace("\u00ad", "")
+    text = _LEADER.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+_ARAEA_DOT = re.compile(r"(?<=\S)\u318d(?=\S)")
+
+
+def normalise_ocr(text: str) -> str:
+    """``normalise`` plus OCR fixes: the araea 'ㆍ' Tesseract reads for a middle dot between words becomes '·'."""
+    return _ARAEA_DOT.sub("\u00b7", normalise(text))
+
+
+def list_marker(text: str) -> tuple[str | None, str]:
+    """('bullet'|'number'|None, text without a bullet glyph; numbers are kept)."""
+    m = _BULLET.match(text)
+    if m and text[m.end() :].strip():
+        return "bullet", text[m.end() :]
+    if _NUMBERED.match(text):
+        return "number", text
+    return None, text
+
+
+def is_hangul(ch: str) -> bool:
+    return "\uac00" <= ch <= "\ud7a3" or "\u1100" <= ch <= "\u11ff" or "\u3130" <= ch <= "\u318f"
+
+
+def is_content(ch: str) -> bool:
+    """Hangul syllables, letters and digits; lone jamo (ㅁ, ㅣ: OCR noise from lines and dots) are not."""
+    if "\uac00" <= ch <= "\ud7a3":
+        return True
+    return ch.isalnum() and not is_hangul(ch)
+
+
+_OCR_JUNK = "|¦‖『』「」【】^~_=`\\<>@{}[]"
+
+
+def strip_ocr_junk(word: str) -> str:
+    """Strip OCR debris from a word's ends: stroke/frame glyphs (``|``, ``「``) and lone jamo (``ㅣ``, ``ㅁ``)."""
+
+    def junk(ch: str) -> bool:
+        return ch in _OCR_JUNK or ("\u3131" <= ch <= "\u318e" and ch != "\u318d")  # keep ㆍ (a Korean bullet)
+
+    start, end = 0, len(word)
+    while start < end and junk(word[start]):
+        start += 1
+    while end > start and junk(word[end - 1]):
+        end -= 1
+    return word[start:end]
+
+
+def content_share(text: str) -> float:
+    """Share of non-space characters that are content characters (``is_content``)."""
+    chars = [c for c in text if not c.isspace()]
+    if not chars:
+        return 0.0
+    return sum(1 for c in chars if is_content(c)) / len(chars)
+
+
+def join_lines(lines: list[str], wrapped: list[bool]) -> str:
+    """Join the lines of one paragraph.
+
+    ``wrapped[i]`` says line i was broken by the line width inside a word
+    (see ``_wrapped``): then a Hangul-Hangul boundary is joined directly
+    (Korean brochures break words anywhere); every other join is a space.
+    """
+    out = ""
+    for i, line in enumerate(lines):
+        if not line:
+            continue
+        if out:
+            glue = " "
+            if wrapped[i - 1] and is_hangul(out[-1]) and is_hangul(line[0]):
+                glue = ""
+            out += glue
+        out += line
+    return out
+
+
+# ---------------------------------------------------------------- garbage text layers
+
+_CID = re.compile(r"\(cid:\d+\)")
+
+
+def textlayer_verdict(text: str, cfg: Any) -> tuple[str, str | None]:
+    """('ok', None), ('sparse', why) or ('garbage', why) for a page's text layer.
+
+    Sparse: fewer than ``textlayer_min_chars`` characters (the page is OCR'd
+    whole, the few text-layer lines are kept). Garbage (the text layer is
+    dropped and the page OCR'd): a high share of replacement (U+FFFD),
+    private-use, control or ``(cid:N)`` characters; or no Hangul at all while
+    most letters are Latin-1 accented/symbol characters (a Korean encoding read
+    as Latin-1: 'ÇÑ±¹¾î').
+    """
+    text = nfc(text)
+    cids = len(_CID.findall(text))
+    chars = [c for c in _CID.sub("", text) if not c.isspace()]
+    total = len(chars) + cids  # a (cid:N) placeholder stands for one character
+    if total < cfg.textlayer_min_chars:
+        return "sparse", f"{total} text-layer characters"
+    bad = cids + sum(1 for c in chars if c == "\ufffd" or unicodedata.category(c) in ("Co", "Cc", "Cs", "Cn"))
+    if bad / total > cfg.garbage_max_share:
+        return "garbage", f"{bad} of {total} characters are replacement/private-use/control/CID"
+    hangul = sum(1 for c in chars if is_hangul(c))
+    latin1 = sum(1 for c in chars if "\u00a1" <= c <= "\u00ff")
+    if hangul == 0 and latin1 / max(len(chars), 1) > cfg.garbage_max_share:
+        return "garbage", f"no Hangul and {latin1} of {len(chars)} characters are Latin-1 symbols (mis-encoded text)"
+    return "ok", None
+
+
+# ---------------------------------------------------------------- text layer
+
+_BOLD_FONT = re.compile(r"bold|black|heavy|extrab", re.IGNORECASE)
+
+
+def textlayer_lines(page_dict: dict) -> list[list[Line]]:
+    """Lines grouped by PyMuPDF text block (``page.get_text('dict')``)."""
+    groups: list[list[Line]] = []
+    for block in page_dict.get("blocks", []):
+        if block.get("type", 0) != 0:
+            continue
+        lines: list[Line] = []
+        for line in block.get("lines", []):
+            spans = [s for s in line.get("spans", []) if s.get("text")]
+            text = nfc("".join(s["text"] for s in spans))
+            if not text.strip():
+                continue
+            weights = [max(1, len(s["text"].strip())) for s in spans]
+            sizes = [s["size"] for s in spans]
+            size = _weighted_median(sizes, weights)
+            bold_chars = sum(
+                w
+                for s, w in zip(spans, weights, strict=True)
+                if s.get("flags", 0) & 16 or _BOLD_FONT.search(s.get("font", ""))
+            )
+            lines.append(
+                Line(
+                    text=text,
+                    bbox=tuple(line["bbox"]),
+                    size=round(size, 2),
+                    bold=bold_chars * 2 >= sum(weights),
+                    spans=[tuple(s["bbox"]) for s in spans if s["text"].strip()],
+                )
+            )
+        if lines:
+            groups.append(lines)
+    return groups
+
+
+def _weighted_median(values: list[float], weights: list[int]) -> float:
+    pairs = sorted(zip(values, weights, strict=True))
+    half = sum(weights) / 2
+    acc = 0
+    for value, weight in pairs:
+        acc += weight
+        if acc >= half:
+            return value
+    return pairs[-1][0]
+
+
+def body_size(lines: list[Line]) -> float | None:
+    """The page's body font size: median line size weighted by characters."""
+    if not lines:
+        return None
+    return _weighted_median([ln.size for ln in lines], [max(1, len(ln.text.strip())) for ln in lines])
+
+
+def split_strips(lines: list[Line], cfg: Any) -> list[list[Line]]:
+    """Split a PyMuPDF block at vertical gaps (>= ``column_min_gap``) that no line crosses.
+
+    PyMuPDF groups lines that share baselines into one block even across a
+    column gutter; the columns come apart here, left to right.
+    """
+    if len(lines) < 2:
+        return [lines]
+    spans = sorted((ln.bbox[0], ln.bbox[2]) for ln in lines)
+    cuts = []
+    reach = spans[0][1]
+    for x0, x1 in spans[1:]:
+        if x0 - reach >= cfg.column_min_gap:
+            cuts.append((reach + x0) / 2)
+        reach = max(reach, x1)
+    if not cuts:
+        return [lines]
+    edges = [float("-inf"), *cuts, float("inf")]
+    strips = [[ln for ln in lines if lo <= ln.bbox[0] < hi] for lo, hi in zip(edges, edges[1:], strict=False)]
+    return [s for s in strips if s]
+
+
+def merge_rows(lines: list[Line]) -> list[Line]:
+    """Merge PyMuPDF lines that sit side by side on one row (tab-separated fields) into one line."""
+    out: list[Line] = []
+    for ln in lines:
+        prev = out[-1] if out else None
+        if prev is not None and ln.bbox[0] >= prev.bbox[2] - 1 and _v_overlap(prev.bbox, ln.bbox) >= 0.5:
+            glue = "" if prev.text[-1:].isspace() or ln.text[:1].isspace() else " "
+            weights = [max(1, len(prev.text.strip())), max(1, len(ln.text.strip()))]
+            out[-1] = Line(
+                text=prev.text + glue + ln.text,
+                bbox=_union([prev.bbox, ln.bbox]),
+                size=_weighted_median([prev.size, ln.size], weights),
+                bold=prev.bold if weights[0] >= weights[1] else ln.bold,
+                spans=prev.spans + ln.spans,
+            )
+        else:
+            out.append(ln)
+    return out
+
+
+def _v_overlap(a: BBox, b: BBox) -> float:
+    """Vertical overlap as a share of the shorter box's height."""
+    inter = min(a[3], b[3]) - max(a[1], b[1])
+    return inter / max(min(a[3] - a[1], b[3] - b[1]), 1e-6)
+
+
+def blocks_from_lines(groups: list[list[Line]], cfg: Any) -> list[Block]:
+    """Turn PyMuPDF blocks into blocks: rows merged, split at font-size changes, big gaps and list
+    starts, and consecutive pieces of one paragraph that PyMuPDF split re-joined."""
+    runs: list[tuple[list[Line], bool]] = []
+    for lines in (strip for group in groups for strip in split_strips(group, cfg)):
+        run: list[Line] = []
+        run_list = False
+        for line in merge_rows(lines):
+            marker, _ = list_marker(line.text)
+            if run and (_size_change(run, line, cfg) or _big_gap(run[-1], line, cfg) or (marker and not run_list)):
+                runs.append((run, run_list))
+                run = []
+            if not run:
+                run_list = marker is not None
+            run.append(line)
+        if run:
+            runs.append((run, run_list))
+    merged: list[tuple[list[Line], bool]] = []
+    for run, is_list in runs:
+        if merged and _continues(merged[-1], (run, is_list), cfg):
+            merged[-1] = (merged[-1][0] + run, merged[-1][1])
+        else:
+            merged.append((run, is_list))
+    blocks = [_make_block(run, is_list, cfg) for run, is_list in merged]
+    return [b for b in blocks if b.text]
+
+
+def _size_change(run: list[Line], line: Line, cfg: Any) -> bool:
+    ref = statistics.median(ln.size for ln in run)
+    return abs(line.size - ref) > cfg.block_split_size_ratio * ref
+
+
+def _big_gap(prev: Line, line: Line, cfg: Any) -> bool:
+    return line.bbox[1] - prev.bbox[3] > cfg.paragraph_gap * (prev.bbox[3] - prev.bbox[1])
+
+
+def _bold(lines: list[Line]) -> bool:
+    return sum(len(ln.text) for ln in lines if ln.bold) * 2 >= sum(len(ln.text) for ln in lines)
+
+
+def _continues(prev: tuple[list[Line], bool], cur: tuple[list[Line], bool], cfg: Any) -> bool:
+    """Is ``cur`` the next piece of the paragraph ``prev`` (same style, same left edge, normal line gap)?"""
+    (plines, plist), (clines, clist) = prev, cur
+    if clist and not plist:
+        return False  # a list starts after a paragraph
+    if not clist and list_marker(clines[0].text)[0] is not None:
+        return False
+    if not plist and _bold(plines) != _bold(clines):
+        return False
+    last, first = plines[-1], clines[0]
+    if _size_change(plines, first, cfg) or _big_gap(last, first, cfg) or first.bbox[1] < last.bbox[1]:
+        return False
+    left = min(ln.bbox[0] for ln in plines)
+    return abs(first.bbox[0] - left) <= cfg.line_tolerance or (plist and first.bbox[0] > left)
+
+
+def _wrapped(lines: list[Line], cfg: Any) -> list[bool]:
+    """Was each line broken by the width inside a word?
+
+    Yes when it has no trailing space and ends within ``wrap_margin`` x font
+    size of the block's right margin, and that margin is real: reached by at
+    least two lines, or the block is a two-line paragraph. (A lone widest line
+    of a box of tab-separated fields is not wrapped.)
+    """
+    right = max(ln.bbox[2] for ln in lines)
+    reach = [ln.bbox[2] >= right - cfg.wrap_margin * ln.size for ln in lines]
+    margin_is_real = sum(reach) >= 2 or len(lines) == 2
+    return [margin_is_real and r and not ln.text[-1:].isspace() for ln, r in zip(lines, reach, strict=True)]
+
+
+def _make_block(lines: list[Line], is_list: bool, cfg: Any) -> Block:
+    bbox = _union([ln.bbox for ln in lines])
+    size = round(_weighted_median([ln.size for ln in lines], [max(1, len(ln.text.strip())) for ln in lines]), 2)
+    bold = _bold(lines)
+    wrapped = _wrapped(lines, cfg)
+    if is_list:
+        items: list[tuple[list[str], list[bool]]] = []
+        for ln, wrap in zip(lines, wrapped, strict=True):
+            marker, rest = list_marker(ln.text)
+            if marker or not items:
+                items.append(([], []))
+            items[-1][0].append(normalise(rest))
+            items[-1][1].append(wrap)
+        texts = [t for t in (join_lines(t, w) for t, w in items) if t]
+        return Block("list", bbox, "\n".join(texts), "textlayer", font_size=size, size=size, bold=bold, items=texts)
+    texts = [normalise(ln.text) for ln in lines]
+    return Block("text", bbox, join_lines(texts, wrapped), "textlayer", font_size=size, size=size, bold=bold)
+
+
+def table_blocks(page: Any, cfg: Any) -> list[Block]:
+    """Ruled tables found by PyMuPDF, as 'a | b | c' rows."""
+    out: list[Block] = []
+    try:
+        found = page.find_tables(strategy=cfg.table_strategy, use_layout=cfg.table_use_layout)
+    except Exception:  # find_tables fails on some vector soups; a page without tables is the safe answer
+        return out
+    for table in found.tables:
+        rows = []
+        for row in table.rows:
+            # cell text straight from the text layer: Table.extract() drops spaces and misplaces commas
+            cells = [normalise(page.get_textbox(cell)) if cell else "" for cell in row.cells]
+            if any(cells):
+                rows.append(" | ".join(cells))
+        if len(rows) < cfg.table_min_rows or table.col_count < cfg.table_min_cols:
+            continue
+        out.append(Block("table", tuple(table.bbox), "\n".join(rows), "textlayer", items=rows))
+    return out
+
+
+# ---------------------------------------------------------------- block typing
+
+
+def classify(blocks: list[Block], width: float, height: float, body: float | None, cfg: Any) -> None:
+    """Set header/footer/title on text and list blocks in place."""
+    top = cfg.header_band * height
+    bottom = height - cfg.header_band * height
+    for b in blocks:
+        if b.type not in ("text", "list", "title"):
+            continue
+        short = b.chars <= cfg.header_max_chars
+        if short and b.bbox[3] <= top:
+            b.type = "header"
+            continue
+        if short and b.bbox[1] >= bottom:
+            b.type = "footer"
+            continue
+        if b.type != "text" or body is None or b.size is None:
+            continue
+        if b.size >= cfg.title_size_ratio * body and b.chars <= cfg.title_max_chars:
+            b.type = "title"
+        elif b.bold and b.size >= body and b.chars <= cfg.title_bold_max_chars and "\n" not in b.text:
+            b.type = "title"
+
+
+def assign_levels(blocks: list[Block], max_levels: int) -> None:
+    """Heading level per title from its size rank over the whole document (1 = biggest)."""
+    sizes = sorted({round(b.size or 0.0) for b in blocks if b.type == "title"}, reverse=True)
+    rank = {s: min(i + 1, max_levels) for i, s in enumerate(sizes)}
+    for b in blocks:
+        b.level = rank[round(b.size or 0.0)] if b.type == "title" else None
+
+
+# ---------------------------------------------------------------- reading order
+
+
+def order_blocks(blocks: list[Block], cfg: Any) -> list[Block]:
+    """Column-aware reading order: headers, body (by column), figures, footers."""
+    headers = [b for b in blocks if b.type == "header"]
+    footers = [b for b in blocks if b.type == "footer"]
+    figures = [b for b in blocks if b.type == "figure"]
+    body = [b for b in blocks if b.type not in ("header", "footer", "figure")]
+    return (
+        _rows(headers, cfg.line_tolerance)
+        + _order(body, cfg)
+        + _rows(figures, cfg.line_tolerance)
+        + _rows(footers, cfg.line_tolerance)
+    )
+
+
+def _order(blocks: list[Block], cfg: Any) -> list[Block]:
+    if len(blocks) <= 1:
+        return list(blocks)
+    gutters = _gutters(blocks, cfg)
+    if not gutters:
+        return _rows(blocks, cfg.line_tolerance)
+    # blocks crossing a gutter (titles, full-width paragraphs and photos) separate column sections
+    separators = sorted(
+        (b for b in blocks if any(b.bbox[0] < g < b.bbox[2] for g in gutters)), key=lambda b: (b.bbox[1], b.bbox[0])
+    )
+    remaining = [b for b in blocks if not any(b is s for s in separators)]
+    edges = [float("-inf"), *gutters, float("inf")]
+    out: list[Block] = []
+    for i, limit in enumerate([s.bbox[1] for s in separators] + [float("inf")]):
+        section = [b for b in remaining if (b.bbox[1] + b.bbox[3]) / 2 < limit]
+        remaining = [b for b in remaining if not any(b is s for s in section)]
+        for lo, hi in zip(edges, edges[1:], strict=False):
+            column = [b for b in section if lo <= (b.bbox[0] + b.bbox[2]) / 2 < hi]
+            out.extend(_order(column, cfg) if len(column) < len(blocks) else _rows(column, cfg.line_tolerance))
+        if i < len(separators):
+            out.append(separators[i])
+    return out
+
+
+def _gutters(blocks: list[Block], cfg: Any) -> list[float]:
+    """x positions of column gutters.
+
+    A gutter is an empty vertical band at least ``column_min_gap`` wide
+    between the blocks entirely left and entirely right of it (blocks crossing
+    it are ignored: they become section separators), with at least
+    ``column_min_chars_share`` of the region's characters on each side.
+    """
+    total = sum(b.chars for b in blocks) or 1
+    edges = sorted({b.bbox[0] for b in blocks} | {b.bbox[2] for b in blocks})
+    seen: set[tuple[float, float]] = set()
+    out = []
+    for a, b in zip(edges, edges[1:], strict=False):
+        g = (a + b) / 2
+        left = [x for x in blocks if x.bbox[2] <= g]
+        right = [x for x in blocks if x.bbox[0] >= g]
+        if not left or not right:
+            continue
+        band = (max(x.bbox[2] for x in left), min(x.bbox[0] for x in right))
+        if band[1] - band[0] < cfg.column_min_gap or band in seen:
+            continue
+        seen.add(band)
+        if min(sum(x.chars for x in left), sum(x.chars for x in right)) >= cfg.column_min_chars_share * total:
+            out.append((band[0] + band[1]) / 2)
+    return out
+
+
+def _rows(blocks: list[Block], tolerance: float) -> list[Block]:
+    """Top to bottom; blocks starting within ``tolerance`` points of each other read left to right."""
+    out: list[Block] = []
+    row: list[Block] = []
+    for b in sorted(blocks, key=lambda b: (b.bbox[1], b.bbox[0])):
+        if row and b.bbox[1] - row[0].bbox[1] > tolerance:
+            out.extend(sorted(row, key=lambda b: b.bbox[0]))
+            row = []
+        row.append(b)
+    out.extend(sorted(row, key=lambda b: b.bbox[0]))
+    return out
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def _union(boxes: list[BBox]) -> BBox:
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def area(b: BBox) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def intersection(a: BBox, b: BBox) -> float:
+    return area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+
+
+def covered_share(inner: BBox, outer: BBox) -> float:
+    """Share of ``inner``'s area inside ``outer``."""
+    a = area(inner)
+    return intersection(inner, outer) / a if a else 0.0
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    parts = []
+    for b in blocks:
+        if b.type in DROPPED_FROM_MARKDOWN or not b.text:
+            continue
+        if b.type == "title":
+            parts.append("#" * min(6, 1 + (b.level or 1)) + " " + b.text.replace("\n", " "))
+        elif b.type == "list":
+            parts.append("\n".join(f"- {item}" for item in (b.items or b.text.split("\n"))))
+        elif b.type == "table":
+            rows = b.items or b.text.split("\n")
+            if rows:
+                ncols = rows[0].count(" | ") + 1
+                parts.append("\n".join([f"| {rows[0]} |", "|" + " --- |" * ncols] + [f"| {r} |" for r in rows[1:]]))
+        else:
+            parts.append(b.text)
+    return "\n\n".join(parts) + ("\n" if parts else "")
