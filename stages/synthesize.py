@@ -376,6 +376,9 @@ def main(argv: list[str] | None = None) -> None:
     stats = counts(splits)
 
     from datasets import Dataset, DatasetDict
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # one bar per split for a few hundred rows is noise
 
     with atomic_dir(args.out) as tmp:
         for name, rows in splits.items():
