@@ -1,0 +1,138 @@
+"""Axolotl plugin used by ``stages.train`` (not a stage; loaded by Axolotl by name).
+
+    plugins: [stages.train_plugin.BrochureTrainPlugin]
+
+What it adds to a plain Axolotl run:
+
+* ``logits_on_labels_only: true`` computes the LM head and the cross-entropy
+  only at positions whose label is trained (the answer and its EOS). Stock
+  transformers models project *every* position onto the vocabulary; for
+  Gemma 3 that is a 262 144-wide fp32 matrix per prompt token, which dominates
+  CPU training time and memory for RAG prompts (~600 prompt tokens, ~20
+  answer tokens). The loss is the same number (sum of per-token CE over
+  labelled tokens / labelled-token count); only the work for unlabelled
+  positions, whose logits the loss never reads, is skipped.
+* ``final_eval: true`` forces an evaluation at the last step, so the run
+  always ends with a validation loss (Axolotl already evaluates at step 0
+  when ``eval_steps`` is set).
+* ``use_cpu: true`` passes ``use_cpu`` to the HF TrainingArguments, which
+  Axolotl never sets: without it bf16 autocast on CPU fails ("Your setup
+  doesn't support bf16/gpu").
+* ``state_file``: the trainer state (log history: per-step loss, eval loss,
+  token counts) is written there at the end of training; Axolotl only writes it
+  inside checkpoints, which ``stages.train`` does not keep.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from axolotl.integrations.base import BasePlugin
+from axolotl.utils.logging import get_logger
+from pydantic import BaseModel
+from transformers import TrainerCallback
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+log = get_logger("axolotl.brochure_plugin")  # Axolotl shows only loggers under "axolotl"
+IGNORE_INDEX = -100
+
+
+class BrochureTrainArgs(BaseModel):
+    """Config keys this plugin adds to the Axolotl schema."""
+
+    logits_on_labels_only: bool | None = None
+    final_eval: bool | None = None
+    state_file: str | None = None
+    use_cpu: bool | None = None
+
+
+def labelled_positions_forward(model: Any) -> Any:
+    """Return a forward for a ``*ForCausalLM`` that projects only labelled positions."""
+    original = model.forward
+    backbone, head = model.model, model.lm_head
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
+        if labels is None:  # generation / inference: the stock forward
+            return original(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        num_items = kwargs.pop("num_items_in_batch", None)
+        for unused in ("logits_to_keep", "use_cache", "return_dict"):
+            kwargs.pop(unused, None)
+        out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)
+        target = labels[:, 1:]
+        keep = target != IGNORE_INDEX
+        hidden = out.last_hidden_state[:, :-1, :][keep]
+        logits = head(hidden).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        loss = F.cross_entropy(logits, target[keep], reduction="sum")
+        denom = num_items if num_items is not None else keep.sum().clamp(min=1)
+        if torch.is_tensor(denom):
+            denom = denom.to(loss.device)
+        return CausalLMOutputWithPast(loss=loss / denom, logits=None)
+
+    return types.MethodType(forward, model)
+
+
+class _RunCallback(TrainerCallback):
+    def __init__(self, final_eval: bool, state_file: str | None):
+        self.final_eval = final_eval
+        self.state_file = state_file
+        self.info: dict[str, Any] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.t0 = time.perf_counter()
+        self.info["step_seconds"] = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step_t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # optimizer steps only: evaluation runs after on_step_end
+        self.info["step_seconds"] += time.perf_counter() - self.step_t0
+        # Axolotl evaluates at step 0 (eval_on_start) and every eval_steps;
+        # make sure the last step is evaluated as well.
+        if self.final_eval and state.max_steps and state.global_step >= state.max_steps:
+            control.should_evaluate = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.info["train_seconds"] = time.perf_counter() - self.t0
+        if self.state_file:
+            path = Path(self.state_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            state.save_to_json(str(path))
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data["brochure_run_info"] = self.info
+            path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+class BrochureTrainPlugin(BasePlugin):
+    def get_input_args(self) -> str:
+        return "stages.train_plugin.BrochureTrainArgs"
+
+    def get_training_args(self, cfg):
+        return {"use_cpu": True} if cfg.use_cpu else None
+
+    def post_model_build(self, cfg, model):
+        if not cfg.logits_on_labels_only:
+            return
+        if not (hasattr(model, "model") and hasattr(model, "lm_head")):
+            log.warning("logits_on_labels_only: %s has no .model/.lm_head; using its own forward", type(model).__name__)
+            return
+        model.forward = labelled_positions_forward(model)
+        log.info("logits_on_labels_only: LM head computed only at labelled positions")
+
+    def add_callbacks_post_trainer(self, cfg, trainer):
+        callback = _RunCallback(bool(cfg.final_eval), cfg.state_file)
+        # rows that survived Axolotl's filtering (rows longer than sequence_len are dropped)
+        for key, dataset in (("train_examples", trainer.train_dataset), ("eval_examples", trainer.eval_dataset)):
+            if dataset is not None:
+                callback.info[key] = len(dataset)
+        return [callback]

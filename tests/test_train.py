@@ -1,0 +1,271 @@
+"""stages.train: config rendering, EOS labelling as Axolotl tokenises, a real tiny Axolotl run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import train as stage
+from stages.common import params
+from stages.common.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_train_params(profile: str = "cpu") -> dict:
+    raw = params.load_raw(REPO / "params.yaml")
+    raw["profile"] = profile
+    return params.section(raw, "train")
+
+
+def render(train: dict, base_cfg: dict | None = None) -> dict:
+    base_cfg = stage.load_base_config(REPO / train["axolotl_config"]) if base_cfg is None else base_cfg
+    return stage.render_config(
+        base_cfg, train, base_model=Path("models/base"), data=Path("data/sft"), output_dir=Path("models/adapter")
+    )
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+@pytest.mark.parametrize("profile", ["cpu", "runpod"])
+def test_repo_params_render_for_every_profile(profile):
+    train = repo_train_params(profile)
+    cfg = render(train)
+    assert cfg["base_model"] == "models/base"
+    assert cfg["datasets"][0]["path"] == "data/sft/train.jsonl"
+    assert cfg["test_datasets"][0]["path"] == "data/sft/validation.jsonl"
+    for ds in cfg["datasets"] + cfg["test_datasets"]:
+        assert ds["type"] == "chat_template"
+        assert ds["field_messages"] == "messages"
+        assert ds["roles_to_train"] == ["assistant"]
+        assert ds["train_on_eos"] == "turn"
+    assert cfg["chat_template"] == "tokenizer_default"
+    assert cfg["output_dir"] == "models/adapter"
+    assert stage.PLUGIN in cfg["plugins"]
+    assert cfg["eval_steps"] == train["eval_steps"]
+    # the recorded YAML round-trips
+    assert yaml.safe_load(stage.dump_yaml(cfg)) == cfg
+
+
+def test_params_change_shows_up_in_resolved_yaml():
+    train = repo_train_params()
+    a = render({**train, "lora_r": 8, "learning_rate": 1e-4, "sequence_len": 512})
+    b = render({**train, "lora_r": 32, "learning_rate": 3e-4, "sequence_len": 768})
+    assert (a["lora_r"], a["learning_rate"], a["sequence_len"]) == (8, 1e-4, 512)
+    assert (b["lora_r"], b["learning_rate"], b["sequence_len"]) == (32, 3e-4, 768)
+    assert "lora_r: 32" in stage.dump_yaml(b)
+
+
+def test_max_steps_zero_means_epochs():
+    train = repo_train_params()
+    assert "max_steps" not in render({**train, "max_steps": 0})
+    assert render({**train, "max_steps": 7})["max_steps"] == 7
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"lora_rank": 8}, "unknown key train.lora_rank"),
+        ({"lora_r": "8"}, "train.lora_r must be int"),
+        ({"lora_r": True}, "train.lora_r must be int"),
+        ({"micro_batch_size": 0}, "train.micro_batch_size must be > 0"),
+        ({"max_steps": -1}, "train.max_steps must be >= 0"),
+        ({"lora_target_modules": []}, "lora_target_modules"),
+    ],
+)
+def test_bad_train_params_are_user_errors(change, message):
+    with pytest.raises(UserError, match=message):
+        render({**repo_train_params(), **change}, base_cfg={})
+
+
+def test_missing_train_key_is_a_user_error():
+    train = repo_train_params()
+    del train["learning_rate"]
+    with pytest.raises(UserError, match="missing train.learning_rate"):
+        render(train, base_cfg={})
+
+
+def test_base_config_may_not_set_params_owned_keys(tmp_path):
+    bad = tmp_path / "base.yaml"
+    bad.write_text("adapter: lora\nlearning_rate: 0.1\n", encoding="utf-8")
+    with pytest.raises(UserError, match="sets learning_rate"):
+        stage.load_base_config(bad)
+    with pytest.raises(UserError, match="not found"):
+        stage.load_base_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("profile", ["cpu", "runpod"])
+def test_rendered_config_passes_axolotl_validation(profile):
+    """Axolotl's own schema accepts what we render (keys spelled right, plugin args known)."""
+    from axolotl.utils.config import prepare_plugins, validate_config
+    from axolotl.utils.dict import DictDefault
+
+    cfg = DictDefault(render(repo_train_params(profile)))
+    prepare_plugins(cfg)
+    gpu = profile == "runpod"
+    caps = {"bf16": gpu, "fp8": False, "n_gpu": 1, "n_node": 1, "tf32": gpu}
+    out = validate_config(cfg, capabilities=caps, env_capabilities={"torch_version": "2.13.0"})
+    assert out["logits_on_labels_only"] is True and out["final_eval"] is True
+    assert out["adapter"] == ("qlora" if gpu else "lora")
+    if not gpu:
+        assert out["use_cpu"] is True
+        assert not any(out[k] for k in ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel")), "Triton needs CUDA"
+
+
+# ----------------------------------------------------------------------------- EOS labels
+
+
+def tokenise_like_axolotl(tokenizer, row: dict, sequence_len: int = 2048) -> dict:
+    """Tokenise one row with Axolotl's own chat_template strategy and our dataset config."""
+    from axolotl.prompt_strategies.chat_template import load
+    from axolotl.utils.dict import DictDefault
+
+    ds_cfg = render(repo_train_params(), base_cfg={})["datasets"][0]
+    cfg = DictDefault({"chat_template": "tokenizer_default", "sequence_len": sequence_len, "train_on_inputs": False})
+    strategy = load(tokenizer, cfg, ds_cfg)
+    return strategy.tokenize_prompt(row)
+
+
+def assert_only_answer_and_eos_trained(tokenizer, row: dict, out: dict) -> None:
+    ids, labels = out["input_ids"], out["labels"]
+    assert len(ids) == len(labels)
+    eos = tokenizer.eos_token_id
+    eos_positions = [i for i, t in enumerate(ids) if t == eos]
+    assert len(eos_positions) == 1, "exactly one EOS: the end of the assistant turn"
+    e = eos_positions[0]
+    assert labels[e] == eos, "the assistant's EOS must carry a label so the model learns to stop"
+    # the prompt (system + user turn + '<start_of_turn>model\n') carries no label
+    prompt = tokenizer.apply_chat_template(row["messages"][:-1], add_generation_prompt=True, tokenize=False)
+    n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert ids[:n_prompt] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert all(lab == -100 for lab in labels[:n_prompt])
+    # the answer tokens are trained; nothing after the EOS is
+    assert all(lab == tok for lab, tok in zip(labels[n_prompt : e + 1], ids[n_prompt : e + 1], strict=True))
+    assert all(lab == -100 for lab in labels[e + 1 :])
+    answer = tokenizer.decode(ids[n_prompt:e])
+    assert answer.strip() == row["messages"][-1]["content"]
+
+
+def test_eos_label_tiny_tokenizer(tiny_tokenizer):
+    from conftest import sft_rows
+
+    row = sft_rows(1)[0]
+    out = tokenise_like_axolotl(tiny_tokenizer, row)
+    assert_only_answer_and_eos_trained(tiny_tokenizer, row, out)
+
+
+@pytest.mark.skipif(not (REPO / "models/base/tokenizer.json").is_file(), reason="models/base not prepared")
+def test_eos_label_real_base_tokenizer():
+    from conftest import sft_rows
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(REPO / "models/base")
+    row = sft_rows(1)[0]
+    out = tokenise_like_axolotl(tokenizer, row)
+    assert_only_answer_and_eos_trained(tokenizer, row, out)
+    assert tokenizer.convert_ids_to_tokens(out["input_ids"][:2]) == ["<bos>", "<start_of_turn>"]
+
+
+# ----------------------------------------------------------------------------- a real run
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_tiny_axolotl_run_through_the_stage(tmp_path, tiny_model_dir, tiny_sft_dir, monkeypatch):
+    raw = params.load_raw(REPO / "params.yaml")
+    raw["profile"] = "cpu"
+    raw["profiles"]["cpu"]["train"]["axolotl_config"] = str(REPO / raw["profiles"]["cpu"]["train"]["axolotl_config"])
+    small = {"sequence_len": 256, "max_steps": 3, "micro_batch_size": 2, "gradient_accumulation_steps": 1}
+    small |= {"eval_steps": 2, "lora_r": 4, "lora_alpha": 8, "merge_adapter": True}
+    for key, value in small.items():  # each key lives either in train: or in the profile
+        where = raw["train"] if key in raw["train"] else raw["profiles"]["cpu"]["train"]
+        where[key] = value
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    for key in (
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_DATASETS_OFFLINE",
+        "DO_NOT_TRACK",
+        "AXOLOTL_DO_NOT_TRACK",
+    ):
+        monkeypatch.setenv(key, "1")
+    monkeypatch.chdir(tmp_path)
+
+    out, plots, metrics = tmp_path / "adapter", tmp_path / "plots", tmp_path / "metrics" / "train.json"
+    stage.main(
+        [
+            "--base", str(tiny_model_dir), "--data", str(tiny_sft_dir), "--out", str(out),
+            "--plots", str(plots), "--metrics", str(metrics), "--params", str(params_file),
+        ]
+    )  # fmt: skip
+
+    for name in ("adapter_model.safetensors", "adapter_config.json", "axolotl.yaml"):
+        assert (out / name).is_file(), name
+    assert not list(tmp_path.glob(".adapter.tmp-*")), "temp dir left behind"
+    recorded = yaml.safe_load((out / "axolotl.yaml").read_text(encoding="utf-8"))
+    assert recorded["max_steps"] == 3 and recorded["lora_r"] == 4
+    assert recorded["output_dir"] == str(out)
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
+    assert (out / "merged" / "model.safetensors").is_file() and (out / "merged" / "tokenizer.json").is_file()
+
+    m = json.loads(metrics.read_text(encoding="utf-8"))
+    train_rows = read_csv(plots / "train_loss.csv")
+    val_rows = read_csv(plots / "val_loss.csv")
+    assert m["steps"] == 3
+    assert [int(r["step"]) for r in train_rows] == [1, 2, 3]
+    assert all(math.isfinite(float(r["loss"])) for r in train_rows)
+    steps = [int(r["step"]) for r in val_rows]
+    assert steps[0] == 0 and steps[-1] == 3, "val loss before training and at the last step"
+    assert all(math.isfinite(float(r["val_loss"])) for r in val_rows)
+    assert m["train_examples"] == 16 and m["train_rows_dropped"] == 0
+    assert m["val_loss_first"] == pytest.approx(float(val_rows[0]["val_loss"]), abs=1e-5)
+    for key in ("train_loss_first", "train_loss_last", "val_loss_last", "wall_seconds", "peak_rss_mb", "tokens"):
+        assert m[key] is not None and math.isfinite(m[key]), key
+
+
+# ----------------------------------------------------------------------------- the plugin's loss
+
+
+def test_labelled_positions_loss_equals_full_vocab_loss(tiny_model_dir):
+    """logits_on_labels_only must give the same loss and gradients as the stock forward."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from stages.train_plugin import labelled_positions_forward
+
+    torch.manual_seed(0)
+    ids = torch.randint(5, 300, (2, 24))
+    labels = ids.clone()
+    labels[:, :15] = -100  # prompt
+    labels[1, 20:] = -100  # padding
+    mask = torch.ones_like(ids)
+    mask[1, 20:] = 0
+
+    def run(patched: bool, **kw):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        if patched:
+            model.forward = labelled_positions_forward(model)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels, **kw)
+        out.loss.backward()
+        return out.loss.detach(), model.model.layers[0].mlp.up_proj.weight.grad
+
+    for kw in ({}, {"num_items_in_batch": torch.tensor(7)}):
+        ref_loss, ref_grad = run(False, **kw)
+        loss, grad = run(True, **kw)
+        torch.testing.assert_close(loss, ref_loss)
+        torch.testing.assert_close(grad, ref_grad)
+    # without labels (generation) the stock forward runs and returns logits
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.forward = labelled_positions_forward(model)
+    assert model(input_ids=ids).logits.shape == (2, 24, model.config.vocab_size)
