@@ -37,6 +37,7 @@ fi
 # --- python environment ----------------------------------------------------------
 want=$( { echo "$TORCH_SPEC"; cat requirements.lock; "$PY" --version 2>&1; } | sha256sum | cut -d' ' -f1)
 if [ -z "${FORCE:-}" ] && [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  bash scripts/offline_plots.sh
   say "up to date (.venv matches requirements.lock)"
   exit 0
 fi
@@ -57,4 +58,5 @@ for mod in ("torch", "fitz", "pdf2image", "pytesseract", "kiwipiepy", "bm25s", "
     importlib.import_module(mod)
 EOF
 echo "$want" >"$STAMP"
+bash scripts/offline_plots.sh
 say "done: activate with '. .venv/bin/activate'"
