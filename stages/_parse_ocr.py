@@ -18,6 +18,7 @@ PDF points, filters noise and orders them with the text-layer blocks.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -107,6 +108,20 @@ def union_bbox(boxes: list[BBox]) -> BBox:
 # ---------------------------------------------------------------- Tesseract
 
 
+@contextlib.contextmanager
+def _env(name: str, value: str):
+    """Set one environment variable for the subprocesses started inside the block."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
 class TesseractEngine:
     """Tesseract through pytesseract; ``psm`` 3 = automatic page segmentation."""
 
@@ -123,7 +138,9 @@ class TesseractEngine:
         self.layout = layout
         # Tesseract's OpenMP threads fight each other (and our page workers) on
         # few cores: 1 thread per process was ~5x faster than the default on 2 cores.
-        os.environ["OMP_THREAD_LIMIT"] = str(threads)
+        # Set only around Tesseract runs: left in os.environ it leaks into every later
+        # subprocess of the same Python process (torch training under it gave NaN losses).
+        self.threads = threads
         try:
             listed = subprocess.run(
                 [pytesseract.pytesseract.tesseract_cmd, "--list-langs"], capture_output=True, text=True, check=True
@@ -169,14 +186,15 @@ class TesseractEngine:
                 Path(source).write_text("\n".join(paths) + "\n", encoding="utf-8")
             base = str(Path(tmp) / "out")
             # One run, two renderers: TSV for structure, txt for the spaces between words.
-            pt.run_tesseract(
-                source,
-                base,
-                extension="txt",
-                lang=self.lang,
-                config=f"--psm {self.psm} -c tessedit_create_tsv=1",
-                timeout=self.timeout_s * len(images),
-            )
+            with _env("OMP_THREAD_LIMIT", str(self.threads)):
+                pt.run_tesseract(
+                    source,
+                    base,
+                    extension="txt",
+                    lang=self.lang,
+                    config=f"--psm {self.psm} -c tessedit_create_tsv=1",
+                    timeout=self.timeout_s * len(images),
+                )
             tsv = Path(f"{base}.tsv").read_text(encoding="utf-8")
             txt = Path(f"{base}.txt").read_text(encoding="utf-8")
         rows = list(csv.DictReader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE))

@@ -212,6 +212,9 @@ def check_inputs(base: Path, data: Path) -> int:
 
 def run_axolotl(cfg_path: Path, cwd: Path) -> None:
     run_env = dict(os.environ)
+    # Measured: with OMP_THREAD_LIMIT=1 inherited (e.g. from a Tesseract setting), CPU training
+    # produced loss 0 / grad_norm NaN from the first step. Let torch pick its own thread count.
+    run_env.pop("OMP_THREAD_LIMIT", None)
     # stages.train_plugin must be importable by the Axolotl process.
     run_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), run_env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "axolotl.cli.train", str(cfg_path)]

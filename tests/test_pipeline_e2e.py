@@ -41,7 +41,8 @@ def small_params(tmp: Path) -> Path:
     cpu["evaluate"].update(limit=6)
     raw["prompt"]["system"] = "문서로 답하세요."
     raw["sft"]["max_context_chars"] = 60
-    raw["train"].update(micro_batch_size=2, eval_steps=1, lora_r=4, lora_alpha=8)
+    for key, value in {"micro_batch_size": 2, "gradient_accumulation_steps": 1, "eval_steps": 1, "lora_r": 4}.items():
+        (raw["train"] if key in raw["train"] else cpu["train"])[key] = value  # each key lives in one place
     raw["evaluate"].update(max_new_tokens=8, batch_size=3)
     raw["report"]["n_resamples"] = 50
     path = tmp / "params.yaml"
