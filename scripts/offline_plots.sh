@@ -16,7 +16,10 @@ if ! command -v npm >/dev/null; then
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && npm pack --silent "${PACKAGES[@]}" >/dev/null)
+if ! (cd "$work" && npm pack --silent "${PACKAGES[@]}" >/dev/null 2>&1); then
+  echo "offline_plots: npm registry unreachable; dvc plots show will need internet to draw" >&2
+  exit 0
+fi
 scripts=""
 for pkg in "${PACKAGES[@]}"; do
   name=${pkg%@*}

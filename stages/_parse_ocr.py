@@ -108,6 +108,14 @@ def union_bbox(boxes: list[BBox]) -> BBox:
 # ---------------------------------------------------------------- Tesseract
 
 
+def _tesseract_package(lang: str) -> str:
+    """Debian package of a Tesseract traineddata: 'kor' -> tesseract-ocr-kor, 'Hangul' -> tesseract-ocr-script-hang."""
+    scripts = {"Hangul": "hang", "Hangul_vert": "hang"}
+    if lang in scripts:
+        return f"tesseract-ocr-script-{scripts[lang]}"
+    return f"tesseract-ocr-{lang.lower().replace('_', '-')}"
+
+
 @contextlib.contextmanager
 def _env(name: str, value: str):
     """Set one environment variable for the subprocesses started inside the block."""
@@ -150,9 +158,10 @@ class TesseractEngine:
         langs = {ln.strip() for ln in listed.splitlines()[1:] if ln.strip()}
         missing = [part for part in lang.split("+") if part not in langs]
         if missing:
+            packages = " ".join(_tesseract_package(part) for part in missing)
             raise UserError(
                 f"tesseract has no language data for {'+'.join(missing)} "
-                f"(installed: {', '.join(sorted(langs))}; apt-get install tesseract-ocr-kor)"
+                f"(installed: {', '.join(sorted(langs))}; apt-get install {packages})"
             )
 
     def ocr(self, image: Any) -> list[OcrBlock]:

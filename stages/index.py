@@ -70,10 +70,18 @@ def main(argv: list[str] | None = None) -> None:
     spec, rcfg = params["index"], params["retrieval"]
     ks = sorted(P.require(rcfg, "eval_k", list, "retrieval"))
 
+    for path, stage in ((args.chunks / "chunks.jsonl", "chunk"), (args.qa / "test.jsonl", "synthesize")):
+        if not path.is_file():
+            raise UserError(f"{path}: not found (run the {stage} stage first)")
     chunks = read_jsonl(args.chunks / "chunks.jsonl")
     test = read_jsonl(args.qa / "test.jsonl")
     start = time.perf_counter()
-    retriever = Retriever.build(chunks, load_embedder(spec), P.require(rcfg, "rrf_k", int, "retrieval"))
+    retriever = Retriever.build(
+        chunks,
+        load_embedder(spec),
+        P.require(rcfg, "rrf_k", int, "retrieval"),
+        P.require(rcfg, "fusion_depth", int, "retrieval"),
+    )
     build_s = time.perf_counter() - start
     metrics = evaluate_retrievers(retriever, test, ks)
     metrics["embedder"] = spec["embedder"]  # type: ignore[assignment]
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         retriever.save(tmp, spec)
     write_json(args.metrics, metrics)
     write_text(args.plot, recall_curve_csv(metrics, ks))
-    k5 = f"recall@{min(5, max(ks))}"
+    k5 = f"recall@{max([k for k in ks if k <= 5] or ks[:1])}"
     log.info(
         "%d chunks indexed; %s",
         len(chunks),

@@ -53,7 +53,7 @@ from ._parse_layout import (
 )
 from ._parse_ocr import OcrBlock, OcrEngine, make_engine
 from .common import io, params
-from .common.env import setup_env
+from .common.env import check_machine, setup_env
 from .common.errors import UserError, run_cli
 
 log = logging.getLogger("parse")
@@ -630,6 +630,7 @@ def run(pdf: Path, out: Path, metrics_path: Path, truth_path: Path | None, param
     start = time.perf_counter()
     loaded = params.load(params_path, "parse", "machine")
     setup_env(offline=bool(loaded["machine"].get("offline", True)))
+    check_machine({"name": loaded["profile"], **loaded["machine"]})  # runpod: fail here, not inside PaddleOCR
     cfg = ParseConfig.from_params(loaded["parse"])
     truth = load_truth(truth_path) if truth_path else None
     for tool in ("pdftoppm", "pdfinfo"):

@@ -339,7 +339,7 @@ def table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 def verdict(m: M.Metric, r: dict[str, Any]) -> str:
     """▲ better / ▼ worse when the CI excludes 0, else '='."""
     lo, hi = r.get("ci_low"), r.get("ci_high")
-    if lo is None or hi is None:
+    if lo is None or hi is None or m.higher_is_better is None:
         return "–"
     if lo > 0 or hi < 0:
         better = (lo > 0) == m.higher_is_better
@@ -443,7 +443,7 @@ class Report:
         self.add(
             "",
             f"핵심 결과: 정답률 {fmt(o['correct']['baseline'])} → {fmt(o['correct']['finetuned'])} "
-            f"(Δ {fmt_delta(o['correct']['delta'])}, {int(comp['ci'] * 100)}% CI "
+            f"(Δ {fmt_delta(o['correct']['delta'])}, {int(round(comp['ci'] * 100))}% CI "
             f"{fmt_ci(o['correct']['ci_low'], o['correct']['ci_high'])}), "
             f"문자 F1 {fmt(o['f1_char']['baseline'])} → {fmt(o['f1_char']['finetuned'])}, "
             f"기권 F1 {fmt(o['abstain_f1']['baseline'])} → {fmt(o['abstain_f1']['finetuned'])}.",

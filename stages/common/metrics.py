@@ -282,7 +282,7 @@ def _content_failure(pred: dict[str, Any], s: dict[str, Any], correct_f1: float)
 class Metric:
     key: str  # short id used in comparison.json and the report
     path: tuple[str, ...]  # where it sits in metrics/eval/<name>.json
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: no better direction (e.g. how often a model abstains)
 
 
 def _v(x: Any) -> float:
@@ -335,7 +335,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("abstain_p", ("abstention", "precision"), True),
     Metric("abstain_r", ("abstention", "recall"), True),
     Metric("abstain_f1", ("abstention", "f1"), True),
-    Metric("abstain_rate", ("abstention", "rate"), False),
+    Metric("abstain_rate", ("abstention", "rate"), None),
     Metric("citation_ok", ("citation_acc",), True),
     Metric("supported", ("faithfulness",), True),
     Metric("format_fail", ("format", "fail_rate"), False),

@@ -126,7 +126,9 @@ class Hit:
 
 
 class Retriever:
-    def __init__(self, chunks: list[dict[str, Any]], bm25, faiss_index, embedder: Embedder | None, rrf_k: int):
+    def __init__(
+        self, chunks: list[dict[str, Any]], bm25, faiss_index, embedder: Embedder | None, rrf_k: int, fusion_depth: int
+    ):
         self.chunks = chunks
         self.by_id = {c["chunk_id"]: c for c in chunks}
         self._ids = [c["chunk_id"] for c in chunks]
@@ -134,10 +136,11 @@ class Retriever:
         self._faiss = faiss_index
         self._embedder = embedder
         self.rrf_k = rrf_k
+        self.fusion_depth = fusion_depth
 
     # -- build / persist
     @classmethod
-    def build(cls, chunks: list[dict[str, Any]], embedder: Embedder, rrf_k: int) -> Retriever:
+    def build(cls, chunks: list[dict[str, Any]], embedder: Embedder, rrf_k: int, fusion_depth: int) -> Retriever:
         import bm25s
         import faiss
 
@@ -149,7 +152,7 @@ class Retriever:
         vectors = embedder.embed_passages(texts)
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(vectors)
-        return cls(chunks, bm25, index, embedder, rrf_k)
+        return cls(chunks, bm25, index, embedder, rrf_k, fusion_depth)
 
     def save(self, out_dir: Path, embedder_spec: dict[str, Any]) -> None:
         import faiss
@@ -158,7 +161,13 @@ class Retriever:
         dump_jsonl(out_dir / "chunks.jsonl", self.chunks)
         self._bm25.save(str(out_dir / "bm25"))
         faiss.write_index(self._faiss, str(out_dir / "dense.faiss"))
-        meta = {"embedder": embedder_spec, "rrf_k": self.rrf_k, "n_chunks": len(self.chunks), "dim": self._faiss.d}
+        meta = {
+            "embedder": embedder_spec,
+            "rrf_k": self.rrf_k,
+            "fusion_depth": self.fusion_depth,
+            "n_chunks": len(self.chunks),
+            "dim": self._faiss.d,
+        }
         (out_dir / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -174,7 +183,7 @@ class Retriever:
         bm25 = bm25s.BM25.load(str(index_dir / "bm25"))
         dense = faiss.read_index(str(index_dir / "dense.faiss"))
         embedder = load_embedder(meta["embedder"]) if with_dense else None
-        return cls(chunks, bm25, dense, embedder, meta["rrf_k"])
+        return cls(chunks, bm25, dense, embedder, meta["rrf_k"], meta["fusion_depth"])
 
     # -- search
     def _bm25_rank(self, queries: list[str], k: int) -> list[list[str]]:
@@ -197,7 +206,7 @@ class Retriever:
             return self._dense_rank(queries, k)
         if method == "hybrid":
             # Fuse deeper lists than k so a document ranked k+1 by one retriever can still win.
-            depth = min(len(self._ids), max(k, 20))
+            depth = min(len(self._ids), max(k, self.fusion_depth))
             sparse, dense = self._bm25_rank(queries, depth), self._dense_rank(queries, depth)
             return [[d for d, _ in rrf([s, d_], self.rrf_k)[:k]] for s, d_ in zip(sparse, dense, strict=True)]
         raise UserError(f"params: retrieval.method must be one of {', '.join(METHODS)}, got {method!r}")
