@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from stages import evaluate as E
+from stages.common import generation as G
 from stages.common import params as P
 from stages.common.errors import UserError
 from stages.common.io import read_json, read_jsonl
@@ -270,12 +271,12 @@ def test_run_in_memory_dense_retriever_and_identical_prompts(world):
     (root / "dense.yaml").write_text(params_yaml(method="dense", batch_size=3), encoding="utf-8")
     params = P.load(root / "dense.yaml", "evaluate", "retrieval", "prompt", "sft", "machine")
     retriever = Retriever.build(CHUNKS, FakeEmbedder(), rrf_k=60, fusion_depth=20)
-    model, tok = E.load_model(root / "base", None, "cpu", "float32")
+    model, tok = G.load_model(root / "base", None, "cpu", "float32")
     preds, metrics = E.run(QUESTIONS, retriever, model, tok, params)
     assert len(preds) == 3 and metrics["n"] == 3
     # the prompt is the shared prompting code, chunks in retrieval order, rendered by the chat template
     contexts = E.retrieve(retriever, QUESTIONS[:1], 2, "dense")
-    prompt = E.build_prompts(tok, QUESTIONS[:1], contexts, SYSTEM, 60)[0]
+    prompt = G.build_prompts(tok, QUESTIONS[:1], contexts, SYSTEM, 60)[0]
     # What the model sees, checked on the text itself: system, every chunk in retrieval order, the question last.
     assert prompt.endswith("assistant: ") and SYSTEM in prompt
     positions = [prompt.index(f"[{c['chunk_id']}]") for c in contexts[0]]
@@ -295,22 +296,22 @@ def test_limit_and_bad_inputs(world, tmp_path):
     with pytest.raises(UserError, match="record 1 lacks answer"):
         E.load_questions(tmp_path, 0)
     with pytest.raises(UserError, match="adapter_config"):
-        E.load_model(root / "base", tmp_path, "cpu", "float32")
+        G.load_model(root / "base", tmp_path, "cpu", "float32")
     with pytest.raises(UserError, match="dtype"):
-        E.resolve_dtype("int3")
+        G.resolve_dtype("int3")
     with pytest.raises(UserError, match="not a model folder"):
-        E.load_model(tmp_path, None, "cpu", "float32")
+        G.load_model(tmp_path, None, "cpu", "float32")
 
 
 def test_split_generation():
-    assert E.split_generation([5, 6, 1, 0, 0], 1) == ([5, 6], True)
-    assert E.split_generation([5, 6, 7], 1) == ([5, 6, 7], False)
-    assert E.split_generation([9, 5], [1, 9]) == ([], True)
+    assert G.split_generation([5, 6, 1, 0, 0], 1) == ([5, 6], True)
+    assert G.split_generation([5, 6, 7], 1) == ([5, 6, 7], False)
+    assert G.split_generation([9, 5], [1, 9]) == ([], True)
 
 
 def test_eos_ids_union_of_tokenizer_and_generation_config():
     from types import SimpleNamespace
 
     tok = SimpleNamespace(eos_token_id=1)
-    assert E.eos_ids(SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[106, 1])), tok) == [1, 106]
-    assert E.eos_ids(SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=None)), tok) == [1]
+    assert G.eos_ids(SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[106, 1])), tok) == [1, 106]
+    assert G.eos_ids(SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=None)), tok) == [1]
