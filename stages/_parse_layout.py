@@ -43,6 +43,7 @@ class Block:
     size: float | None = None  # font size (text layer) or line height in points (OCR): for title ranking
     bold: bool = False
     items: list[str] = field(default_factory=list)  # list items / table rows, for markdown
+    lines: int = 1  # text lines (OCR) or layout lines (text layer) in the block
 
     @property
     def chars(self) -> int:
@@ -362,9 +363,21 @@ def _make_block(lines: list[Line], is_list: bool, cfg: Any) -> Block:
             items[-1][0].append(normalise(rest))
             items[-1][1].append(wrap)
         texts = [t for t in (join_lines(t, w) for t, w in items) if t]
-        return Block("list", bbox, "\n".join(texts), "textlayer", font_size=size, size=size, bold=bold, items=texts)
+        return Block(
+            "list",
+            bbox,
+            "\n".join(texts),
+            "textlayer",
+            font_size=size,
+            size=size,
+            bold=bold,
+            items=texts,
+            lines=len(lines),
+        )
     texts = [normalise(ln.text) for ln in lines]
-    return Block("text", bbox, join_lines(texts, wrapped), "textlayer", font_size=size, size=size, bold=bold)
+    return Block(
+        "text", bbox, join_lines(texts, wrapped), "textlayer", font_size=size, size=size, bold=bold, lines=len(lines)
+    )
 
 
 def table_blocks(page: Any, cfg: Any) -> list[Block]:
@@ -374,11 +387,12 @@ def table_blocks(page: Any, cfg: Any) -> list[Block]:
         found = page.find_tables(strategy=cfg.table_strategy, use_layout=cfg.table_use_layout)
     except Exception:  # find_tables fails on some vector soups; a page without tables is the safe answer
         return out
+    words = page.get_text("words", sort=False) if found.tables else []
     for table in found.tables:
         rows = []
         for row in table.rows:
             # cell text straight from the text layer: Table.extract() drops spaces and misplaces commas
-            cells = [normalise(page.get_textbox(cell)) if cell else "" for cell in row.cells]
+            cells = [_cell_text(words, cell) if cell else "" for cell in row.cells]
             if any(cells):
                 rows.append(" | ".join(cells))
         if len(rows) < cfg.table_min_rows or table.col_count < cfg.table_min_cols:
@@ -387,11 +401,30 @@ def table_blocks(page: Any, cfg: Any) -> list[Block]:
     return out
 
 
+def _cell_text(words: list[tuple], cell: BBox) -> str:
+    """The text-layer words whose centre lies in ``cell``, in text order (one word list per page:
+    ``page.get_textbox`` per cell re-extracts the whole page every time, ~20 ms a cell)."""
+    x0, y0, x1, y1 = cell
+    inside = [w for w in words if x0 <= (w[0] + w[2]) / 2 <= x1 and y0 <= (w[1] + w[3]) / 2 <= y1]
+    return normalise(" ".join(w[4] for w in sorted(inside, key=lambda w: (w[5], w[6], w[7]))))
+
+
 # ---------------------------------------------------------------- block typing
 
 
-def classify(blocks: list[Block], width: float, height: float, body: float | None, cfg: Any) -> None:
-    """Set header/footer/title on text and list blocks in place."""
+def classify(
+    blocks: list[Block], width: float, height: float, body: float | None, cfg: Any, ocr_body: float | None = None
+) -> None:
+    """Set header/footer/title/caption on text and list blocks in place.
+
+    ``body`` is the page's body size (text-layer font size); OCR blocks are
+    measured against ``ocr_body`` instead (their size is a line height in
+    points, the median over the page's OCR text), and an OCR block of more
+    than ``ocr_title_max_lines`` lines is never a title: the body text of a
+    raster card is often set larger than the page's body font.
+    """
+    if ocr_body is None:
+        ocr_body = body
     top = cfg.header_band * height
     bottom = height - cfg.header_band * height
     for b in blocks:
@@ -404,12 +437,35 @@ def classify(blocks: list[Block], width: float, height: float, body: float | Non
         if short and b.bbox[1] >= bottom:
             b.type = "footer"
             continue
-        if b.type != "text" or body is None or b.size is None:
+        ref = ocr_body if b.source == "ocr" else body
+        if b.type != "text" or ref is None or b.size is None:
             continue
-        if b.size >= cfg.title_size_ratio * body and b.chars <= cfg.title_max_chars:
+        if b.source == "ocr" and b.lines > cfg.ocr_title_max_lines:
+            continue
+        if b.size >= cfg.title_size_ratio * ref and b.chars <= cfg.title_max_chars:
             b.type = "title"
-        elif b.bold and b.size >= body and b.chars <= cfg.title_bold_max_chars and "\n" not in b.text:
+        elif b.bold and b.size >= ref and b.chars <= cfg.title_bold_max_chars and "\n" not in b.text:
             b.type = "title"
+    mark_captions(blocks, body, ocr_body, cfg)
+
+
+def mark_captions(blocks: list[Block], body: float | None, ocr_body: float | None, cfg: Any) -> None:
+    """Short text blocks set smaller than the body, just above or below a figure and overlapping it
+    horizontally, become its caption (body-size lines there are lead paragraphs or call-outs)."""
+    figures = [b for b in blocks if b.type == "figure"]
+    for b in blocks:
+        ref = ocr_body if b.source == "ocr" else body
+        if b.type != "text" or b.chars > cfg.caption_max_chars or not figures:
+            continue
+        if ref is None or b.size is None or b.size >= ref:
+            continue
+        width = max(b.bbox[2] - b.bbox[0], 1e-6)
+        for f in figures:
+            overlap = min(b.bbox[2], f.bbox[2]) - max(b.bbox[0], f.bbox[0])
+            below, above = b.bbox[1] - f.bbox[3], f.bbox[1] - b.bbox[3]
+            if overlap >= 0.5 * width and (0 <= below <= cfg.caption_max_gap or 0 <= above <= cfg.caption_max_gap):
+                b.type = "caption"
+                break
 
 
 def assign_levels(blocks: list[Block], max_levels: int) -> None:
@@ -424,17 +480,11 @@ def assign_levels(blocks: list[Block], max_levels: int) -> None:
 
 
 def order_blocks(blocks: list[Block], cfg: Any) -> list[Block]:
-    """Column-aware reading order: headers, body (by column), figures, footers."""
+    """Column-aware reading order: headers, body (by column, figures where they sit), footers."""
     headers = [b for b in blocks if b.type == "header"]
     footers = [b for b in blocks if b.type == "footer"]
-    figures = [b for b in blocks if b.type == "figure"]
-    body = [b for b in blocks if b.type not in ("header", "footer", "figure")]
-    return (
-        _rows(headers, cfg.line_tolerance)
-        + _order(body, cfg)
-        + _rows(figures, cfg.line_tolerance)
-        + _rows(footers, cfg.line_tolerance)
-    )
+    body = [b for b in blocks if b.type not in ("header", "footer")]
+    return _rows(headers, cfg.line_tolerance) + _order(body, cfg) + _rows(footers, cfg.line_tolerance)
 
 
 def _order(blocks: list[Block], cfg: Any) -> list[Block]:

@@ -136,12 +136,15 @@ class TesseractEngine:
     name = "tesseract"
     parallel_safe = True  # a subprocess per call: fine in forked page workers
 
-    def __init__(self, lang: str, psm: int, threads: int, timeout_s: float, layout: LayoutParams) -> None:
+    def __init__(
+        self, lang: str, psm: int, threads: int, timeout_s: float, layout: LayoutParams, sparse_psm: int = 0
+    ) -> None:
         import pytesseract
 
         self._pt = pytesseract
         self.lang = lang
         self.psm = psm
+        self.sparse_psm = sparse_psm  # 0 = no sparse-text pass
         self.timeout_s = timeout_s
         self.layout = layout
         # Tesseract's OpenMP threads fight each other (and our page workers) on
@@ -167,11 +170,15 @@ class TesseractEngine:
     def ocr(self, image: Any) -> list[OcrBlock]:
         return self.ocr_many([image])[0]
 
-    def ocr_many(self, images: list[Any]) -> list[list[OcrBlock]]:
+    def ocr_sparse(self, image: Any) -> list[OcrBlock] | None:
+        """OCR with the sparse-text segmentation (scattered map labels); None when it is switched off."""
+        return self.ocr_many([image], psm=self.sparse_psm)[0] if self.sparse_psm else None
+
+    def ocr_many(self, images: list[Any], psm: int | None = None) -> list[list[OcrBlock]]:
         """OCR several images in ONE Tesseract run (loading kor+Hangul costs ~0.25 s per run)."""
         if not images:
             return []
-        rows, txt = self._run(images)
+        rows, txt = self._run(images, psm or self.psm)
         pages = txt.split("\f")
         out = []
         for i in range(len(images)):
@@ -180,7 +187,7 @@ class TesseractEngine:
             out.append(layout_blocks(tesseract_lines(page_rows, page_txt), self.layout))
         return out
 
-    def _run(self, images: list[Any]) -> tuple[list[dict[str, str]], str]:
+    def _run(self, images: list[Any], psm: int) -> tuple[list[dict[str, str]], str]:
         pt = self._pt.pytesseract
         with tempfile.TemporaryDirectory(prefix="parse-ocr-") as tmp:
             paths = []
@@ -201,7 +208,7 @@ class TesseractEngine:
                     base,
                     extension="txt",
                     lang=self.lang,
-                    config=f"--psm {self.psm} -c tessedit_create_tsv=1",
+                    config=f"--psm {psm} -c tessedit_create_tsv=1",
                     timeout=self.timeout_s * len(images),
                 )
             tsv = Path(f"{base}.tsv").read_text(encoding="utf-8")
@@ -479,7 +486,14 @@ def make_engine(cfg: Any) -> OcrEngine:
         cfg.ocr_split_gap, cfg.ocr_line_gap, cfg.ocr_size_ratio, cfg.ocr_table_min_cols, cfg.table_min_rows
     )
     if cfg.ocr_engine == "tesseract":
-        return TesseractEngine(cfg.ocr_lang, cfg.tesseract_psm, cfg.tesseract_threads, cfg.ocr_timeout_s, layout)
+        return TesseractEngine(
+            cfg.ocr_lang,
+            cfg.tesseract_psm,
+            cfg.tesseract_threads,
+            cfg.ocr_timeout_s,
+            layout,
+            sparse_psm=cfg.tesseract_sparse_psm or 0,
+        )
     if cfg.ocr_engine == "paddleocr":
         return PaddleOcrEngine(
             cfg.ocr_lang,
