@@ -26,8 +26,6 @@ log = logging.getLogger("chunk")
 
 SKIP_TYPES = {"header", "footer", "figure"}
 PART_TITLE = re.compile(r"^PART\s*\d+", re.IGNORECASE)
-# "청풍호반 케이블카: 비봉산의 ..." — a short name, a colon, then the description.
-ENTRY = re.compile(r"^[-•·]?\s*(?P<name>[^:：\n]{2,40}?)\s*[:：]\s+(?P<body>\S.*)$")
 SENTENCE_END = re.compile(r"(?<=[.!?。])\s+")
 
 
@@ -55,14 +53,19 @@ class Draft:
         return "\n".join(self.lines).strip()
 
 
-def _is_entry_name(name: str) -> bool:
+def entry_pattern(max_chars: int) -> re.Pattern[str]:
+    """'청풍호반 케이블카: 비봉산의 ...' — a short name (up to max_chars), a colon, then the description."""
+    return re.compile(rf"^[-•·]?\s*(?P<name>[^:：\n]{{2,{max_chars}}}?)\s*[:：]\s+(?P<body>\S.*)$")
+
+
+def _is_entry_name(name: str, max_words: int) -> bool:
     """Entry names are labels: no sentence punctuation, not a number, brackets balanced.
 
     "운영시간: 10:00" has a number for a name; "의림지 숲길 (소요시간: 30분)" has its colon
     inside a bracket: both are fact lines, not new entries.
     """
     balanced = all(name.count(o) == name.count(c) for o, c in ("()", "[]"))
-    return balanced and not re.search(r"[.?!]|^\d", name) and len(name.split()) <= 6
+    return balanced and not re.search(r"[.?!]|^\d", name) and len(name.split()) <= max_words
 
 
 def title_levels(blocks: list[dict[str, Any]]) -> dict[float, int]:
@@ -75,14 +78,35 @@ def title_levels(blocks: list[dict[str, Any]]) -> dict[float, int]:
     return {size: rank for rank, size in enumerate(sizes, start=1)}
 
 
+def heading_level(block: dict[str, Any], size_levels: dict[float, int], deepest: int) -> int:
+    """A title's depth: its font-size rank when it has a font size, else parse's `level`, else the deepest.
+
+    parse ranks the same sizes but caps its levels at parse.max_heading_levels, which folds
+    20/14.5/12 pt headings (section, sub-section, entry) into one level; the uncapped rank keeps
+    them apart. OCR titles carry no font size, so for them parse's level (from OCR line height)
+    is the only information there is.
+    """
+    if block.get("font_size") in size_levels:
+        return size_levels[block["font_size"]]
+    level = block.get("level")
+    return min(int(level), deepest) if isinstance(level, int) and level > 0 else deepest
+
+
 def running_part(block: dict[str, Any]) -> str | None:
     """'PART 2 · 미리보는 여행지' in a running header -> 'PART 2 미리보는 여행지'."""
     text = " ".join(nfc(block.get("text", "")).replace("·", " ").split())
     return text if block.get("type") == "header" and PART_TITLE.match(text) else None
 
 
-def build_drafts(blocks: list[dict[str, Any]], entry_level: int, toc_titles: list[str]) -> list[Draft]:
+def build_drafts(
+    blocks: list[dict[str, Any]],
+    entry_level: int,
+    toc_titles: list[str],
+    entry_name_max_chars: int = 40,
+    entry_name_max_words: int = 6,
+) -> list[Draft]:
     """Walk blocks in reading order, tracking PART + heading stack, and cut them into drafts."""
+    entry = entry_pattern(entry_name_max_chars)
     levels = title_levels(blocks)
     deepest = max(levels.values(), default=1)
     toc = {t.lower() for t in toc_titles}
@@ -112,7 +136,7 @@ def build_drafts(blocks: list[dict[str, Any]], entry_level: int, toc_titles: lis
         if btype == "title":
             flush()
             title = " ".join(text.split())
-            level = 0 if PART_TITLE.match(title) else levels.get(block.get("font_size"), deepest)
+            level = 0 if PART_TITLE.match(title) else heading_level(block, levels, deepest)
             while stack and stack[-1][0] >= level:
                 stack.pop()
             stack.append((level, title))
@@ -129,8 +153,8 @@ def build_drafts(blocks: list[dict[str, Any]], entry_level: int, toc_titles: lis
             line = line.strip()
             if not line:
                 continue
-            match = ENTRY.match(line)
-            if match and _is_entry_name(match["name"]) and leaf is None:
+            match = entry.match(line)
+            if match and _is_entry_name(match["name"], entry_name_max_words) and leaf is None:
                 flush()
                 name = match["name"].strip().lstrip("-•· ").strip()
                 current = Draft([*path(), name], name, kind="entry")
@@ -138,8 +162,9 @@ def build_drafts(blocks: list[dict[str, Any]], entry_level: int, toc_titles: lis
                 continue
             if current is None or (current.kind == "entry" and leaf is None and btype not in ("list", "text")):
                 flush()
-                current = Draft(path(), leaf[1] if leaf else (stack[-1][1] if stack else ""),
-                                kind="entry" if leaf else "section")
+                current = Draft(
+                    path(), leaf[1] if leaf else (stack[-1][1] if stack else ""), kind="entry" if leaf else "section"
+                )
             current.add(line, block)
     flush()
     return drafts
@@ -219,7 +244,13 @@ def finalize(drafts: list[Draft], max_chars: int, min_chars: int, overlap: int) 
 def chunk_blocks(blocks: list[dict[str, Any]], cfg: dict[str, Any]) -> list[dict[str, Any]]:
     blocks = sorted(blocks, key=lambda b: (b["page"], b["order"]))
     return finalize(
-        build_drafts(blocks, P.require(cfg, "entry_level", int, "chunk"), P.require(cfg, "toc_titles", list, "chunk")),
+        build_drafts(
+            blocks,
+            P.require(cfg, "entry_level", int, "chunk"),
+            P.require(cfg, "toc_titles", list, "chunk"),
+            P.require(cfg, "entry_name_max_chars", int, "chunk"),
+            P.require(cfg, "entry_name_max_words", int, "chunk"),
+        ),
         P.require(cfg, "max_chars", int, "chunk"),
         P.require(cfg, "min_chars", int, "chunk"),
         P.require(cfg, "overlap_sentences", int, "chunk"),

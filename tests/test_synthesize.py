@@ -1,28 +1,95 @@
 import json
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from stages.synthesize import entity_facts, list_facts, rules_questions, split_by_chunk, supported
+from stages.synthesize import (
+    Limits,
+    build_dataset,
+    comparison_questions,
+    course_facts,
+    entity_facts,
+    filter_records,
+    leaks_answer,
+    list_facts,
+    multihop_questions,
+    near_duplicate,
+    parse_llm_json,
+    rules_questions,
+    split_by_chunk,
+    supported,
+)
 
 ABSTAIN = "브로셔에 해당 정보가 없습니다."
-CFG = {"seed": 1, "max_questions_per_chunk": 6, "unanswerable_per_chunk": 1, "generator": "rules",
-       "split": {"train": 0.6, "val": 0.2, "test": 0.2}}
+CFG = {
+    "seed": 1,
+    "max_questions_per_chunk": 10,
+    "unanswerable_per_chunk": 1,
+    "generator": "rules",
+    "split": {"train": 0.6, "val": 0.2, "test": 0.2},
+    "questions_per_fact": 1,
+    "mix": {"comparison": 0.5, "multihop": 0.5, "unanswerable": 0.2},
+    "near_duplicate": 0.8,
+    "value_max_chars": 60,
+    "sentence_min_chars": 15,
+    "colon_window": 45,
+    "menu_min_items": 3,
+}
+LIM = Limits()
 
 
-def chunk(cid, title, text, kind="entry"):
-    return {"chunk_id": cid, "title": title, "kind": kind, "text": text, "section_path": f"숙박 > {title}", "pages": [22]}
+def chunk(cid, title, text, kind="entry", path=None):
+    return {
+        "chunk_id": cid,
+        "title": title,
+        "kind": kind,
+        "text": text,
+        "pages": [22],
+        "section_path": path or f"숙박 > {title}",
+    }
 
 
-LODGING = chunk("c001", "포레스트 리솜 (레스트리 리솜)", "포레스트 리솜 (레스트리 리솜): 객실수 451 (제천시 백운면 금봉로 365, 043-649-6000)")
+LODGING = chunk(
+    "c001",
+    "포레스트 리솜 (레스트리 리솜)",
+    "포레스트 리솜 (레스트리 리솜): 객실수 451 (제천시 백운면 금봉로 365, 043-649-6000)",
+)
 ATTRACTION = chunk(
-    "c002", "청풍호반 케이블카",
+    "c002",
+    "청풍호반 케이블카",
     "청풍호반 케이블카: 비봉산의 풍경을 감상할 수 있는 제천 관광의 랜드마크로, 한국관광 100선에 선정된 명소이다.\n(제천시 청풍면 문화재길 166)",
 )
 RESTAURANTS = chunk(
-    "c003", "제천맛집 위치별 소개",
-    "북부권 (4)\n열두달밥상(가마솥약초밥상), 묵마을(채묵밥), 산아래(유기농 우렁쌈밥), 풍정(한방토종닭·오리백숙)", kind="section",
+    "c003",
+    "제천맛집 위치별 소개",
+    "북부권 (4)\n열두달밥상(가마솥약초밥상), 묵마을(채묵밥), 산아래(유기농 우렁쌈밥), 풍정(한방토종닭·오리백숙),\n"
+    "춘양옥 국시방(칼국수-떡만두국), 광성추어탕(추어탕.추어튀김), 미당손두부와\n등갈비(두부전골:등갈비)",
+    kind="section",
+)
+HOTELS_A = chunk(
+    "c010",
+    "리조트",
+    "숙박시설 | 객실수 | 주소\n청풍리조트 | 276 | 제천시 청풍면 청풍호로 1798\n"
+    "박달재수련원 | 50 | 제천시 봉양읍 박달로 256-46",
+    kind="table",
+    path="PART 4 > 주요 숙박시설 > 리조트",
+)
+HOTELS_B = chunk(
+    "c011",
+    "호텔",
+    "숙박시설 | 객실수 | 주소\n서울관광호텔 | 42 | 제천시 의병대로13길 10\n"
+    "하운드호텔 제천역점 | 41 | 제천시 의림대로 33",
+    kind="table",
+    path="PART 4 > 주요 숙박시설 > 호텔",
+)
+COURSE = chunk(
+    "c020",
+    "#천주교 코스 순교의 발자취를 따라걷는 순례 여행",
+    "1.\n제천역\n2.\n의림지 트래킹\n3.\n중식(의림지-도심권)\n4.\n배론성지 순례\n5.\n청풍호반 케이블카",
+    path="PART 2 > 종교여행 코스 > #천주교 코스 순교의 발자취를 따라걷는 순례 여행",
 )
 
 
@@ -31,61 +98,288 @@ def test_entity_facts_find_address_phone_rooms_and_a_sentence():
     assert facts["address"] == ("포레스트 리솜", "제천시 백운면 금봉로 365")
     assert facts["phone"] == ("포레스트 리솜", "043-649-6000")
     assert facts["rooms"] == ("포레스트 리솜", "451")
-    sentence = dict((f, a) for f, _, a in entity_facts(ATTRACTION))["sentence"]
-    assert sentence.startswith("비봉산의 풍경을") and sentence.endswith("명소이다.")
+    found = {f: a for f, _, a in entity_facts(ATTRACTION)}
+    assert found["sentence"].startswith("비봉산의 풍경을") and found["sentence"].endswith("명소이다.")
+    assert found["activity"] == "비봉산의 풍경"  # '... 풍경을 감상할 수 있는'
+    assert found["selected"] == "한국관광 100선"
 
 
-def test_menu_facts_from_a_restaurant_list():
-    facts = list_facts(RESTAURANTS)
-    assert ("menu", "풍정", "한방토종닭, 오리백숙") in facts
-    assert ("menu", "열두달밥상", "가마솥약초밥상") in facts
+def test_menu_facts_clean_ocr_separators_and_skip_cut_names():
+    facts = {e: a for f, e, a in list_facts(RESTAURANTS) if f == "menu"}
+    assert facts["풍정"] == "한방토종닭, 오리백숙"
+    assert facts["춘양옥 국시방"] == "칼국수, 떡만두국"  # OCR read '·' as '-'
+    assert facts["광성추어탕"] == "추어탕, 추어튀김"
+    assert facts["열두달밥상"] == "가마솥약초밥상"
+    assert "등갈비" not in facts  # '미당손두부와\n등갈비' is a name cut by a line break
 
 
 def test_grounding_filter_rejects_unsupported_answer():
     assert supported("043-649-6000", LODGING["text"])
     assert supported("제천시 백운면 금봉로365", LODGING["text"])  # spacing differences are fine
+    assert supported("칼국수, 떡만두국", RESTAURANTS["text"])  # separators aside
     assert not supported("043-649-6001", LODGING["text"])
     assert not supported("객실수 452", LODGING["text"])
+    by_id = {c["chunk_id"]: c for c in (LODGING, ATTRACTION)}
+    good = {
+        "question": "포레스트 리솜의 객실 수는?",
+        "answer": "451개",
+        "answerable": True,
+        "chunk_id": "c001",
+        "chunk_ids": ["c001"],
+        "_subject": ("rooms", "포레스트 리솜"),
+    }
+    bad = {**good, "question": "포레스트 리솜의 전화번호는?", "answer": "043-000-0000", "_subject": ("phone", "x")}
+    assert [r["answer"] for r in filter_records([good, bad], by_id, 0.8)] == []  # '451개' is not in the text...
+    good["answer"] = "451"
+    assert [r["answer"] for r in filter_records([dict(good, _subject=("rooms", "a")), bad], by_id, 0.8)] == ["451"]
 
 
-def test_rules_questions_are_natural_korean_and_grounded():
-    qa = rules_questions([LODGING, ATTRACTION, RESTAURANTS], CFG, ABSTAIN)
-    by_fact = {q["fact"]: q for q in qa if q["answerable"]}
+def test_free_form_grounding_needs_numbers_verbatim_and_most_morphemes():
+    text = ATTRACTION["text"]
+    assert supported("비봉산 풍경을 감상할 수 있는 랜드마크입니다", text, min_share=0.6)
+    assert not supported("비봉산 풍경을 감상할 수 있는 랜드마크입니다", text, min_share=1.0)
+    assert not supported("한국관광 200선에 선정된 명소", text, min_share=0.5)  # 200 is not in the chunk
+    assert not supported("바다 위 요트 체험과 스쿠버 다이빙", text, min_share=0.6)
+
+
+def test_leak_and_near_duplicate_filters():
+    assert leaks_answer("청풍호반 케이블카는 제천시 청풍면 문화재길 166에 있나요?", "제천시 청풍면 문화재길 166")
+    assert not leaks_answer("청풍호반 케이블카의 주소는 어디인가요?", "제천시 청풍면 문화재길 166")
+    assert near_duplicate("청풍호반 케이블카의 주소는 어디인가요?", "청풍호반 케이블카의 주소는 어디인가요", 0.8)
+    assert not near_duplicate("청풍호반 케이블카의 주소는 어디인가요?", "청풍호반 케이블카는 어떤 곳인가요?", 0.8)
+
+
+def test_course_facts_ask_order_and_skip_meals():
+    facts = {(key, extra): answer for _, _, answer, key, extra in course_facts(COURSE)}
+    assert facts[("course_first", "")] == "제천역"
+    assert facts[("course_last", "")] == "청풍호반 케이블카"
+    assert facts[("course_next", "제천역")] == "의림지 트래킹"
+    assert facts[("course_next", "배론성지 순례")] == "청풍호반 케이블카"
+    assert not any("중식" in extra or "중식" in answer for (_, extra), answer in facts.items())
+    assert {e for _, e, *_ in course_facts(COURSE)} >= {"천주교 코스"}
+
+
+def test_comparison_uses_two_chunks_and_names_the_winner():
+    import random
+
+    qs = comparison_questions([HOTELS_A, HOTELS_B], LIM, random.Random(0), 3)
+    assert qs and all(q["type"] == "comparison" and q["fact"] == "rooms" for q in qs)
+    cross = [q for q in qs if len(q["chunk_ids"]) == 2]
+    assert cross  # pairs across chunks come first
+    rooms = {"청풍리조트": 276, "박달재수련원": 50, "서울관광호텔": 42, "하운드호텔 제천역점": 41}
+    for q in qs:
+        a, b = [n for n in rooms if n in q["question"]]
+        more = "많은" in q["question"]
+        winner = max((a, b), key=rooms.get) if more else min((a, b), key=rooms.get)
+        assert q["answer"].startswith(f"{winner}입니다")
+        assert q["chunk_id"] == q["chunk_ids"][0]  # the winner's chunk is the gold one
+
+
+def test_multihop_links_a_course_stop_to_the_place_chunk():
+    import random
+
+    place = chunk("c030", "배론성지", "제천시 봉양읍 배론성지길 296 배론성지는 천주교 전파의 중심지이다.")
+    [q] = multihop_questions([COURSE, place], LIM, random.Random(0), 5)
+    assert q["type"] == "multihop" and q["answer"] == "제천시 봉양읍 배론성지길 296"
+    assert q["chunk_ids"] == ["c030", "c020"]
+    assert "천주교 코스" in q["question"]
+
+
+def test_rules_dataset_types_unanswerable_and_ids():
+    chunks = [LODGING, ATTRACTION, RESTAURANTS, HOTELS_A, HOTELS_B, COURSE]
+    qa = rules_questions(chunks, CFG, ABSTAIN)
+    by_fact = {q["fact"]: q for q in qa if q["type"] == "factual" and q["chunk_id"] == "c001"}
     assert by_fact["rooms"]["question"] in {
-        "포레스트 리솜의 객실 수는 몇 개인가요?", "포레스트 리솜에는 객실이 몇 개 있나요?", "포레스트 리솜은 객실을 몇 개 갖추고 있나요?"}
+        "포레스트 리솜의 객실 수는 몇 개인가요?",
+        "포레스트 리솜에는 객실이 몇 개 있나요?",
+        "포레스트 리솜은 객실을 몇 개 갖추고 있나요?",
+    }
+    assert by_fact["rooms"]["answer"] == "451개"
     assert all(q["question"].endswith(("?", ".")) for q in qa)
     unanswerable = [q for q in qa if not q["answerable"]]
-    assert len(unanswerable) == 2  # one per entry chunk
-    assert all(q["answer"] == ABSTAIN and q["type"] == "unanswerable" for q in unanswerable)
-    assert [q["id"] for q in qa] == [f"q{i:04d}" for i in range(1, len(qa) + 1)]
+    assert unanswerable and all(q["answer"] == ABSTAIN and q["type"] == "unanswerable" for q in unanswerable)
+    assert {q["type"] for q in qa} >= {"factual", "descriptive", "unanswerable"}
+    assert sorted(q["id"] for q in qa) == [f"q{i:04d}" for i in range(1, len(qa) + 1)]
+    for q in qa:  # every answerable answer is grounded in the chunk it names
+        if q["answerable"] and q["type"] in ("factual", "descriptive"):
+            text = next(c["text"] for c in chunks if c["chunk_id"] == q["chunk_id"])
+            assert supported(q["answer"].removesuffix("개"), text), q
 
 
 def test_same_question_from_two_chunks_is_dropped():
     twin = dict(LODGING, chunk_id="c009")
-    qa = rules_questions([LODGING, twin], {**CFG, "unanswerable_per_chunk": 0}, ABSTAIN)
-    assert qa == []
+    qa = rules_questions(
+        [LODGING, twin, ATTRACTION, RESTAURANTS, HOTELS_B], {**CFG, "mix": {"unanswerable": 0.0}}, ABSTAIN
+    )
+    assert {q["chunk_id"] for q in qa} == {"c002", "c003", "c011"}
 
 
 def test_group_split_never_shares_a_chunk():
-    records = [{"chunk_id": f"c{i % 20:03d}", "q": i} for i in range(200)]
+    records = [
+        {"chunk_id": f"c{i % 20:03d}", "type": "factual" if i % 3 else "unanswerable", "q": i} for i in range(200)
+    ]
     splits = split_by_chunk(records, CFG["split"], seed=3)
     groups = {name: {r["chunk_id"] for r in rows} for name, rows in splits.items()}
     assert not groups["train"] & groups["test"]
     assert not groups["train"] & groups["validation"]
     assert not groups["validation"] & groups["test"]
     assert sum(len(rows) for rows in splits.values()) == 200
-    assert len(groups["test"]) == 4  # 20% of 20 chunks
+    assert len(groups["test"]) == 4 and len(groups["validation"]) == 4  # 20% of 20 equal chunks
     assert split_by_chunk(records, CFG["split"], seed=3) == splits  # deterministic
+
+
+def test_cross_chunk_questions_stay_inside_one_split():
+    hotels = [
+        chunk(
+            f"c{i:03d}",
+            f"호텔{i}",
+            f"숙박시설 | 객실수 | 전화\n가호텔{i} | {10 + i} | 043-600-{1000 + i}\n"
+            f"나호텔{i} | {50 + i} | 043-700-{1000 + i}\n다호텔{i} | {90 + i} | 043-800-{1000 + i}",
+            kind="table",
+            path=f"숙박 > 호텔{i}",
+        )
+        for i in range(1, 16)
+    ]
+    splits = build_dataset(hotels, {**CFG, "mix": {"comparison": 0.3, "multihop": 0.0, "unanswerable": 0.0}}, ABSTAIN)
+    owner = {}
+    for name, rows in splits.items():
+        for r in rows:
+            for cid in r["chunk_ids"]:
+                assert owner.setdefault(cid, name) == name, f"{cid} backs questions in {owner[cid]} and {name}"
+    assert any(r["type"] == "comparison" and len(r["chunk_ids"]) == 2 for rows in splits.values() for r in rows)
+
+
+def test_parse_llm_json_survives_fences_prose_and_truncation():
+    fenced = '네, 만들었습니다.\n```json\n[{"question": "Q1?", "answer": "A1", "type": "factual"}]\n```\n도움이 되길 바랍니다.'
+    assert parse_llm_json(fenced) == [{"question": "Q1?", "answer": "A1", "type": "factual"}]
+    wrapped = '{"questions": [{"question": "Q2?", "answer": "A2", "type": "descriptive"}]}'
+    assert parse_llm_json(wrapped)[0]["type"] == "descriptive"
+    cut = '[{"question": "Q3?", "answer": "A3"}, {"question": "Q4?", "answer": "A4"}, {"question": "Q5?", "ans'
+    assert [i["question"] for i in parse_llm_json(cut)] == ["Q3?", "Q4?"]
+    assert parse_llm_json("죄송합니다. 질문을 만들 수 없습니다.") == []
+
+
+class _FakeChat(BaseHTTPRequestHandler):
+    reply = staticmethod(lambda prompt: "")
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _FakeChat.seen.append((self.path, self.headers.get("Authorization"), body))
+        content = _FakeChat.reply(body["messages"][0]["content"])
+        out = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_endpoint():
+    server = HTTPServer(("127.0.0.1", 0), _FakeChat)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _FakeChat.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_llm_generator_against_a_local_openai_compatible_server(fake_endpoint, monkeypatch):
+    import re
+
+    def reply(prompt):  # canned questions about the chunk's own place, two of them bad
+        e = re.search(r"\[문서\]\n([^:]+):", prompt).group(1)
+        return (
+            "```json\n"
+            + json.dumps(
+                [
+                    {
+                        "question": f"{e}에서는 무엇을 감상할 수 있나요?",
+                        "answer": "비봉산의 풍경",
+                        "type": "descriptive",
+                    },
+                    {
+                        "question": f"{e}의 주소는 어디인가요?",
+                        "answer": f"제천시 청풍면 문화재길 {e[-1]}66",
+                        "type": "factual",
+                    },
+                    {
+                        "question": f"{e} 요금은 얼마인가요?",
+                        "answer": "15,000원",
+                        "type": "factual",
+                    },  # not in the chunk
+                    {
+                        "question": f"{e}는 제천시 청풍면 문화재길 {e[-1]}66에 있나요?",
+                        "answer": f"제천시 청풍면 문화재길 {e[-1]}66",
+                    },
+                ],
+                ensure_ascii=False,
+            )
+            + "\n```\n도움이 되었길 바랍니다."
+        )
+
+    _FakeChat.reply = staticmethod(reply)
+    monkeypatch.setenv("FAKE_KEY", "sk-test")
+    llm = {
+        "backend": "openai",
+        "model": "m",
+        "base_url": fake_endpoint,
+        "api_key_env": "FAKE_KEY",
+        "questions_per_chunk": 4,
+        "temperature": 0.0,
+        "max_new_tokens": 256,
+        "timeout_s": 10,
+        "grounding_min_share": 0.8,
+    }
+    chunks = [
+        chunk(
+            f"c{i:03d}", f"케이블카{i}", f"케이블카{i}: 비봉산의 풍경을 감상할 수 있다.\n(제천시 청풍면 문화재길 {i}66)"
+        )
+        for i in range(1, 4)
+    ]
+    splits = build_dataset(chunks, {**CFG, "generator": "llm", "llm": llm, "mix": {"unanswerable": 0.0}}, ABSTAIN)
+    rows = [r for rows in splits.values() for r in rows]
+    assert all(r["generator"] == "llm" for r in rows)
+    assert sorted(r["answer"] for r in rows if r["chunk_id"] == "c001") == [
+        "비봉산의 풍경",
+        "제천시 청풍면 문화재길 166",
+    ]
+    assert len(rows) == 6  # per chunk: the unsupported price and the question leaking its answer are dropped
+    path, auth, body = _FakeChat.seen[0]
+    assert path == "/v1/chat/completions" and auth == "Bearer sk-test" and body["model"] == "m"
+    assert "4개" in body["messages"][0]["content"] and "문화재길 166" in body["messages"][0]["content"]
 
 
 def test_cli_writes_dataset_dict_card_and_counts(tmp_path):
     chunks_dir = tmp_path / "chunks"
     chunks_dir.mkdir()
-    many = [chunk(f"c{i:03d}", f"호텔{i}", f"호텔{i}: 객실수 {i + 10} (제천시 의림대로 {i}, 043-600-{1000 + i})") for i in range(1, 11)]
-    (chunks_dir / "chunks.jsonl").write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in many), encoding="utf-8")
+    many = [
+        chunk(f"c{i:03d}", f"호텔{i}", f"호텔{i}: 객실수 {i + 10} (제천시 의림대로 {i}, 043-600-{1000 + i})")
+        for i in range(1, 11)
+    ]
+    (chunks_dir / "chunks.jsonl").write_text(
+        "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in many), encoding="utf-8"
+    )
     out, metrics = tmp_path / "qa", tmp_path / "dataset.json"
-    subprocess.run([sys.executable, "-m", "stages.synthesize", "--chunks", str(chunks_dir), "--out", str(out),
-                    "--metrics", str(metrics)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.synthesize",
+            "--chunks",
+            str(chunks_dir),
+            "--out",
+            str(out),
+            "--metrics",
+            str(metrics),
+        ],
+        check=True,
+        capture_output=True,
+    )
     from datasets import load_from_disk
 
     ds = load_from_disk(str(out / "hf"))
@@ -93,15 +387,32 @@ def test_cli_writes_dataset_dict_card_and_counts(tmp_path):
     stats = json.loads(metrics.read_text())
     assert stats["total"] == sum(len(ds[s]) for s in ds)
     assert stats["test"]["questions"] == len(ds["test"])
-    assert "group split on `chunk_id`" in (out / "README.md").read_text()
+    assert set(stats["test"]["by_type"]) == {"factual", "descriptive", "comparison", "multihop", "unanswerable"}
+    assert sum(stats["by_type"].values()) == stats["total"]
+    card = (out / "README.md").read_text()
+    assert "group split on `chunk_id`" in card and "## License" in card and "| test | " in card
 
 
 def test_cli_missing_input_is_one_line_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "stages.synthesize", "--chunks", str(tmp_path / "nope"),
-                           "--out", str(tmp_path / "qa"), "--metrics", str(tmp_path / "m.json")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.synthesize",
+            "--chunks",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "qa"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope' / 'chunks.jsonl'}: not found (run the chunk stage first)"]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nope' / 'chunks.jsonl'}: not found (run the chunk stage first)"
+    ]
     assert not (tmp_path / "qa").exists()
 
 
@@ -110,4 +421,4 @@ def test_split_ratios_must_sum_to_one(bad):
     from stages.common.errors import UserError
 
     with pytest.raises(UserError, match="sum to 1"):
-        split_by_chunk([{"chunk_id": "c1"}] * 3, bad, seed=0)
+        split_by_chunk([{"chunk_id": f"c{i}"} for i in range(3)], bad, seed=0)
