@@ -5,8 +5,11 @@ RAFT / Finetune-RAG, the model must learn both to use the gold chunk among hard
 distractors and to abstain when it is missing:
 
 * answerable, gold kept (share `sft.gold_share`): gold forced into the top-k if the
-  retriever missed it; target = answer + citation of the gold chunk;
+  retriever missed it; target = answer + citation of the gold chunk(s);
 * answerable, gold removed (the rest): only distractors; target = abstention phrase;
+
+Comparison and multi-hop questions need several chunks (`chunk_ids`): all of them
+count as gold, are kept or removed together, and are all cited.
 * unanswerable: retrieved chunks as they are; target = abstention phrase.
 
 Chunks are shuffled inside the prompt so the gold's position carries no signal.
@@ -34,18 +37,23 @@ from stages.common.retrieval import Retriever
 log = logging.getLogger("sft")
 
 
+def gold_ids(question: dict[str, Any]) -> list[str]:
+    """Every chunk the answer needs: `chunk_ids` for cross-chunk questions, else the one `chunk_id`."""
+    return list(question.get("chunk_ids") or [question["chunk_id"]])
+
+
 def make_context(
     question: dict[str, Any], retrieved: list[str], k: int, keep_gold: bool, distractor_pool: list[str]
 ) -> list[str]:
-    """Chunk ids for the prompt: top-k retrieved, with the gold forced in or taken out."""
-    gold = question["chunk_id"]
+    """Chunk ids for the prompt: top-k retrieved, with the gold chunk(s) forced in or taken out."""
     if not question["answerable"]:
         return retrieved[:k]
-    others = [cid for cid in retrieved if cid != gold] + [
-        c for c in distractor_pool if c != gold and c not in retrieved
+    golds = gold_ids(question)
+    others = [cid for cid in retrieved if cid not in golds] + [
+        c for c in distractor_pool if c not in golds and c not in retrieved
     ]
     if keep_gold:
-        return [gold, *others[: k - 1]]
+        return [*golds, *others[: max(k - len(golds), 0)]]
     return others[:k]
 
 
@@ -59,8 +67,9 @@ def build_example(
 ) -> dict[str, Any]:
     ids = list(context_ids)
     rng.shuffle(ids)
-    gold_in = question["answerable"] and question["chunk_id"] in ids
-    answer = target_answer(question["answer"], [question["chunk_id"]]) if gold_in else prompt_cfg["abstain"]
+    golds = gold_ids(question)
+    gold_in = question["answerable"] and all(g in ids for g in golds)
+    answer = target_answer(question["answer"], golds) if gold_in else prompt_cfg["abstain"]
     messages = build_messages(question["question"], [by_id[c] for c in ids], prompt_cfg["system"], max_chars)
     return {
         "messages": [*messages, {"role": "assistant", "content": answer}],
@@ -68,6 +77,7 @@ def build_example(
             "qa_id": question["id"],
             "type": question["type"],
             "gold_chunk_id": question["chunk_id"],
+            "gold_chunk_ids": golds,
             "context_ids": ids,
             "gold_in_context": gold_in,
             "target": "answer" if gold_in else "abstain",
