@@ -6,7 +6,9 @@
 
 Baseline and fine-tuned runs share everything — retriever, prompt (built by
 stages.common.prompting, the code the sft stage trains on), decoding — except
-the LoRA adapter, which is merged into the base weights for the fine-tuned run.
+the LoRA adapter: merged into the base weights (transformers backend) or served
+by vLLM's LoRARequest (vllm backend, CUDA only). An optional LLM judge
+(stages.common.judge) adds a correctness verdict per example.
 Chunks stay in retrieval order (sft shuffles them; at test time there is no
 gold to hide). Outputs: predictions.jsonl (one record per question, with
 per-example scores) and the metrics json (stages.common.metrics.aggregate).
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stages.common import judge as J
 from stages.common import metrics as M
 from stages.common import params as P
 from stages.common.env import setup_env
@@ -77,6 +80,7 @@ def make_predictions(
             "answerable": bool(q["answerable"]),
             "gold_answer": q["answer"],
             "gold_chunk_id": q["chunk_id"],
+            "gold_chunk_ids": list(q.get("chunk_ids") or [q["chunk_id"]]),
             "retrieved_ids": [c["chunk_id"] for c in chunks],
             "answer": g["answer"],
             "cited_ids": cited_ids(g["answer"]),
@@ -105,12 +109,31 @@ def run(
     batch_size = P.require(ecfg, "batch_size", int, "evaluate")
     if max_new < 1 or batch_size < 1:
         raise UserError("params: evaluate.max_new_tokens and evaluate.batch_size must be ≥ 1")
+    judge_cfg = judge_config(ecfg)  # checked before generating: a bad judge setup fails in seconds, not after
     contexts = retrieve(retriever, questions, k, rcfg["method"])
     prompts = build_prompts(tokenizer, questions, contexts, pcfg["system"], max_chars)
     generations = generate(model, tokenizer, prompts, max_new, batch_size)
     preds = make_predictions(questions, contexts, generations, M.ScoreConfig.from_params(ecfg, pcfg), max_chars)
+    if judge_cfg is not None:
+        add_judge_verdicts(preds, J.judge_predictions(preds, judge_cfg))
     report = M.aggregate([p["scores"] for p in preds], preds)
     return preds, report
+
+
+def judge_config(ecfg: dict[str, Any]) -> J.JudgeConfig | None:
+    """The LLM judge's settings when evaluate.judge.enabled, else None; the API key must be in the env."""
+    if not J.enabled(ecfg):
+        return None
+    cfg = J.JudgeConfig.from_params(ecfg["judge"])
+    cfg.api_key()
+    return cfg
+
+
+def add_judge_verdicts(preds: list[dict[str, Any]], verdicts: list[dict[str, Any]]) -> None:
+    """Store each verdict with its prediction; `scores.judge_correct` feeds the aggregates and the bootstrap."""
+    for pred, verdict in zip(preds, verdicts, strict=True):
+        pred["judge"] = verdict
+        pred["scores"]["judge_correct"] = None if verdict["correct"] is None else bool(verdict["correct"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,18 +154,20 @@ def main(argv: list[str] | None = None) -> None:
     device = P.require(ecfg, "device", str, "evaluate")
     dtype = P.require(ecfg, "dtype", str, "evaluate")
     limit = P.require(ecfg, "limit", int, "evaluate")
+    backend = P.require(ecfg, "backend", str, "evaluate")
 
     questions = load_questions(args.qa, limit)
     retriever = Retriever.load(args.index, with_dense=params["retrieval"]["method"] != "bm25")
     t0 = time.perf_counter()
-    model, tokenizer = load_model(args.base, args.adapter, device, dtype)
+    model, tokenizer = load_model(args.base, args.adapter, device, dtype, backend=backend)
     log.info(
-        "%s: model loaded in %.1f s (%s, %s%s)",
+        "%s: model loaded in %.1f s (%s, %s, %s%s)",
         args.name,
         time.perf_counter() - t0,
+        backend,
         device,
         dtype,
-        ", adapter merged" if args.adapter else "",
+        ", with adapter" if args.adapter else "",
     )
     preds, report = run(questions, retriever, model, tokenizer, params)
 
@@ -160,6 +185,16 @@ def main(argv: list[str] | None = None) -> None:
         report["faithfulness"],
         report["format"]["fail_rate"],
     )
+    if "judge" in report:
+        j = report["judge"]
+        log.info(
+            "%s: judge correct=%s agreement with deterministic=%s kappa=%s (n=%d)",
+            args.name,
+            j.get("correct"),
+            j.get("agreement"),
+            j.get("kappa"),
+            j.get("n_judged", 0),
+        )
 
 
 if __name__ == "__main__":

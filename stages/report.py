@@ -24,7 +24,7 @@ import yaml
 from stages.common import metrics as M
 from stages.common import params as P
 from stages.common.errors import UserError, run_cli
-from stages.common.io import atomic_dir, read_json, read_jsonl, write_json
+from stages.common.io import atomic_dir, atomic_path, read_json, read_jsonl, write_json
 
 log = logging.getLogger("report")
 
@@ -87,6 +87,11 @@ METRIC_DOCS: dict[str, tuple[str, str, str]] = {
     "over_length": ("길이 초과", "EOS 없이 max_new_tokens 도달", "형식 실패 세부"),
     "latency_s": ("지연(초)", "질문당 생성 시간 (배치 시간의 균등 분배)", "서비스 비용"),
     "tokens_per_s": ("토큰/초", "생성 토큰 수 / 생성 시간", "하드웨어 처리량"),
+    "judge_correct": (
+        "LLM 판정 정답률",
+        "OpenAI 호환 LLM 채점자가 정답과 비교해 1로 판정한 비율 (선택, evaluate.judge)",
+        "어휘 지표가 놓치는 바꿔 말한 정답을 잡고, 결정적 지표를 교차 검증",
+    ),
 }
 
 FAILURE_DOCS: dict[str, tuple[str, str]] = {
@@ -179,7 +184,7 @@ def build_comparison(base: list[dict[str, Any]], tuned: list[dict[str, Any]], cf
         "ci": ci,
         "n_resamples": n_resamples,
         "seed": seed,
-        "overall": M.compare(bs, ts, base, tuned, n_resamples, seed, ci),
+        "overall": _drop_unused_optional(M.compare(bs, ts, base, tuned, n_resamples, seed, ci)),
         "by_type": {},
     }
     for qtype in sorted({p["type"] for p in base}):
@@ -196,7 +201,54 @@ def build_comparison(base: list[dict[str, Any]], tuned: list[dict[str, Any]], cf
         keep = {k: v for k, v in sub.items() if v["baseline"] is not None and v["finetuned"] is not None}
         out["by_type"][qtype] = {"n": len(idx), **keep}
     out["failures"] = {"baseline": M.failure_counts(bs), "finetuned": M.failure_counts(ts)}
+    agreement = {name: M.judge_agreement(scores) for name, scores in zip(MODELS, (bs, ts), strict=True)}
+    if any(v is not None for v in agreement.values()):
+        out["judge_agreement"] = agreement
     return out
+
+
+def _drop_unused_optional(comp: dict[str, Any]) -> dict[str, Any]:
+    """Optional metrics (the LLM judge) that neither run produced stay out of comparison.json."""
+    return {k: v for k, v in comp.items() if k not in M.OPTIONAL_KEYS or has_values(comp, k)}
+
+
+def has_values(comp_overall: dict[str, Any], key: str) -> bool:
+    r = comp_overall.get(key)
+    return bool(r) and any(r.get(m) is not None for m in MODELS)
+
+
+def plot_rows(comp: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of the CSVs `dvc plots` draws: per metric and per question type, one bar per model.
+
+    Bar labels carry the model ('f1_char · finetuned'): DVC's bar template offsets
+    bars by revision only, so two series in one revision would otherwise stack.
+    """
+    metric_rows = [
+        {"label": f"{key} · {m}", "metric": key, "model": m, "value": comp["overall"][key][m]}
+        for key in QUALITY_KEYS
+        if has_values(comp["overall"], key)
+        for m in MODELS
+        if comp["overall"][key][m] is not None
+    ]
+    type_rows = [
+        {
+            "label": f"{qtype} (n={sub['n']}) · {m}",
+            "type": qtype,
+            "model": m,
+            "correct": sub["correct"][m],
+        }
+        for qtype, sub in comp["by_type"].items()
+        if "correct" in sub
+        for m in MODELS
+    ]
+    return metric_rows, type_rows
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["label"])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 # ---------------------------------------------------------------- qualitative examples
@@ -288,7 +340,8 @@ def plot_bars(
 
     x = np.arange(len(groups))
     width = 0.8 / max(len(series), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(groups) + 3), 3.8))
+    # Capped width: the page shows figures ~1000 px wide, and a wider figure only shrinks its labels.
+    fig, ax = plt.subplots(figsize=(min(10.0, max(6.0, 0.6 * len(groups) + 3)), 4.2))
     for j, (name, vals) in enumerate(series.items()):
         heights = [np.nan if v is None else v for v in vals]
         bars = ax.bar(x + (j - (len(series) - 1) / 2) * width, heights, width, label=name)
@@ -381,6 +434,7 @@ QUALITY_KEYS = [
     "citation_ok",
     "supported",
     "format_fail",
+    "judge_correct",  # only when the optional LLM judge ran (rows without values are left out)
 ]
 DETAIL_KEYS = ["abstain_rate", "empty", "looping", "over_length", "latency_s", "tokens_per_s"]
 
@@ -535,13 +589,24 @@ class Report:
         self.add(
             *table(
                 ["지표", "정의", "선택 이유"],
-                [[METRIC_DOCS[k][0], METRIC_DOCS[k][1], METRIC_DOCS[k][2]] for k in QUALITY_KEYS + DETAIL_KEYS[-2:]],
+                [
+                    [METRIC_DOCS[k][0], METRIC_DOCS[k][1], METRIC_DOCS[k][2]]
+                    for k in QUALITY_KEYS + DETAIL_KEYS[-2:]
+                    if has_values(comp["overall"], k)
+                ],
             ),
             "",
         )
+        judged = "judge_agreement" in comp
         self.add(
             "답변 지표(EM·포함·F1·ROUGE-L)는 답변 가능 질문만, 기권 지표는 '답변 불가'를 양성으로 전체 질문에서 계산한다. "
-            "LLM 판정과 BERTScore는 오프라인에서 쓸 수 없어 결정적 지표만 쓴다.",
+            + (
+                f"LLM 판정(`{c['params']['evaluate'].get('judge', {}).get('model', '–')}`)을 함께 썼고, "
+                "결정적 정답률과의 일치도는 5장에 있다."
+                if judged
+                else "LLM 판정(`evaluate.judge`)은 꺼져 있다: 오프라인 cpu 프로필에는 채점할 모델이 없고, "
+                "BERTScore는 허브 모델이 필요하다 — 결정적 지표만 쓴다."
+            ),
             "",
         )
         o = comp["overall"]
@@ -549,7 +614,7 @@ class Report:
         self.add(
             *table(
                 ["지표", "베이스라인"],
-                [[METRIC_DOCS[k][0], fmt(o[k]["baseline"])] for k in QUALITY_KEYS + DETAIL_KEYS if k in o],
+                [[METRIC_DOCS[k][0], fmt(o[k]["baseline"])] for k in QUALITY_KEYS + DETAIL_KEYS if has_values(o, k)],
             ),
             "",
         )
@@ -632,6 +697,7 @@ class Report:
                     )
         self.add(*table(["유형", "n", "지표", "베이스라인", "파인튜닝", "Δ", f"{pct}% CI"], rows), "")
         self.add("![유형별 비교](figures/by_type.png)", "")
+        self.judge_agreement()
         self.examples()
         self.add("### 실패 유형 분석", "")
         self.failure_table(list(MODELS))
@@ -649,6 +715,52 @@ class Report:
                 self.add(f"- **{FAILURE_DOCS[key][0]}**: " + "; ".join(bits))
         self.add("")
 
+    def judge_agreement(self) -> None:
+        agreement = self.c["comparison"].get("judge_agreement")
+        if not agreement:
+            return
+        self.add("### LLM 판정과 결정적 지표의 일치도", "")
+        self.add(
+            "결정적 `정답률`(실패 유형 'ok')과 LLM 판정(0/1)을 예시별로 비교했다. Cohen's κ는 우연 일치를 뺀 일치도 "
+            "(1 = 완전 일치, 0 = 우연 수준)이며, 한쪽이 모든 예시에 같은 값을 주면 정의되지 않는다(–).",
+            "",
+        )
+        rows = []
+        for m in MODELS:
+            a = agreement.get(m)
+            if not a:
+                continue
+            rows.append(
+                [
+                    MODEL_KO[m],
+                    a["n_judged"],
+                    a["n_unparsed"],
+                    fmt(a["agreement"]),
+                    fmt(a["kappa"]),
+                    a.get("both_correct", 0),
+                    a.get("only_deterministic", 0),
+                    a.get("only_judge", 0),
+                    a.get("both_wrong", 0),
+                ]
+            )
+        self.add(
+            *table(
+                [
+                    "모델",
+                    "판정 수",
+                    "판정 실패",
+                    "일치율",
+                    "κ",
+                    "둘 다 정답",
+                    "결정적만 정답",
+                    "LLM만 정답",
+                    "둘 다 오답",
+                ],
+                rows,
+            ),
+            "",
+        )
+
     def examples(self) -> None:
         c = self.c
         base, tuned = c["preds"]["baseline"], c["preds"]["finetuned"]
@@ -665,13 +777,22 @@ class Report:
                 f"{', '.join(f'`{x}`' for x in b['retrieved_ids'])} — 정답 청크 {hit})",
                 "",
             )
-            rows = [["답변", cell(b["answer"], limit), cell(t["answer"], limit)]]
-            for key in ("f1_char", "f1_morph"):
+            # Answers one per row (full width), scores side by side: a long rambling baseline answer
+            # in a side-by-side cell would squeeze the other column to a few characters.
+            self.add(
+                *table(
+                    ["모델", "답변"],
+                    [[MODEL_KO[m], cell(p["answer"], limit)] for m, p in zip(MODELS, (b, t), strict=True)],
+                ),
+                "",
+            )
+            rows = []
+            for key in ("f1_char", "f1_morph", "judge_correct"):
                 if b["scores"].get(key) is not None:
-                    rows.append([METRIC_DOCS[key][0], fmt(b["scores"][key]), fmt(t["scores"][key])])
+                    rows.append([METRIC_DOCS[key][0], fmt(b["scores"][key]), fmt(t["scores"].get(key))])
             rows.append(["기권", fmt(b["scores"]["abstained"]), fmt(t["scores"]["abstained"])])
             rows.append(["실패 유형", b["scores"]["failure"], t["scores"]["failure"]])
-            self.add(*table(["", "베이스라인", "파인튜닝"], rows), "")
+            self.add(*table(["지표", "베이스라인", "파인튜닝"], rows), "")
 
     # 6 ------------------------------------------------------------
     def code(self) -> None:
@@ -688,7 +809,7 @@ class Report:
             "dvc repro                              # 전체 파이프라인",
             "dvc exp run -S train.lora_r=32         # 하이퍼파라미터를 바꾼 실험",
             "dvc metrics diff                       # 지표 비교 (metrics/eval/*.json, metrics/comparison.json)",
-            "dvc plots show                         # 손실 곡선",
+            "dvc plots show                         # 손실 곡선, 검색 recall@k, 지표·유형별 막대",
             "```",
             "",
         )
@@ -731,7 +852,7 @@ class Report:
         )
         n_unans = sum(not p["answerable"] for p in c["preds"]["baseline"])
         lim = [
-            f"- 테스트 질문 {comp['n']}개(답변 불가 {n_unans}개)로 작아 CI가 넓다; 단일 seed 학습.",
+            f"- 테스트 질문 {comp['n']}개(답변 불가 {n_unans}개), 단일 seed 학습: {ci_width_note(o.get('correct'), pct)}",
             "- 질문은 규칙 기반 합성이라 실제 사용자 질문보다 정형적이며, 템플릿 사실 질문에서는 파인튜닝 효과가 "
             "과대평가될 수 있다.",
             "- 지표는 어휘 기반(문자·형태소)이고 충실도는 어휘 포함 여부의 근사라 바꿔 말한 정답이나 미묘한 환각을 놓친다.",
@@ -743,6 +864,17 @@ class Report:
             lim.append(f"- 생성 품질은 검색에 묶인다: `{active}` recall@{k} = {fmt(ret[active][f'recall@{k}'])}.")
         lim.append(f"- 지연 시간은 `{c['params']['evaluate'].get('device')}` 한 대에서 잰 값이다.")
         self.add(*lim, "")
+
+
+def ci_width_note(r: dict[str, Any] | None, pct: int) -> str:
+    """How large a change this test set can resolve, from the width of the correct-rate CI."""
+    if not r or r.get("ci_low") is None or r.get("ci_high") is None:
+        return "신뢰구간을 계산할 수 없다."
+    width = r["ci_high"] - r["ci_low"]
+    return (
+        f"정답률 Δ의 {pct}% CI 폭이 {width:.3f}이다 — 이보다 훨씬 작은 차이는 이 테스트셋으로 가릴 수 없고, "
+        "다른 seed의 학습 변동은 이 CI에 들어 있지 않다."
+    )
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -779,7 +911,7 @@ def make_figures(ctx: dict[str, Any], fig_dir: Path, dpi: int) -> None:
     fig_dir.mkdir(parents=True, exist_ok=True)
     ctx["loss_figure"] = plot_loss(ctx["train_curve"], ctx["val_curve"], fig_dir / "loss_curve.png", dpi)
     comp = ctx["comparison"]
-    keys = [k for k in QUALITY_KEYS if any(comp["overall"][k][m] is not None for m in MODELS)]
+    keys = [k for k in QUALITY_KEYS if has_values(comp["overall"], k)]
     plot_bars(
         [METRIC_DOCS[k][0] for k in keys],
         {MODEL_KO[m]: [comp["overall"][k][m] for k in keys] for m in MODELS},
@@ -819,6 +951,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="report folder (REPORT.md, figures/)")
     ap.add_argument("--comparison", type=Path, default=None, help="default: <metrics-dir>/comparison.json")
     ap.add_argument("--adapter", type=Path, default=None, help="adapter folder with the resolved axolotl.yaml")
+    ap.add_argument("--plot-metrics", type=Path, default=None, help="CSV for `dvc plots`: per-metric bars")
+    ap.add_argument("--plot-types", type=Path, default=None, help="CSV for `dvc plots`: per-question-type bars")
     ap.add_argument("--params", type=Path, default=P.DEFAULT_PARAMS)
     args = ap.parse_args(argv)
 
@@ -847,6 +981,11 @@ def main(argv: list[str] | None = None) -> None:
         make_figures(ctx, tmp / "figures", dpi)
         (tmp / "REPORT.md").write_text(Report(ctx).render(), encoding="utf-8")
     write_json(args.comparison or args.metrics_dir / "comparison.json", comparison)
+    metric_rows, type_rows = plot_rows(comparison)
+    if args.plot_metrics:
+        write_csv(args.plot_metrics, metric_rows)
+    if args.plot_types:
+        write_csv(args.plot_types, type_rows)
     o = comparison["overall"]
     counts = Counter({m: sum(p["scores"]["correct"] for p in ctx["preds"][m]) for m in MODELS})
     log.info(

@@ -1,12 +1,15 @@
-"""evaluate stage on a tiny random Llama + char-level tokenizer built offline, and a 3-chunk index."""
+"""evaluate stage on the tiny random Gemma (tests/conftest.py), a 3-chunk index, and a local judge server."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
+from conftest import ABSTAIN, EVALUATE_PARAMS, EVALUATE_PROFILE
 
 from stages import evaluate as E
 from stages.common import generation as G
@@ -16,12 +19,6 @@ from stages.common.io import read_json, read_jsonl
 from stages.common.retrieval import Retriever
 
 SYSTEM = "브로셔 문서로만 답하세요. 답의 근거를 [c001]처럼 표시하세요."
-ABSTAIN = "브로셔에 해당 정보가 없습니다."
-TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n"
-    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}assistant: {% endif %}"
-)
 CHUNKS = [
     {
         "chunk_id": "c001",
@@ -77,27 +74,16 @@ QUESTIONS = [
 MAX_NEW = 5
 
 
-def params_yaml(method: str = "bm25", dtype: str = "float32", limit: int = 0, batch_size: int = 2) -> str:
-    return f"""
-profile: cpu
-retrieval: {{method: {method}, top_k: 2, rrf_k: 60}}
-prompt: {{system: "{SYSTEM}", abstain: {ABSTAIN}}}
-sft: {{max_context_chars: 60}}
-evaluate:
-  max_new_tokens: {MAX_NEW}
-  batch_size: {batch_size}
-  abstain_markers: [정보가 없]
-  abstain_window: 60
-  support_min_share: 1.0
-  correct_f1: 0.5
-  loop_word_ngram: 4
-  loop_char_ngram: 12
-  loop_repeats: 3
-profiles:
-  cpu:
-    machine: {{offline: true}}
-    evaluate: {{device: cpu, dtype: {dtype}, limit: {limit}}}
-"""
+def params_yaml(method: str = "bm25", limit: int = 0, batch_size: int = 2, **evaluate) -> str:
+    params = {
+        "profile": "cpu",
+        "retrieval": {"method": method, "top_k": 2, "rrf_k": 60},
+        "prompt": {"system": SYSTEM, "abstain": ABSTAIN},
+        "sft": {"max_context_chars": 60},
+        "evaluate": {**EVALUATE_PARAMS, "max_new_tokens": MAX_NEW, "batch_size": batch_size, **evaluate},
+        "profiles": {"cpu": {"machine": {"offline": True}, "evaluate": {**EVALUATE_PROFILE, "limit": limit}}},
+    }
+    return yaml.safe_dump(params, allow_unicode=True)
 
 
 class FakeEmbedder:
@@ -117,60 +103,26 @@ class FakeEmbedder:
     embed_passages = _vec
 
 
-def build_tokenizer(path: Path):
-    """Char-level tokenizer over every character the fixtures use; eos = id 0 (see eos_model)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<eos>", "<pad>", "<bos>", "<unk>"]
-    corpus = (
-        SYSTEM + ABSTAIN + TEMPLATE + "문서:질문 assistantuser…\n" + json.dumps(CHUNKS + QUESTIONS, ensure_ascii=False)
-    )
-    chars = sorted(set(corpus) - {"\r"})
-    vocab = {tok: i for i, tok in enumerate(specials + chars)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(specials)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", bos_token="<bos>", unk_token="<unk>"
-    )
-    fast.chat_template = TEMPLATE
-    fast.save_pretrained(path)
-    return fast
-
-
-def build_model(path: Path, tokenizer, zero_head: bool = False) -> None:
+def build_eos_model(tiny_model_dir: Path, path: Path) -> Path:
+    """The tiny Gemma with every logit 0: greedy emits id 0, which its generation_config lists as an extra EOS
+    (as real Gemma lists <end_of_turn> besides <eos>), so generation must stop at once."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    model = LlamaForCausalLM(cfg)
-    if zero_head:  # all logits 0 -> greedy picks id 0 = <eos> at once
-        with torch.no_grad():
-            model.lm_head.weight.zero_()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.zero_()  # tied with the LM head
+    model.generation_config.eos_token_id = [model.config.eos_token_id, 0]
     model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict[str, Path]:
+def world(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("evaluate")
-    tok = build_tokenizer(root / "tok")
-    build_model(root / "base", tok)
-    build_model(root / "eos_model", tok, zero_head=True)
+    (root / "base").symlink_to(tiny_model_dir)
+    build_eos_model(tiny_model_dir, root / "eos_model")
     # a LoRA adapter with non-zero B so that merging changes the outputs
     import torch
     from peft import LoraConfig, get_peft_model
@@ -178,7 +130,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
 
     torch.manual_seed(1)
     peft_model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(root / "base"),
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
         LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False),
     )
     peft_model.save_pretrained(root / "adapter")
@@ -260,7 +212,7 @@ def test_cli_finetuned_merges_adapter(world):
 def test_eos_stops_generation_and_empty_answer_is_a_format_failure(world):
     preds, metrics = _cli(world, "eos", base="eos_model")
     for p in preds:
-        assert p["hit_eos"] and p["new_tokens"] == 1 and p["answer"] == ""
+        assert p["hit_eos"] and p["new_tokens"] == 1 and p["answer"] == ""  # the extra EOS id counts
         assert p["scores"]["empty"] and p["scores"]["failure"] == "format"
     assert metrics["format"]["empty"] == 1.0 and metrics["format"]["over_length"] == 0.0
 
@@ -271,14 +223,14 @@ def test_run_in_memory_dense_retriever_and_identical_prompts(world):
     (root / "dense.yaml").write_text(params_yaml(method="dense", batch_size=3), encoding="utf-8")
     params = P.load(root / "dense.yaml", "evaluate", "retrieval", "prompt", "sft", "machine")
     retriever = Retriever.build(CHUNKS, FakeEmbedder(), rrf_k=60, fusion_depth=20)
-    model, tok = G.load_model(root / "base", None, "cpu", "float32")
+    model, tok = G.load_model(root / "base", None, "cpu", "float32", backend="transformers")
     preds, metrics = E.run(QUESTIONS, retriever, model, tok, params)
     assert len(preds) == 3 and metrics["n"] == 3
     # the prompt is the shared prompting code, chunks in retrieval order, rendered by the chat template
     contexts = E.retrieve(retriever, QUESTIONS[:1], 2, "dense")
     prompt = G.build_prompts(tok, QUESTIONS[:1], contexts, SYSTEM, 60)[0]
     # What the model sees, checked on the text itself: system, every chunk in retrieval order, the question last.
-    assert prompt.endswith("assistant: ") and SYSTEM in prompt
+    assert prompt.endswith("<start_of_turn>model\n") and SYSTEM in prompt
     positions = [prompt.index(f"[{c['chunk_id']}]") for c in contexts[0]]
     assert positions == sorted(positions)
     assert prompt.index(QUESTIONS[0]["question"]) > positions[-1]
@@ -315,3 +267,241 @@ def test_eos_ids_union_of_tokenizer_and_generation_config():
     tok = SimpleNamespace(eos_token_id=1)
     assert G.eos_ids(SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[106, 1])), tok) == [1, 106]
     assert G.eos_ids(SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=None)), tok) == [1]
+
+
+# ---------------------------------------------------------------- vLLM backend (vllm is not installed here)
+def test_backend_dispatch_and_errors_without_vllm(world, monkeypatch):
+    import sys
+
+    import torch
+
+    base = world["root"] / "base"
+    with pytest.raises(UserError, match="evaluate.backend must be one of transformers, vllm"):
+        G.load_model(base, None, "cpu", "float32", backend="onnx")
+    with pytest.raises(UserError, match="backend=vllm needs a CUDA GPU"):
+        G.load_model(base, None, "cpu", "float32", backend="vllm")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+    with pytest.raises(UserError, match="vllm package is not installed.*evaluate.backend: transformers"):
+        G.load_model(base, None, "cuda", "bfloat16", backend="vllm")
+
+
+def test_vllm_path_with_a_fake_engine(world, monkeypatch):
+    """The small vLLM path end to end against a stand-in module: LoRA request, greedy, ids without a 2nd BOS."""
+    import sys
+    import types
+
+    import torch
+
+    calls: dict = {}
+
+    class FakeLLM:
+        def __init__(self, **kwargs):
+            calls["init"] = kwargs
+
+        def generate(self, prompts, sampling, lora_request=None, use_tqdm=True):
+            calls["generate"] = (prompts, sampling, lora_request)
+            out = []
+            for n in range(len(prompts)):
+                ids = [7, 8, 1] if n == 0 else [7, 8, 9]  # first stops at <eos> (id 1), second hits the budget
+                reason = "stop" if n == 0 else "length"
+                out.append(SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, finish_reason=reason)]))
+            return out
+
+    class FakeLoRARequest:
+        def __init__(self, name, int_id, path):
+            self.args = (name, int_id, path)
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM = FakeLLM
+    vllm.SamplingParams = lambda **kw: kw
+    lora_mod = types.ModuleType("vllm.lora.request")
+    lora_mod.LoRARequest = FakeLoRARequest
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.lora", types.ModuleType("vllm.lora"))
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", lora_mod)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+    root = world["root"]
+    model, tok = G.load_model(root / "base", root / "adapter", "cuda", "bfloat16", backend="vllm")
+    assert isinstance(model, G.VllmModel)
+    assert calls["init"]["enable_lora"] and calls["init"]["max_lora_rank"] == 4  # r of the test adapter
+    assert model.lora_request.args[2] == str((root / "adapter").resolve())
+    prompts = ["<bos>질문 하나", "<bos>질문 둘"]
+    recs = G.generate(model, tok, prompts, max_new_tokens=3, batch_size=8)
+    sent, sampling, lora = calls["generate"]
+    assert (
+        sampling["temperature"] == 0.0
+        and sampling["max_tokens"] == 3
+        and tok.eos_token_id in sampling["stop_token_ids"]
+    )
+    assert lora is model.lora_request
+    assert sent[0]["prompt_token_ids"].count(tok.bos_token_id) == 1  # the template's BOS only
+    assert [r["hit_eos"] for r in recs] == [True, False]
+    assert [r["new_tokens"] for r in recs] == [3, 3]  # 2 tokens + EOS; 3 tokens, no EOS
+    assert recs[0]["answer"] == tok.decode([7, 8]) and set(recs[0]) == {
+        "answer",
+        "new_tokens",
+        "hit_eos",
+        "prompt_tokens",
+        "latency_s",
+    }
+
+
+# ---------------------------------------------------------------- LLM judge against a local HTTP server
+class ChatServer:
+    """An OpenAI-compatible /chat/completions stand-in on 127.0.0.1 with scripted replies."""
+
+    def __init__(self, replies):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.replies = replies  # callable(request_json, n) -> (status, content | None, delay_s)
+        self.requests: list[tuple[dict, dict]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append((dict(self.headers), body))
+                status, content, delay = server.replies(body, len(server.requests))
+                import time
+
+                time.sleep(delay)
+                payload = {"choices": [{"message": {"role": "assistant", "content": content}}]}
+                data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_GET(self):
+                self.send_error(404)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def judge_params(url: str, **over) -> dict:
+    return {
+        "enabled": True,
+        "base_url": url,
+        "model": "judge-test",
+        "api_key_env": "TEST_JUDGE_KEY",
+        "timeout_s": 2,
+        "max_retries": 2,
+        "retry_backoff_s": 0.01,
+        "max_tokens": 50,
+        "concurrency": 2,
+        **over,
+    }
+
+
+def by_gold(body: dict, n: int):
+    """Verdict 1 when the model answer contains the gold answer (or abstains on an unanswerable question)."""
+    user = body["messages"][1]["content"]
+    gold = user.split("정답: ")[1].split("\n")[0]
+    answer = user.split("모델 답변: ")[1].split("\n")[0]
+    ok = gold in answer
+    return 200, f'```json\n{{"correct": {int(ok)}, "reason": "정답 {"포함" if ok else "불일치"}"}}\n```', 0
+
+
+def test_parse_verdict_variants():
+    from stages.common import judge as J
+
+    assert J.parse_verdict('{"correct": 1, "reason": "맞음"}') == (1, "맞음")
+    assert J.parse_verdict('채점 결과:\n```json\n{"correct": 0, "reason": "주소가 다름"}\n```') == (0, "주소가 다름")
+    assert J.parse_verdict('판단: {"correct": "예", "reason": "a {b}"} 끝') == (1, "a {b}")
+    assert J.parse_verdict('{"correct": true}') == (1, "")
+    assert J.parse_verdict("{'correct': 0, 'reason': '틀림',}") == (0, "틀림")  # almost-JSON
+    assert J.parse_verdict("정답입니다") is None
+    assert J.parse_verdict('{"correct": 0.5}') is None
+
+
+def test_judge_client_auth_retries_and_verdicts(monkeypatch, caplog):
+    from stages.common import judge as J
+
+    monkeypatch.setenv("TEST_JUDGE_KEY", "sk-secret-123")
+
+    def flaky(body, n):
+        if n == 1:
+            return 503, None, 0  # retried
+        if n == 2:
+            return 200, "잘 모르겠습니다", 0  # unparseable: asked again
+        return by_gold(body, n)
+
+    with ChatServer(flaky) as srv, caplog.at_level("INFO"):
+        client = J.JudgeClient(J.JudgeConfig.from_params(judge_params(srv.url)))
+        v = client.judge("케이블카 주소는?", "문화재길 166", "주소는 문화재길 166입니다 [c001]", True)
+    assert v == {"correct": 1, "reason": "정답 포함"}
+    assert len(srv.requests) == 3
+    headers, body = srv.requests[-1]
+    assert headers["Authorization"] == "Bearer sk-secret-123"
+    assert body["model"] == "judge-test" and body["temperature"] == 0 and body["max_tokens"] == 50
+    assert "답이 없는 질문" not in body["messages"][1]["content"]  # answerable rubric
+    assert "sk-secret-123" not in caplog.text
+    assert "답이 없는 질문" in J.build_messages("q", "없음", "a", answerable=False)[1]["content"]
+
+
+def test_judge_errors_are_one_clear_line(monkeypatch):
+    from stages.common import judge as J
+
+    monkeypatch.setenv("TEST_JUDGE_KEY", "sk-secret-123")
+    with ChatServer(lambda b, n: (401, None, 0)) as srv:
+        client = J.JudgeClient(J.JudgeConfig.from_params(judge_params(srv.url)))
+        with pytest.raises(UserError, match="failed after 1 attempt.*HTTP 401") as err:
+            client.judge("q", "g", "a", True)
+        assert len(srv.requests) == 1  # 401 is not retried
+    assert "sk-secret" not in str(err.value)
+    with ChatServer(lambda b, n: (200, '{"correct": 1}', 1.0)) as srv:
+        cfg = J.JudgeConfig.from_params(judge_params(srv.url, timeout_s=0.2, max_retries=1))
+        with pytest.raises(UserError, match="failed after 2 attempt.*timed out after 0.2 s"):
+            J.JudgeClient(cfg).judge("q", "g", "a", True)
+    with ChatServer(lambda b, n: (200, "no verdict here", 0)) as srv:
+        cfg = J.JudgeConfig.from_params(judge_params(srv.url, max_retries=1))
+        v = J.JudgeClient(cfg).judge("q", "g", "a", True)
+        assert v["correct"] is None and "unparseable" in v["reason"]
+    monkeypatch.delenv("TEST_JUDGE_KEY")
+    with pytest.raises(UserError, match="TEST_JUDGE_KEY .* is not set"):
+        J.JudgeClient(J.JudgeConfig.from_params(judge_params("http://127.0.0.1:9/v1")))
+    with pytest.raises(UserError, match="evaluate.judge.base_url must start with http"):
+        J.JudgeConfig.from_params(judge_params("127.0.0.1:8000"))
+    with pytest.raises(UserError, match="missing evaluate.judge.model"):
+        J.JudgeConfig.from_params({k: v for k, v in judge_params("http://x").items() if k != "model"})
+
+
+def test_cli_with_judge_stores_verdicts_and_agreement(world, monkeypatch):
+    """Judge on: every prediction gets a verdict, metrics get judge correct + agreement with `correct`."""
+    root = world["root"]
+    monkeypatch.setenv("TEST_JUDGE_KEY", "k")
+    with ChatServer(by_gold) as srv:
+        (root / "judge.yaml").write_text(params_yaml(judge=judge_params(srv.url)), encoding="utf-8")
+        preds, metrics = _cli(world, "judged", params="judge.yaml")
+        assert len(srv.requests) == 3
+    for p in preds:
+        assert p["judge"]["correct"] in (0, 1) and p["judge"]["reason"]
+        assert p["scores"]["judge_correct"] == bool(p["judge"]["correct"])
+    j = metrics["judge"]
+    assert j["n_judged"] == 3 and j["n_unparsed"] == 0
+    assert j["correct"] == pytest.approx(sum(p["judge"]["correct"] for p in preds) / 3, abs=1e-4)
+    agree = sum(p["scores"]["correct"] == p["scores"]["judge_correct"] for p in preds) / 3
+    assert j["agreement"] == pytest.approx(agree, abs=1e-4)
+    # judge off (the default): no judge block at all
+    _, off = _cli(world, "baseline")
+    assert "judge" not in off

@@ -166,6 +166,16 @@ def test_score_example_fields():
     assert s["over_length"] and not s["empty"]
 
 
+def test_cross_chunk_question_needs_every_chunk_retrieved_and_cited():
+    two = dict(CASES["ok"], gold_chunk_ids=["c001", "c002"])
+    assert M.score_example(two, CONTEXT, CFG)["citation_ok"] is False  # cites c001 only
+    both = dict(two, answer="제천시 청풍면 문화재길 166 [c001][c002]", cited_ids=["c001", "c002"])
+    assert M.score_example(both, CONTEXT, CFG)["citation_ok"] is True
+    half_retrieved = dict(two, retrieved_ids=["c001", "c003"])
+    s = M.score_example(half_retrieved, CONTEXT, CFG)
+    assert s["gold_retrieved"] is False and s["citation_ok"] is None
+
+
 def test_aggregate_hand_computed():
     preds = [CASES[k] for k in ("ok", "hallucination", "wrong_abstention", "missed_abstention", "ok_abstain")]
     scores = [M.score_example(p, CONTEXT, CFG) for p in preds]
@@ -222,3 +232,42 @@ def test_compare_requires_aligned_ids():
         M.compare(s, s, p, [CASES["hallucination"]], 10, 0, 0.95)
     out = M.compare(s, s, p, p, 10, 0, 0.95)
     assert out["em"]["delta"] == 0.0
+
+
+def test_judge_agreement_hand_computed_kappa():
+    # deterministic correct 1,1,0,0 vs judge 1,0,0,0: p_o = 3/4, p_e = 1/2*1/4 + 1/2*3/4 = 1/2, kappa = 1/2
+    scores = [
+        {"correct": c, "judge_correct": j} for c, j in [(True, True), (True, False), (False, False), (False, False)]
+    ]
+    scores.append({"correct": True, "judge_correct": None})  # unparseable verdict: not counted
+    a = M.judge_agreement(scores)
+    assert a == {
+        "n_judged": 4,
+        "n_unparsed": 1,
+        "agreement": 0.75,
+        "kappa": 0.5,
+        "both_correct": 1,
+        "only_deterministic": 1,
+        "only_judge": 0,
+        "both_wrong": 2,
+    }
+    assert M.judge_agreement([{"correct": True}]) is None  # judge never ran
+    same = M.judge_agreement([{"correct": True, "judge_correct": True}] * 3)
+    assert same["agreement"] == 1.0 and same["kappa"] is None  # one label everywhere: kappa undefined
+    preds = [{"answerable": True, "latency_s": 1.0, "new_tokens": 2}] * 5
+    full = [
+        {
+            **s,
+            "abstained": False,
+            "format_fail": False,
+            "empty": False,
+            "looping": False,
+            "over_length": False,
+            "failure": "ok" if s["correct"] else "wrong_fact",
+        }
+        for s in scores
+    ]
+    out = M.aggregate(full, preds)
+    assert out["judge"]["correct"] == 0.25 and out["judge"]["kappa"] == 0.5  # 1 of 4 judged correct
+    plain = M.aggregate([{k: v for k, v in s.items() if k != "judge_correct"} for s in full], preds)
+    assert "judge" not in plain

@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import ABSTAIN, EVALUATE_PARAMS, EVALUATE_PROFILE
 
 from stages import report as R
 from stages.common import metrics as M
 from stages.common.prompting import cited_ids
 
-ABSTAIN = "브로셔에 해당 정보가 없습니다."
-PARAMS = f"""
-profile: cpu
-retrieval: {{method: hybrid, top_k: 2}}
-prompt: {{system: 문서로만 답하세요., abstain: {ABSTAIN}}}
-train: {{lora_r: 16, learning_rate: 0.0002}}
-evaluate:
-  max_new_tokens: 16
-  batch_size: 2
-  abstain_markers: [정보가 없]
-  abstain_window: 60
-  support_min_share: 1.0
-  correct_f1: 0.5
-  loop_word_ngram: 4
-  loop_char_ngram: 12
-  loop_repeats: 3
-report: {{seed: 13, n_resamples: 300, ci: 0.95, max_example_chars: 80, figure_dpi: 40}}
-profiles:
-  cpu:
-    model: {{name: tiny-gemma}}
-    index: {{embedder: fake}}
-    evaluate: {{device: cpu, dtype: float32, limit: 0}}
-"""
+PARAMS = {
+    "profile": "cpu",
+    "retrieval": {"method": "hybrid", "top_k": 2},
+    "prompt": {"system": "문서로만 답하세요.", "abstain": ABSTAIN},
+    "train": {"lora_r": 16, "learning_rate": 0.0002},
+    "evaluate": EVALUATE_PARAMS,
+    "report": {"seed": 13, "n_resamples": 300, "ci": 0.95, "max_example_chars": 80, "figure_dpi": 40},
+    "profiles": {"cpu": {"model": {"name": "tiny-gemma"}, "index": {"embedder": "fake"}, "evaluate": EVALUATE_PROFILE}},
+}
 CONTEXT = "[c001] 케이블카\n주소: 제천시 청풍면 문화재길 166 전화 043-641-5532"
 GOLD = {
     "q0001": "제천시 청풍면 문화재길 166",
@@ -41,7 +30,7 @@ GOLD = {
     "q0003": "제천시 청풍면",
     "q0004": "문화재길 166",
 }
-CFG = M.ScoreConfig(ABSTAIN, ("정보가 없",), 60, 1.0, 4, 12, 3, 0.5)
+CFG = M.ScoreConfig.from_params(EVALUATE_PARAMS, {"abstain": ABSTAIN})
 
 
 def _records(model: str) -> list[dict]:
@@ -77,7 +66,7 @@ def _rec(qid, qtype, answerable, gold, answer):
 @pytest.fixture(scope="module")
 def fixture_dirs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report")
-    (root / "params.yaml").write_text(PARAMS, encoding="utf-8")
+    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, allow_unicode=True), encoding="utf-8")
     for model in R.MODELS:
         d = root / "eval" / model
         d.mkdir(parents=True)
@@ -149,9 +138,9 @@ def fixture_dirs(tmp_path_factory) -> Path:
 def _run(root: Path, out: str, **extra) -> Path:
     argv = [
         "--baseline",
-        str(root / "eval" / "baseline"),
+        str(extra.get("eval", root / "eval") / "baseline"),
         "--finetuned",
-        str(root / "eval" / "finetuned"),
+        str(extra.get("eval", root / "eval") / "finetuned"),
         "--metrics-dir",
         str(extra.get("metrics", root / "metrics")),
         "--plots",
@@ -164,6 +153,10 @@ def _run(root: Path, out: str, **extra) -> Path:
         str(root / f"{out}.json"),
         "--params",
         str(root / "params.yaml"),
+        "--plot-metrics",
+        str(root / f"{out}_plots" / "metrics.csv"),
+        "--plot-types",
+        str(root / f"{out}_plots" / "types.csv"),
     ]
     R.main(argv)
     return root / out
@@ -202,6 +195,22 @@ def test_report_tables_numbers_and_figures(fixture_dirs):
     assert comp["overall"]["em"] == {"baseline": 0.0, "finetuned": 1.0, "delta": 1.0, "ci_low": 1.0, "ci_high": 1.0}
     assert comp["by_type"]["unanswerable"]["n"] == 2 and "em" not in comp["by_type"]["unanswerable"]
     assert comp["failures"]["finetuned"]["ok"] == 6
+    # judge off: no judge row, no agreement section, nothing about it in comparison.json
+    assert "judge_correct" not in comp["overall"] and "judge_agreement" not in comp
+    assert "LLM 판정 정답률" not in md and "일치도" not in md
+    # the CSVs `dvc plots` draws: one bar per (metric, model) with a value, per (type, model)
+    with open(fixture_dirs / "report_plots" / "metrics.csv", encoding="utf-8") as fh:
+        bars = {r["label"]: float(r["value"]) for r in csv.DictReader(fh)}
+    assert bars["em · baseline"] == 0.0 and bars["em · finetuned"] == 1.0
+    assert "abstain_p · baseline" not in bars and bars["abstain_p · finetuned"] == 1.0  # undefined: no bar
+    with open(fixture_dirs / "report_plots" / "types.csv", encoding="utf-8") as fh:
+        types = [(r["label"], float(r["correct"])) for r in csv.DictReader(fh)]
+    assert types == [
+        ("factual (n=4) · baseline", 0.0),
+        ("factual (n=4) · finetuned", 1.0),
+        ("unanswerable (n=2) · baseline", 0.0),
+        ("unanswerable (n=2) · finetuned", 1.0),
+    ]
 
 
 def test_report_is_deterministic(fixture_dirs):
@@ -229,3 +238,33 @@ def test_pick_examples_rules():
     assert ids[0] == "q0001"  # first of the largest gains (ties broken by order)
     assert ids[1] == "q0002" and "하락 사례 없음" in picks[1][0]
     assert base[picks[2][1]]["type"] == "unanswerable"
+
+
+def test_report_with_judge_verdicts_shows_agreement(fixture_dirs, tmp_path):
+    """Judge verdicts in the predictions: judge row with CI, kappa/agreement table, comparison.json entry."""
+    for model in R.MODELS:
+        recs = _records(model)
+        for n, r in enumerate(recs):
+            # the judge agrees with `correct` except on the fine-tuned model's first example
+            verdict = int(r["scores"]["correct"]) ^ int(model == "finetuned" and n == 0)
+            r["judge"] = {"correct": verdict, "reason": "테스트"}
+            r["scores"]["judge_correct"] = bool(verdict)
+        d = tmp_path / "eval" / model
+        d.mkdir(parents=True)
+        (d / "predictions.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8"
+        )
+    out = _run(fixture_dirs, "judged", eval=tmp_path / "eval")
+    md = (out / "REPORT.md").read_text(encoding="utf-8")
+    comp = json.loads((fixture_dirs / "judged.json").read_text(encoding="utf-8"))
+    # baseline: all 6 wrong by both -> agreement 1, kappa undefined; fine-tuned: 5/6 agree, judge says 5 correct
+    assert comp["overall"]["judge_correct"]["baseline"] == 0.0
+    assert comp["overall"]["judge_correct"]["finetuned"] == pytest.approx(5 / 6, abs=1e-4)
+    base_a, tuned_a = comp["judge_agreement"]["baseline"], comp["judge_agreement"]["finetuned"]
+    assert base_a["agreement"] == 1.0 and base_a["kappa"] is None and base_a["both_wrong"] == 6
+    assert tuned_a["agreement"] == pytest.approx(5 / 6, abs=1e-4) and tuned_a["only_deterministic"] == 1
+    assert tuned_a["kappa"] == 0.0  # `correct` is constant (all 1): no agreement beyond chance
+    assert "| LLM 판정 정답률 | 0.000 | 0.833 | +0.833 |" in md
+    assert "### LLM 판정과 결정적 지표의 일치도" in md
+    assert "| 파인튜닝 | 6 | 0 | 0.833 | 0.000 | 5 | 1 | 0 | 0 |" in md
+    assert "| 베이스라인 | 6 | 0 | 1.000 | – | 0 | 0 | 0 | 6 |" in md

@@ -2,6 +2,14 @@
 
 The base model folder comes from the prepare_model stage; an optional LoRA
 adapter (train stage) is merged in so both runs generate with the same code.
+
+Two backends (params ``evaluate.backend``), same prompts, same greedy decoding,
+same output records:
+
+* ``transformers`` (default, any device): left-padded batches of similar length;
+* ``vllm`` (CUDA only, when the vllm package is installed): continuous batching
+  with the adapter served through ``LoRARequest`` (no merge). ``load_model``
+  returns a ``VllmModel`` and ``generate`` dispatches on it, so callers do not change.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import logging
 import time
 import unicodedata
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from tqdm import tqdm
@@ -20,6 +29,7 @@ from stages.common.prompting import build_messages
 log = logging.getLogger("generation")
 
 DTYPES = ("bfloat16", "float32", "float16")
+BACKENDS = ("transformers", "vllm")
 
 
 def build_prompts(
@@ -43,27 +53,48 @@ def resolve_dtype(name: str):
     return getattr(torch, name)
 
 
-def load_model(base: Path, adapter: Path | None, device: str, dtype: str):
-    """Base model (+ merged LoRA adapter) and its tokenizer, ready for left-padded batched generation."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(base: Path):
+    from transformers import AutoTokenizer
 
-    if not (base / "config.json").is_file():
-        raise UserError(f"{base}: not a model folder (run the prepare_model stage first)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"params: evaluate.device={device!r} but torch sees no CUDA GPU")
     tokenizer = AutoTokenizer.from_pretrained(base)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def check_adapter(adapter: Path) -> None:
+    if not (adapter / "adapter_config.json").is_file():
+        raise UserError(f"{adapter}: no adapter_config.json (run the train stage first)")
+
+
+def load_model(base: Path, adapter: Path | None, device: str, dtype: str, backend: str = "transformers"):
+    """Base model (+ LoRA adapter) and its tokenizer, ready for batched greedy generation.
+
+    transformers: the adapter is merged into the weights. vllm: see ``load_vllm``.
+    """
+    import torch
+
+    if backend not in BACKENDS:
+        raise UserError(f"params: evaluate.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if not (base / "config.json").is_file():
+        raise UserError(f"{base}: not a model folder (run the prepare_model stage first)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"params: evaluate.device={device!r} but torch sees no CUDA GPU")
+    resolve_dtype(dtype)
+    if adapter is not None:
+        check_adapter(adapter)
+    if backend == "vllm":
+        return load_vllm(base, adapter, device, dtype), load_tokenizer(base)
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(base)
     # Merge in fp32, then cast: added straight into bf16 weights, small LoRA deltas would round away.
     # (bf16 -> fp32 -> bf16 is exact, so the base weights stay identical to the baseline's.)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32 if adapter else resolve_dtype(dtype))
     if adapter is not None:
         from peft import PeftModel
 
-        if not (adapter / "adapter_config.json").is_file():
-            raise UserError(f"{adapter}: no adapter_config.json (run the train stage first)")
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         model = model.to(resolve_dtype(dtype))
     model.to(device).eval()
@@ -88,7 +119,12 @@ def eos_ids(model, tokenizer) -> list[int]:
 
 
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[dict[str, Any]]:
-    """Greedy decoding, left-padded batches of similar length; per-example latency = share of batch time."""
+    """Greedy decoding, left-padded batches of similar length; per-example latency = share of batch time.
+
+    A ``VllmModel`` (backend vllm) generates all prompts in one continuous batch instead.
+    """
+    if isinstance(model, VllmModel):
+        return generate_vllm(model, tokenizer, prompts, max_new_tokens)
     import torch
     from transformers import GenerationConfig
 
@@ -139,3 +175,97 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
         total_time / max(len(prompts), 1),
     )
     return [r for r in results if r is not None]
+
+
+# ---------------------------------------------------------------- vLLM backend (CUDA)
+class VllmModel:
+    """A vLLM engine plus the LoRA request every generation uses (None for the baseline)."""
+
+    def __init__(self, llm, lora_request, eos: list[int]):
+        self.llm = llm
+        self.lora_request = lora_request
+        self.eos = eos
+
+
+def import_vllm():
+    """The vllm module, or a one-line UserError saying how to get it or avoid it."""
+    try:
+        import vllm
+    except ImportError as exc:
+        raise UserError(
+            "params: evaluate.backend=vllm but the vllm package is not installed "
+            "(pip install vllm on the CUDA machine, or set evaluate.backend: transformers)"
+        ) from exc
+    return vllm
+
+
+def load_vllm(base: Path, adapter: Path | None, device: str, dtype: str) -> VllmModel:
+    import json
+
+    import torch
+
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        raise UserError(
+            f"params: evaluate.backend=vllm needs a CUDA GPU (evaluate.device={device!r}, "
+            f"torch sees {'a' if torch.cuda.is_available() else 'no'} GPU); use evaluate.backend: transformers"
+        )
+    vllm = import_vllm()
+    from vllm.lora.request import LoRARequest
+
+    lora_kwargs: dict[str, Any] = {}
+    lora_request = None
+    if adapter is not None:
+        rank = int(json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("r", 16))
+        lora_kwargs = {"enable_lora": True, "max_lora_rank": rank, "max_loras": 1}
+        lora_request = LoRARequest("adapter", 1, str(adapter.resolve()))
+    llm = vllm.LLM(model=str(base), tokenizer=str(base), dtype=dtype, seed=0, **lora_kwargs)
+    return VllmModel(
+        llm, lora_request, eos_ids(SimpleNamespace(generation_config=_generation_config(base)), load_tokenizer(base))
+    )
+
+
+def _generation_config(base: Path):
+    """The model folder's generation_config.json (its EOS list), or None when it has none."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(base)
+    except OSError:
+        return None
+
+
+def generate_vllm(model: VllmModel, tokenizer, prompts: list[str], max_new_tokens: int) -> list[dict[str, Any]]:
+    """Greedy (temperature 0) generation of every prompt; the same records as ``generate``."""
+    from vllm import SamplingParams
+
+    # Token ids, not text: the chat template already wrote BOS, and vLLM would add another.
+    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    sampling = SamplingParams(
+        temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=model.eos, skip_special_tokens=True
+    )
+    t0 = time.perf_counter()
+    outs = model.llm.generate(
+        [{"prompt_token_ids": x} for x in ids], sampling, lora_request=model.lora_request, use_tqdm=True
+    )
+    elapsed = time.perf_counter() - t0
+    results = [
+        vllm_record(o.outputs[0], len(x), model.eos, tokenizer, elapsed / max(len(prompts), 1))
+        for o, x in zip(outs, ids, strict=True)
+    ]
+    total = sum(r["new_tokens"] for r in results)
+    log.info("vllm: generated %d tokens in %.1f s: %.1f tokens/s", total, elapsed, total / max(elapsed, 1e-9))
+    return results
+
+
+def vllm_record(output, prompt_tokens: int, eos: list[int], tokenizer, latency_s: float) -> dict[str, Any]:
+    """One vLLM CompletionOutput as a generation record (EOS counted like the transformers path)."""
+    tokens, saw_eos = split_generation(list(output.token_ids), eos)
+    hit_eos = saw_eos or output.finish_reason == "stop"  # vLLM may drop the stop id from token_ids
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    return {
+        "answer": unicodedata.normalize("NFC", text).strip(),
+        "new_tokens": len(tokens) + int(hit_eos),
+        "hit_eos": hit_eos,
+        "prompt_tokens": prompt_tokens,
+        "latency_s": round(latency_s, 4),
+    }

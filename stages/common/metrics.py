@@ -225,7 +225,9 @@ def score_example(pred: dict[str, Any], context: str, cfg: ScoreConfig) -> dict[
     empty = not normalize_answer(answer)
     looping = is_looping(answer, cfg.loop_word_ngram, cfg.loop_char_ngram, cfg.loop_repeats)
     over_length = not pred["hit_eos"]
-    retrieved = pred["gold_chunk_id"] in pred["retrieved_ids"]
+    # Comparison / multi-hop questions need every one of their chunks retrieved and cited.
+    golds = pred.get("gold_chunk_ids") or [pred["gold_chunk_id"]]
+    retrieved = all(g in pred["retrieved_ids"] for g in golds)
     s: dict[str, Any] = {
         "em": exact_match(answer, gold) if answerable else None,
         "contains": contains_match(answer, gold) if answerable else None,
@@ -234,7 +236,7 @@ def score_example(pred: dict[str, Any], context: str, cfg: ScoreConfig) -> dict[
         "rouge_l_char": rouge_l_char(answer, gold) if answerable else None,
         "abstained": abst,
         "gold_retrieved": retrieved,
-        "citation_ok": (pred["gold_chunk_id"] in pred["cited_ids"]) if answerable and retrieved else None,
+        "citation_ok": all(g in pred["cited_ids"] for g in golds) if answerable and retrieved else None,
         "supported": is_supported(answer, context, cfg.support_min_share) if answerable and not abst else None,
         "empty": empty,
         "looping": looping,
@@ -295,7 +297,7 @@ def _ratio_parts(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> d
     ones = np.ones(n)
 
     def mean_of(key: str) -> tuple[np.ndarray, np.ndarray]:
-        vals = np.array([_v(s[key]) for s in scores], dtype=float)
+        vals = np.array([_v(s.get(key)) for s in scores], dtype=float)  # .get: judge_correct only when judged
         mask = ~np.isnan(vals)
         return np.where(mask, vals, 0.0), mask.astype(float)
 
@@ -305,7 +307,8 @@ def _ratio_parts(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> d
     latency = np.array([float(p.get("latency_s", 0.0)) for p in preds])
     tokens = np.array([float(p.get("new_tokens", 0)) for p in preds])
     parts = {
-        k: mean_of(k) for k in ("em", "contains", "f1_morph", "f1_char", "rouge_l_char", "citation_ok", "supported")
+        k: mean_of(k)
+        for k in ("em", "contains", "f1_morph", "f1_char", "rouge_l_char", "citation_ok", "supported", "judge_correct")
     }
     parts.update(
         {
@@ -344,8 +347,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("over_length", ("format", "over_length"), False),
     Metric("latency_s", ("latency_s_mean",), False),
     Metric("tokens_per_s", ("tokens_per_s",), True),
+    Metric("judge_correct", ("judge", "correct"), True),
 )
 BY_KEY = {m.key: m for m in METRICS}
+# Present only when the optional LLM judge ran: left out of the metrics file otherwise.
+OPTIONAL_KEYS = frozenset({"judge_correct"})
 
 
 def _safe_div(num: float, den: float) -> float | None:
@@ -369,6 +375,8 @@ def aggregate(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> dict
         "n_unanswerable": sum(not p["answerable"] for p in preds),
     }
     for m in METRICS:
+        if m.key in OPTIONAL_KEYS and values[m.key] is None:
+            continue
         node = out
         for part in m.path[:-1]:
             node = node.setdefault(part, {})
@@ -376,6 +384,44 @@ def aggregate(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> dict
     latency = [float(p.get("latency_s", 0.0)) for p in preds]
     out["latency_s_p50"] = _round(float(np.median(latency))) if latency else None
     out["failures"] = failure_counts(scores)
+    agreement = judge_agreement(scores)
+    if agreement is not None:
+        out.setdefault("judge", {}).update(agreement)
+    return out
+
+
+def judge_agreement(scores: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How often the LLM judge agrees with the deterministic `correct`: raw agreement, Cohen's kappa, 2x2 counts.
+
+    Only judged examples count (an unparseable verdict is None). Kappa is None
+    when it is undefined (both raters gave one single label to everything).
+    """
+    judged = [s for s in scores if "judge_correct" in s]
+    pairs = [(int(bool(s["correct"])), int(s["judge_correct"])) for s in judged if s["judge_correct"] is not None]
+    if not judged:
+        return None
+    out: dict[str, Any] = {"n_judged": len(pairs), "n_unparsed": len(judged) - len(pairs)}
+    if not pairs:
+        return {**out, "agreement": None, "kappa": None}
+    det, jud = (np.array(x) for x in zip(*pairs, strict=True))
+    kappa = None
+    if len(set(det) | set(jud)) > 1:
+        from sklearn.metrics import cohen_kappa_score
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            k = float(cohen_kappa_score(det, jud))
+        kappa = _round(k) if np.isfinite(k) else None
+    out.update(
+        {
+            "agreement": _round(float(np.mean(det == jud))),
+            "kappa": kappa,
+            # rows: deterministic correct (1) / wrong (0); columns: judge correct / wrong
+            "both_correct": int(np.sum((det == 1) & (jud == 1))),
+            "only_deterministic": int(np.sum((det == 1) & (jud == 0))),
+            "only_judge": int(np.sum((det == 0) & (jud == 1))),
+            "both_wrong": int(np.sum((det == 0) & (jud == 0))),
+        }
+    )
     return out
 
 
@@ -416,7 +462,7 @@ def paired_bootstrap(
     (bn, bd), (tn, td) = base, tuned
     b_val, t_val = _safe_div(bn.sum(), bd.sum()), _safe_div(tn.sum(), td.sum())
     if b_val is None or t_val is None:
-        return {"baseline": b_val, "finetuned": t_val, "delta": None, "ci_low": None, "ci_high": None}
+        return {"baseline": _round(b_val), "finetuned": _round(t_val), "delta": None, "ci_low": None, "ci_high": None}
     with np.errstate(invalid="ignore", divide="ignore"):
         deltas = (weights @ tn) / (weights @ td) - (weights @ bn) / (weights @ bd)
     deltas = deltas[~np.isnan(deltas)]
