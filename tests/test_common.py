@@ -13,7 +13,9 @@ def _write(tmp_path, data):
 
 
 def test_section_merges_shared_and_profile_keys(tmp_path):
-    path = _write(tmp_path, {"profile": "cpu", "train": {"lora_r": 8}, "profiles": {"cpu": {"train": {"max_steps": 3}}}})
+    path = _write(
+        tmp_path, {"profile": "cpu", "train": {"lora_r": 8}, "profiles": {"cpu": {"train": {"max_steps": 3}}}}
+    )
     assert params.load(path, "train") == {"profile": "cpu", "train": {"lora_r": 8, "max_steps": 3}}
 
 
@@ -43,6 +45,69 @@ def test_repo_params_resolve_for_every_profile():
             params.section(raw, section)  # raises on overlap
 
 
+def test_repo_params_match_the_schema():
+    """Every key in the committed params.yaml is registered in stages/common/params_schema.py with its type."""
+    raw = params.load_raw("params.yaml")
+    assert params.check_all(raw) > 100
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"train": {"lora_rr": 16}}, r"unknown key train\.lora_rr \(did you mean train\.lora_r\?\)"),
+        (
+            {"profiles": {"cpu": {}, "runpod": {"train": {"sequence_lenn": 8}}}},  # a profile that is not active
+            r"unknown key profiles\.runpod\.train\.sequence_lenn \(did you mean profiles\.runpod\.train\.sequence_len\?\)",
+        ),
+        ({"train": {"zzz": 1}}, r"unknown key train\.zzz \(not in stages/common/params_schema\.py"),
+        ({"train": {"lora_r": "abc"}}, r"^params: train\.lora_r must be int, got 'abc'$"),
+        ({"train": {"lora_r": True}}, r"train\.lora_r must be int, got True"),
+        ({"train": {"lora_r": "16"}}, r"train\.lora_r must be int, got '16' \(a number in quotes is text"),
+        ({"train": {"learning_rate": "2e-4"}}, r"learning_rate must be float \(a number\), got '2e-4' \(YAML reads"),
+        ({"train": {"lora_target_modules": ["q_proj", 3]}}, r"lora_target_modules must be a list of str"),
+        (
+            {"synthesize": {"split": {"train": 0.7, "tset": 0.3}}},
+            r"synthesize\.split\.tset \(did you mean .*split\.test",
+        ),
+    ],
+)
+def test_schema_names_the_bad_key(tmp_path, data, message):
+    base = {"profile": "cpu", "profiles": {"cpu": {}}}
+    path = _write(tmp_path, {**base, **data})
+    with pytest.raises(UserError, match=message):
+        params.load(path, "synthesize" if "synthesize" in data else "train")
+    with pytest.raises(UserError, match=message):
+        params.check_all(params.load_raw(path))
+
+
+def test_schema_accepts_ints_for_floats_and_ignores_unregistered_sections(tmp_path):
+    path = _write(
+        tmp_path, {"profile": "cpu", "profiles": {"cpu": {}}, "train": {"learning_rate": 1}, "newstage": {"x": 1}}
+    )
+    assert params.load(path, "train", "newstage")["newstage"] == {"x": 1}  # a stage under development
+    with pytest.raises(UserError, match=r"unknown section newstage: \(not in"):
+        params.check_all(params.load_raw(path))  # ...but the committed file must register it
+    path = _write(tmp_path, {"profile": "cpu", "profiles": {"cpu": {}}, "trian": {"lora_r": 8}})
+    with pytest.raises(UserError, match=r"unknown section trian: \(did you mean train\?\)"):
+        params.check_all(params.load_raw(path))
+
+
+def test_dvc_exp_run_set_param_overrides_still_validate(tmp_path):
+    """`dvc exp run -S k=v` rewrites params.yaml through DVC's Hydra code: the result must load, and a bad -S value
+    must be caught naming the key."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text(open("params.yaml", encoding="utf-8").read(), encoding="utf-8")
+    apply_overrides(path, ["train.lora_r=32", "train.learning_rate=1e-4", "profiles.cpu.train.max_steps=2"])
+    train = params.load(path, "train")["train"]
+    assert (train["lora_r"], train["learning_rate"], train["max_steps"]) == (32, 1e-4, 2)
+    assert params.check_all(params.load_raw(path)) > 100
+    apply_overrides(path, ["train.lora_r=abc"])
+    with pytest.raises(UserError, match=r"train\.lora_r must be int, got 'abc'"):
+        params.load(path, "train")
+
+
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out"
     with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
@@ -64,7 +129,13 @@ def test_atomic_dir_replaces_previous_output(tmp_path):
 
 @pytest.mark.parametrize(
     ("word", "pair", "expected"),
-    [("케이블카", "은/는", "케이블카는"), ("박달재", "은/는", "박달재는"), ("의림지공원", "은/는", "의림지공원은"), ("리조트", "이/가", "리조트가"), ("3", "은/는", "3은")],
+    [
+        ("케이블카", "은/는", "케이블카는"),
+        ("박달재", "은/는", "박달재는"),
+        ("의림지공원", "은/는", "의림지공원은"),
+        ("리조트", "이/가", "리조트가"),
+        ("3", "은/는", "3은"),
+    ],
 )
 def test_josa(word, pair, expected):
     assert korean.josa(word, pair) == expected

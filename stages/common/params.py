@@ -11,16 +11,26 @@ A stage sees the union of its section and the selected profile's section.
 A key may live in only one of the two places: if it lived in both, one of
 them would silently shadow the other and ``-S`` on the shadowed key would do
 nothing, so overlap is an error.
+
+Every section a stage loads is checked against ``params_schema.SCHEMA`` (in the
+shared section and in every profile): an unknown key is an error that suggests
+the closest known one, a wrong type names the expected type. Sections not in the
+schema yet are not checked, so a stage under development can add one; ``check_all``
+(``python -m stages.common.params``, and a test) checks the whole file.
 """
 
 from __future__ import annotations
 
+import argparse
+import difflib
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, run_cli
+from .params_schema import SCHEMA, TOP_LEVEL
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -54,6 +64,12 @@ def section(raw: dict[str, Any], name: str) -> dict[str, Any]:
     overlay = (raw["profiles"][profile] or {}).get(name) or {}
     if not isinstance(shared, dict) or not isinstance(overlay, dict):
         raise UserError(f"params: section {name!r} must be a mapping")
+    if name in SCHEMA:
+        check_keys(shared, SCHEMA[name], name)
+        for other, sections in sorted(raw["profiles"].items()):
+            extra = (sections or {}).get(name) if isinstance(sections, dict) else None
+            if isinstance(extra, dict):  # every profile: a typo in runpod's keys shows up on cpu too
+                check_keys(extra, SCHEMA[name], f"profiles.{other}.{name}")
     clash = sorted(set(shared) & set(overlay))
     if clash:
         raise UserError(
@@ -87,3 +103,115 @@ def require(params: dict[str, Any], key: str, kind: type | tuple[type, ...], whe
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
+
+
+# ---------------------------------------------------------------- schema checks
+
+
+def check_keys(values: dict[str, Any], schema: dict[str, Any], where: str) -> None:
+    """Every key of ``values`` must be in ``schema`` with a value of its kind (see params_schema)."""
+    for key, value in values.items():
+        if key not in schema:
+            raise UserError(f"params: unknown key {where}.{key} {_suggest(str(key), schema, where)}")
+        check_value(value, schema[key], f"{where}.{key}")
+
+
+def check_value(value: Any, kind: Any, name: str) -> None:
+    if isinstance(kind, dict):
+        if not isinstance(value, dict):
+            raise UserError(f"params: {name} must be a mapping, got {value!r}")
+        check_keys(value, kind, name)
+    elif not _matches(value, kind):
+        raise UserError(f"params: {name} must be {_kind_name(kind)}, got {value!r}{_hint(value, kind)}")
+
+
+def check_all(raw: dict[str, Any]) -> int:
+    """Check the whole file (every section, every profile, section names too); returns the number of keys."""
+    profile_name(raw)
+    n = 0
+    for key, value in raw.items():
+        if key in TOP_LEVEL:
+            check_value(value, TOP_LEVEL[key], key)
+        elif key in SCHEMA:
+            n += _check_section(value, key, key)
+        else:
+            raise UserError(f"params: unknown section {key}: {_suggest(key, {**TOP_LEVEL, **SCHEMA}, '')}")
+    for profile, sections in sorted(raw["profiles"].items()):
+        where = f"profiles.{profile}"
+        check_value(sections or {}, dict, where)
+        for name, value in (sections or {}).items():
+            if name not in SCHEMA:
+                raise UserError(f"params: unknown section {where}.{name}: {_suggest(name, SCHEMA, where)}")
+            n += _check_section(value, name, f"{where}.{name}")
+        for name in SCHEMA:  # a key in both places is an error only for the active profile otherwise
+            section({**raw, "profile": profile}, name)
+    return n
+
+
+def _check_section(value: Any, name: str, where: str) -> int:
+    if value is None:
+        return 0
+    check_value(value, dict, where)
+    check_keys(value, SCHEMA[name], where)
+    return len(value)
+
+
+def _matches(value: Any, kind: Any) -> bool:
+    if isinstance(kind, tuple):
+        return any(_matches(value, k) for k in kind)
+    if kind is None:
+        return value is None
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if isinstance(value, bool):  # bool is an int subclass: `lora_r: true` is not an int
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
+
+
+def _kind_name(kind: Any) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(_kind_name(k) for k in kind)
+    if kind is None:
+        return "null"
+    if typing.get_origin(kind) is list:
+        return f"a list of {_kind_name(typing.get_args(kind)[0])}"
+    return {dict: "a mapping", list: "a list", float: "float (a number)"}.get(
+        kind, getattr(kind, "__name__", str(kind))
+    )
+
+
+def _hint(value: Any, kind: Any) -> str:
+    if not isinstance(value, str) or not any(_matches(n, kind) for n in (1, 1.5)):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    if "e" in value.lower() and "." not in value:
+        return f" (YAML reads {value} as text: write it with a dot, e.g. {float(value)!r})"
+    return " (a number in quotes is text: remove the quotes)"
+
+
+def _suggest(key: str, known: dict[str, Any], where: str) -> str:
+    prefix = f"{where}." if where else ""
+    close = difflib.get_close_matches(key, [str(k) for k in known], n=1, cutoff=0.6)
+    if close:
+        return f"(did you mean {prefix}{close[0]}?)"
+    return "(not in stages/common/params_schema.py, where every knob is registered)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m stages.common.params", description="Check params.yaml against the schema."
+    )
+    ap.add_argument("params", nargs="?", type=Path, default=DEFAULT_PARAMS)
+    args = ap.parse_args(argv)
+    n = check_all(load_raw(args.params))
+    print(f"{args.params}: ok ({n} keys checked)")
+
+
+if __name__ == "__main__":
+    run_cli(main)
