@@ -34,6 +34,18 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# --- moto (local S3 server for tests/test_s3_remote.py) --------------------------
+# Its own venv: moto's botocore pins clash with the aiobotocore that dvc-s3 needs.
+# Best effort: without PyPI the S3 remote test skips and everything else still works.
+MOTO_SPEC="moto[server]==5.2.5"
+MOTO_VENV="$ROOT/.venv-moto"
+if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+  say "creating $MOTO_VENV with $MOTO_SPEC (local S3 for the DVC remote test)"
+  { "$PY" -m venv "$MOTO_VENV" && "$MOTO_VENV/bin/python" -m pip install --disable-pip-version-check -q "$MOTO_SPEC"; } \
+    >/tmp/brochure-rag-moto.log 2>&1 ||
+    { say "could not install $MOTO_SPEC (log: /tmp/brochure-rag-moto.log); the S3 remote test will skip"; rm -rf "$MOTO_VENV"; }
+fi
+
 # --- python environment ----------------------------------------------------------
 want=$( { echo "$TORCH_SPEC"; cat requirements.lock; "$PY" --version 2>&1; } | sha256sum | cut -d' ' -f1)
 if [ -z "${FORCE:-}" ] && [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then

@@ -1,0 +1,321 @@
+"""The Hub model card of the LoRA adapter, built from what the pipeline recorded.
+
+Everything on the card comes from files: hyperparameters from the adapter's resolved
+``axolotl.yaml`` (what actually ran), numbers from ``metrics/`` (train.json,
+eval/<name>.json, comparison.json), the base model and prompt from params.yaml.
+A missing metrics file leaves its part of the card out rather than failing: a
+card without numbers is still better than no adapter on the Hub, and the card says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages.common.errors import UserError
+
+# Rows of the evaluation table, in reading order: comparison.json key -> label.
+METRIC_LABELS: dict[str, str] = {
+    "correct": "correct (failure taxonomy 'ok')",
+    "f1_char": "answer F1, characters",
+    "f1_morph": "answer F1, Kiwi morphemes",
+    "rouge_l_char": "ROUGE-L, characters",
+    "em": "exact match",
+    "contains": "gold answer contained",
+    "abstain_f1": "abstention F1",
+    "abstain_p": "abstention precision",
+    "abstain_r": "abstention recall",
+    "citation_ok": "citation accuracy",
+    "supported": "faithfulness (answer supported by context)",
+    "format_fail": "format failures",
+    "looping": "looping answers",
+    "over_length": "answers hitting the token budget",
+    "latency_s": "latency, s/question",
+    "tokens_per_s": "generated tokens/s",
+}
+
+# The same numbers in an evaluate stage's metrics/eval/<name>.json (used when comparison.json is absent).
+EVAL_PATHS: dict[str, tuple[str, ...]] = {
+    "correct": ("correct",),
+    "f1_char": ("answer", "f1_char"),
+    "f1_morph": ("answer", "f1_morph"),
+    "rouge_l_char": ("answer", "rouge_l_char"),
+    "em": ("answer", "em"),
+    "contains": ("answer", "contains"),
+    "abstain_f1": ("abstention", "f1"),
+    "abstain_p": ("abstention", "precision"),
+    "abstain_r": ("abstention", "recall"),
+    "citation_ok": ("citation_acc",),
+    "supported": ("faithfulness",),
+    "format_fail": ("format", "fail_rate"),
+    "looping": ("format", "looping"),
+    "over_length": ("format", "over_length"),
+    "latency_s": ("latency_s_mean",),
+    "tokens_per_s": ("tokens_per_s",),
+}
+
+# Resolved-config keys worth a row on the card, in reading order.
+HYPERPARAMETERS: tuple[str, ...] = (
+    "adapter",
+    "load_in_4bit",
+    "bnb_config_kwargs",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "learning_rate",
+    "lr_scheduler",
+    "warmup_ratio",
+    "optimizer",
+    "num_epochs",
+    "max_steps",
+    "micro_batch_size",
+    "gradient_accumulation_steps",
+    "sequence_len",
+    "bf16",
+    "gradient_checkpointing",
+    "seed",
+)
+
+
+def read_json_if(path: Path) -> Any | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+
+
+def load_metrics(metrics_dir: Path) -> dict[str, Any]:
+    """train.json, eval/baseline.json, eval/finetuned.json and comparison.json, each None when absent."""
+    return {
+        "train": read_json_if(metrics_dir / "train.json"),
+        "baseline": read_json_if(metrics_dir / "eval" / "baseline.json"),
+        "finetuned": read_json_if(metrics_dir / "eval" / "finetuned.json"),
+        "comparison": read_json_if(metrics_dir / "comparison.json"),
+    }
+
+
+def load_adapter_config(adapter_dir: Path) -> dict[str, Any]:
+    path = adapter_dir / "axolotl.yaml"
+    if not path.is_file():
+        raise UserError(f"{path}: not found (run the train stage first: dvc repro train)")
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(cfg, dict):
+        raise UserError(f"{path}: expected a mapping")
+    return cfg
+
+
+def is_hub_id(name: str) -> bool:
+    """'org/name' with no path-like parts: a Hub repo id rather than a local folder or a bare name."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/")) and "\\" not in name
+
+
+def _fmt(value: Any, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _dig(obj: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """Markdown table baseline vs fine-tuned; with comparison.json, the delta and its bootstrap CI."""
+    comparison = metrics.get("comparison") or {}
+    overall = comparison.get("overall") or {}
+    if overall:
+        ci = comparison.get("ci")
+        ci_label = f"{round(ci * 100)}% bootstrap CI" if isinstance(ci, int | float) else "bootstrap CI"
+        lines = [f"| metric | baseline | fine-tuned | Δ [{ci_label}] |", "|---|---|---|---|"]
+        keys = [k for k in METRIC_LABELS if k in overall] + [k for k in overall if k not in METRIC_LABELS]
+        for key in keys:
+            row = overall[key]
+            if not isinstance(row, dict):
+                continue
+            delta = _fmt(row.get("delta"), signed=True)
+            if row.get("ci_low") is not None and row.get("ci_high") is not None:
+                delta += f" [{_fmt(row['ci_low'], signed=True)}, {_fmt(row['ci_high'], signed=True)}]"
+            label = METRIC_LABELS.get(key, key)
+            lines.append(f"| {label} | {_fmt(row.get('baseline'))} | {_fmt(row.get('finetuned'))} | {delta} |")
+        return "\n".join(lines)
+    base, tuned = metrics.get("baseline"), metrics.get("finetuned")
+    if not base and not tuned:
+        return ""
+    lines = ["| metric | baseline | fine-tuned |", "|---|---|---|"]
+    for key, path in EVAL_PATHS.items():
+        b, t = _dig(base, path), _dig(tuned, path)
+        if b is None and t is None:
+            continue
+        lines.append(f"| {METRIC_LABELS[key]} | {_fmt(b)} | {_fmt(t)} |")
+    return "\n".join(lines)
+
+
+def hyperparameter_table(cfg: dict[str, Any]) -> str:
+    lines = ["| key | value |", "|---|---|"]
+    for key in HYPERPARAMETERS:
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        if isinstance(value, list):
+            text = ", ".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            text = ", ".join(f"{k}={v}" for k, v in value.items())
+        else:
+            text = str(value)
+        lines.append(f"| `{key}` | {text} |")
+    return "\n".join(lines)
+
+
+def _train_summary(train: dict[str, Any] | None) -> str:
+    if not train:
+        return "metrics/train.json was not found: no training numbers recorded."
+    parts = []
+    if train.get("train_loss_first") is not None and train.get("train_loss_last") is not None:
+        parts.append(f"train loss {_fmt(train['train_loss_first'])} → {_fmt(train['train_loss_last'])}")
+    if train.get("val_loss_first") is not None and train.get("val_loss_last") is not None:
+        parts.append(f"validation loss {_fmt(train['val_loss_first'])} → {_fmt(train['val_loss_last'])}")
+    for key, label, unit in (
+        ("steps", "optimizer steps", ""),
+        ("train_examples", "training examples", ""),
+        ("val_examples", "validation examples", ""),
+        ("train_seconds", "training time", " s"),
+        ("tokens_per_second", "throughput", " tokens/s"),
+        ("peak_rss_mb", "peak host memory", " MB"),
+        ("peak_gpu_mb", "peak GPU memory", " MB"),
+    ):
+        if train.get(key) is not None:
+            parts.append(f"{label} {train[key]}{unit}")
+    return "; ".join(parts) + "."
+
+
+def _yaml_header(meta: dict[str, Any]) -> str:
+    return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---\n"
+
+
+def build_model_card(
+    *,
+    adapter_cfg: dict[str, Any],
+    metrics: dict[str, Any],
+    model: dict[str, Any],
+    profile: str,
+    system_prompt: str,
+    abstain: str,
+    repo_id: str,
+    dataset_repo: str | None,
+    license_id: str,
+) -> str:
+    """The adapter's README.md (Hub card): metadata header + Markdown body."""
+    base_name = str(model.get("name", "?"))
+    base_on_hub = model.get("source") == "hub" and is_hub_id(base_name)
+    adapter_kind = str(adapter_cfg.get("adapter", "lora"))
+    adapter_label = {"lora": "LoRA", "qlora": "QLoRA"}.get(adapter_kind, adapter_kind)
+    meta: dict[str, Any] = {"license": license_id, "language": ["ko"], "library_name": "peft"}
+    if base_on_hub:
+        meta["base_model"] = base_name
+    if dataset_repo and is_hub_id(dataset_repo):
+        meta["datasets"] = [dataset_repo]
+    meta["pipeline_tag"] = "text-generation"
+    meta["tags"] = [adapter_kind, "rag", "korean", "axolotl", "brochure-rag"]
+
+    revision = model.get("revision")
+    base_line = f"`{base_name}`" + (f" (revision `{revision}`)" if base_on_hub and revision else "")
+    if not base_on_hub:
+        base_line += f" (source: {model.get('source', '?')}" + (
+            f", package `{model['package']}`)" if model.get("package") else ")"
+        )
+    n = _dig(metrics, ("comparison", "n")) or _dig(metrics, ("finetuned", "n"))
+    table = metrics_table(metrics)
+    if dataset_repo and is_hub_id(dataset_repo):
+        dataset_line = f"[`{dataset_repo}`](https://huggingface.co/datasets/{dataset_repo})"
+    else:
+        dataset_line = f"`{dataset_repo}`" if dataset_repo else "the brochure-rag QA dataset"
+    load_base = base_name if base_on_hub else "<local folder made by the prepare_model stage>"
+    quantised = " in 4-bit NF4 (QLoRA)" if adapter_cfg.get("load_in_4bit") else ""
+
+    body = f"""# {repo_id.split("/")[-1]}
+
+A {adapter_label} adapter for {base_line}, fine-tuned with Axolotl by the
+brochure-rag pipeline (`{profile}` profile) to answer Korean questions about the
+"2025 제천여행 길라잡이" tourism brochure **from retrieved brochure chunks**: a short answer that cites the
+chunk it used (`[c012]`), or exactly "{abstain}" when the chunks do not contain the answer.
+
+## Base model and data
+
+| | |
+|---|---|
+| base model | {base_line}{quantised} |
+| training data | the `sft` stage's chat examples built from the **train** split of {dataset_line}: real retriever top-k context, the gold chunk removed in a share of examples (RAFT-style abstention targets), chunks shuffled |
+| evaluation data | the test split of the same dataset (questions from chunks no training question uses) |
+
+## Training hyperparameters
+
+From the resolved Axolotl config (`axolotl.yaml` in this repo, the exact file the run used):
+
+{hyperparameter_table(adapter_cfg)}
+
+Training: {_train_summary(metrics.get("train"))}
+
+## Evaluation
+"""
+    if table:
+        body += f"""
+Test split{f", n={n}" if n else ""}; baseline = the base model alone. Retriever, prompt and greedy decoding are
+identical for both; only the adapter differs. Copied from `metrics/` of the run that produced this adapter.
+
+{table}
+"""
+    else:
+        body += "\nNo evaluation metrics were found (metrics/eval/*.json, metrics/comparison.json): run `dvc repro`.\n"
+
+    body += f"""
+## How to use
+
+The adapter expects the pipeline's prompt: this system prompt, then the retrieved chunks (each prefixed with its
+id, e.g. `[c012]`) and the question in the user turn, formatted with the tokenizer's chat template.
+
+```text
+{system_prompt.strip()}
+```
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+base = AutoModelForCausalLM.from_pretrained("{load_base}")
+model = PeftModel.from_pretrained(base, "{repo_id}").merge_and_unload()
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
+```
+
+## Intended use
+
+Question answering over the Jecheon tourism brochure inside a retrieval-augmented pipeline: the model reads the
+chunks it is given, answers briefly in Korean, cites chunk ids, and abstains when the chunks lack the answer.
+It is a worked example of RAG-specialised fine-tuning (distractor-aware, RAFT-style) on a small synthetic dataset.
+
+## Limitations
+
+- Trained on a few hundred template-generated questions about one brochure: expect it to copy facts from the
+  context well and to generalise poorly to other documents, question styles or long-form answers.
+- Answers are only as good as the retrieved chunks; without context it is not a knowledge source about Jecheon.
+- Facts (prices, phone numbers, hours) come from a 2025 brochure and go stale; verify before relying on them.
+- The evaluation is small (see n above) and automatic; confidence intervals are wide.
+
+## License
+
+Card metadata: `{license_id}`. The adapter is a derivative of `{base_name}`: the base model's license and terms
+apply to it as well. The training facts come from a public brochure of Jecheon city (제천시).
+"""
+    return _yaml_header(meta) + body
