@@ -76,6 +76,8 @@ STAGE_KNOBS: dict[str, type | tuple[type, ...]] = {
     "axolotl_config": str,  # base Axolotl YAML for the profile
     "logits_on_labels_only": bool,  # plugin: LM head only at labelled positions
     "merge_adapter": bool,  # also write <out>/merged: base + adapter merged, for serving
+    "num_gpus": int,  # > 1: data-parallel through `accelerate launch` with the DeepSpeed config below
+    "deepspeed_config": str,  # DeepSpeed JSON used when num_gpus > 1 ('' = plain DDP)
 }
 # Keys the stage sets from paths; a base YAML must not set them either.
 PATH_KEYS = (
@@ -111,6 +113,10 @@ def check_train_params(train: dict[str, Any]) -> None:
     ):
         if train[key] <= 0:
             raise UserError(f"params: train.{key} must be > 0, got {train[key]}")
+    if train["num_gpus"] < 1:
+        raise UserError(f"params: train.num_gpus must be >= 1, got {train['num_gpus']}")
+    if train["num_gpus"] > 1 and train["deepspeed_config"] and not Path(train["deepspeed_config"]).is_file():
+        raise UserError(f"params: train.deepspeed_config {train['deepspeed_config']} not found")
     if train["max_steps"] < 0:
         raise UserError(f"params: train.max_steps must be >= 0 (0 = run num_epochs), got {train['max_steps']}")
     if not train["lora_target_modules"] or not all(isinstance(m, str) for m in train["lora_target_modules"]):
@@ -179,6 +185,8 @@ def render_config(
         plugins.append(PLUGIN)
     cfg["plugins"] = plugins
     cfg["logits_on_labels_only"] = train["logits_on_labels_only"]
+    if train["num_gpus"] > 1 and train["deepspeed_config"]:
+        cfg["deepspeed"] = train["deepspeed_config"]
     if state_file is not None:
         cfg["state_file"] = str(state_file)
     return cfg
@@ -210,14 +218,22 @@ def check_inputs(base: Path, data: Path) -> int:
 # --------------------------------------------------------------------------- run
 
 
-def run_axolotl(cfg_path: Path, cwd: Path) -> None:
+def axolotl_command(cfg_path: Path, num_gpus: int) -> list[str]:
+    """One process on one device, or `accelerate launch` with one process per GPU."""
+    train_cmd = ["-m", "axolotl.cli.train", str(cfg_path)]
+    if num_gpus == 1:
+        return [sys.executable, *train_cmd]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_gpus), *train_cmd]
+
+
+def run_axolotl(cfg_path: Path, cwd: Path, num_gpus: int = 1) -> None:
     run_env = dict(os.environ)
     # Measured: with OMP_THREAD_LIMIT=1 inherited (e.g. from a Tesseract setting), CPU training
     # produced loss 0 / grad_norm NaN from the first step. Let torch pick its own thread count.
     run_env.pop("OMP_THREAD_LIMIT", None)
     # stages.train_plugin must be importable by the Axolotl process.
     run_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), run_env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-m", "axolotl.cli.train", str(cfg_path)]
+    cmd = axolotl_command(cfg_path, num_gpus)
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, cwd=cwd, env=run_env, stdout=sys.stderr, stderr=sys.stderr, check=False)
     if proc.returncode != 0:
@@ -324,7 +340,7 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
         )
         cfg_path = work / "axolotl.yaml"
         cfg_path.write_text(dump_yaml(run_cfg), encoding="utf-8")
-        run_axolotl(cfg_path, cwd=Path.cwd())
+        run_axolotl(cfg_path, cwd=Path.cwd(), num_gpus=cfg_train["num_gpus"])
         wall = time.perf_counter() - t0
         rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
 

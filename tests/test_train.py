@@ -62,6 +62,24 @@ def test_params_change_shows_up_in_resolved_yaml():
     assert "lora_r: 32" in stage.dump_yaml(b)
 
 
+def test_multi_gpu_renders_deepspeed_and_launches_one_process_per_gpu():
+    train = repo_train_params("runpod")
+    assert "deepspeed" not in render(train)  # one GPU: plain single process
+    multi = {**train, "num_gpus": 4}
+    assert render(multi)["deepspeed"] == "axolotl/deepspeed/zero2.json"
+    cmd = stage.axolotl_command(Path("cfg.yaml"), 4)
+    assert cmd[1:] == [
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "4",
+        "-m",
+        "axolotl.cli.train",
+        "cfg.yaml",
+    ]
+    assert stage.axolotl_command(Path("cfg.yaml"), 1)[1:] == ["-m", "axolotl.cli.train", "cfg.yaml"]
+
+
 def test_max_steps_zero_means_epochs():
     train = repo_train_params()
     assert "max_steps" not in render({**train, "max_steps": 0})
@@ -77,6 +95,8 @@ def test_max_steps_zero_means_epochs():
         ({"micro_batch_size": 0}, "train.micro_batch_size must be > 0"),
         ({"max_steps": -1}, "train.max_steps must be >= 0"),
         ({"lora_target_modules": []}, "lora_target_modules"),
+        ({"num_gpus": 0}, "train.num_gpus must be >= 1"),
+        ({"num_gpus": 2, "deepspeed_config": "nope.json"}, "deepspeed_config nope.json not found"),
     ],
 )
 def test_bad_train_params_are_user_errors(change, message):
