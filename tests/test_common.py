@@ -135,6 +135,10 @@ def test_atomic_dir_replaces_previous_output(tmp_path):
         ("의림지공원", "은/는", "의림지공원은"),
         ("리조트", "이/가", "리조트가"),
         ("3", "은/는", "3은"),
+        ("참좋은강황 365 Premium", "과/와", "참좋은강황 365 Premium과"),  # 프리미엄
+        ("H Avenue Hotel", "이/가", "H Avenue Hotel이"),  # 호텔
+        ("Green Cafe", "은/는", "Green Cafe는"),  # 카페
+        ("Tour", "을/를", "Tour를"),  # 투어
     ],
 )
 def test_josa(word, pair, expected):

@@ -30,6 +30,7 @@ CFG = {
     "unanswerable_per_chunk": 1,
     "generator": "rules",
     "split": {"train": 0.6, "val": 0.2, "test": 0.2},
+    "stratify_by": "fact",
     "questions_per_fact": 1,
     "mix": {"comparison": 0.5, "multihop": 0.5, "unanswerable": 0.2},
     "near_duplicate": 0.8,
@@ -226,6 +227,17 @@ def test_group_split_never_shares_a_chunk():
     assert sum(len(rows) for rows in splits.values()) == 200
     assert len(groups["test"]) == 4 and len(groups["validation"]) == 4  # 20% of 20 equal chunks
     assert split_by_chunk(records, CFG["split"], seed=3) == splits  # deterministic
+
+
+def test_group_split_balances_the_stratify_field():
+    # 10 big "table" chunks (6 questions each) and 30 small "address" chunks (2 each), all one type.
+    records = [{"chunk_id": f"t{i}", "type": "factual", "fact": "table"} for i in range(10) for _ in range(6)]
+    records += [{"chunk_id": f"a{i}", "type": "factual", "fact": "address"} for i in range(30) for _ in range(2)]
+    by_fact = split_by_chunk(records, CFG["split"], seed=0, stratify_by="fact")
+    tables = {s: sum(r["fact"] == "table" for r in rows) for s, rows in by_fact.items()}
+    assert tables == {"train": 36, "validation": 12, "test": 12}  # 60/20/20 of the 60 table questions
+    addresses = {s: sum(r["fact"] == "address" for r in rows) for s, rows in by_fact.items()}
+    assert addresses == {"train": 36, "validation": 12, "test": 12}
 
 
 def test_cross_chunk_questions_stay_inside_one_split():

@@ -60,6 +60,11 @@ def has_batchim(word: str) -> bool:
     # 0 영, 1 일, 3 삼, 6 육, 7 칠, 8 팔 end in a consonant.
     if last.isdigit():
         return last in "013678"
+    # Latin words as Koreans read them: Premium -> 프리미엄, Hotel -> 호텔, Spring -> 스프링 end in a consonant;
+    # Cafe -> 카페, Tour -> 투어, Park -> 파크 do not.
+    if last.isascii() and last.isalpha():
+        tail = word.lower()
+        return tail.endswith(("m", "n", "l", "ng")) and not tail.endswith("le")
     return False
 
 

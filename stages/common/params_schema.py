@@ -91,6 +91,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "generator": str,
         "seed": int,
         "split": {"train": float, "val": float, "test": float},
+        "stratify_by": str,
         "unanswerable_per_chunk": int,
         "max_questions_per_chunk": int,
         "questions_per_fact": int,
