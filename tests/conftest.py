@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,40 @@ TINY_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of
 
 SYSTEM = "브로셔 문서만 보고 짧게 답하고 [c001]처럼 근거를 표시하세요."
 PLACES = ["의림지", "청풍호반 케이블카", "배론성지", "박달재", "옥순봉 출렁다리", "청풍문화재단지"]
+
+
+NANUM_FONT = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
+
+
+def text_image(lines: list[str], size: int = 44, width: int = 900):
+    """A white PNG-able image with Korean lines in Nanum Gothic: raster text for OCR tests."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(NANUM_FONT), size)
+    img = Image.new("RGB", (width, int(size * 1.8) * len(lines) + size), "white")
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((size // 2, size // 2 + i * int(size * 1.8)), line, font=font, fill="black")
+    return img
+
+
+def insert_image(page, rect, img) -> None:
+    """Place a PIL image on a PyMuPDF page (as an embedded PNG)."""
+    from io import BytesIO
+
+    buf = BytesIO()
+    img.save(buf, format="PNG")
+    page.insert_image(rect, stream=buf.getvalue())
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    """Stage mains called in-process set offline defaults (stages.common.env.setup_env) in os.environ;
+    restore it after each test so no test depends on which ran before it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def sft_rows(n: int, seed: int = 0) -> list[dict]:
@@ -111,3 +146,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture()
 def tiny_sft_dir(tmp_path) -> Path:
     return write_sft(tmp_path / "sft")
+
+
+# The `evaluate:` params section (shared part) for tests of evaluate/report; profile keys
+# (device, dtype, limit, backend) go under profiles.cpu.evaluate. Override with {**EVALUATE_PARAMS, ...}.
+ABSTAIN = "브로셔에 해당 정보가 없습니다."
+EVALUATE_PARAMS = {
+    "max_new_tokens": 16,
+    "batch_size": 2,
+    "abstain_markers": ["정보가 없"],
+    "abstain_window": 60,
+    "support_min_share": 1.0,
+    "correct_f1": 0.5,
+    "loop_word_ngram": 4,
+    "loop_char_ngram": 12,
+    "loop_repeats": 3,
+    "judge": {"enabled": False},
+}
+EVALUATE_PROFILE = {"device": "cpu", "dtype": "float32", "limit": 0, "backend": "transformers"}

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from io import BytesIO
 from pathlib import Path
 
 import pymupdf
 import pytest
 import yaml
-from PIL import Image, ImageDraw, ImageFont
+from conftest import NANUM_FONT, insert_image, text_image
+from PIL import Image
 
 from stages import chunk, evaluate, parse, sft, synthesize
 from stages.common import io
@@ -24,7 +24,7 @@ from stages.common.errors import run_cli
 from stages.common.retrieval import Retriever
 
 REPO = Path(__file__).resolve().parents[1]
-FONT = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
+FONT = NANUM_FONT
 needs_font = pytest.mark.skipif(not FONT.is_file(), reason="fonts-nanum not installed")
 
 
@@ -81,21 +81,6 @@ def assert_nothing_written(folder: Path, *outputs: Path) -> None:
         assert not out.exists(), out
     leftovers = [p.name for p in folder.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name]
     assert not leftovers, leftovers
-
-
-def text_image(lines: list[str], size: int = 44, width: int = 900) -> Image.Image:
-    font = ImageFont.truetype(str(FONT), size)
-    img = Image.new("RGB", (width, int(size * 1.8) * len(lines) + size), "white")
-    draw = ImageDraw.Draw(img)
-    for i, line in enumerate(lines):
-        draw.text((size // 2, size // 2 + i * int(size * 1.8)), line, font=font, fill="black")
-    return img
-
-
-def insert_image(page: pymupdf.Page, rect: pymupdf.Rect, img: Image.Image) -> None:
-    buf = BytesIO()
-    img.save(buf, format="PNG")
-    page.insert_image(rect, stream=buf.getvalue())
 
 
 def text_page(doc: pymupdf.Document, text: str) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pymupdf
 import pytest
 import yaml
-from PIL import Image, ImageDraw, ImageFont
+from conftest import NANUM_FONT, insert_image, text_image
+from PIL import Image
 
 from stages import parse
 from stages._parse_layout import (
@@ -25,7 +26,7 @@ from stages.common import io
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-FONT = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
+FONT = NANUM_FONT
 pytestmark = pytest.mark.skipif(not FONT.is_file(), reason="fonts-nanum not installed")
 
 
@@ -43,23 +44,6 @@ def write_params(tmp_path: Path, **parse_overrides) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     return path
-
-
-def text_image(lines: list[str], size: int = 40, width: int = 900) -> Image.Image:
-    font = ImageFont.truetype(str(FONT), size)
-    img = Image.new("RGB", (width, int(size * 1.8) * len(lines) + size), "white")
-    draw = ImageDraw.Draw(img)
-    for i, line in enumerate(lines):
-        draw.text((size // 2, size // 2 + i * int(size * 1.8)), line, font=font, fill="black")
-    return img
-
-
-def insert_image(page: pymupdf.Page, rect: pymupdf.Rect, img: Image.Image) -> None:
-    from io import BytesIO
-
-    buf = BytesIO()
-    img.save(buf, format="PNG")
-    page.insert_image(rect, stream=buf.getvalue())
 
 
 def insert_text(page: pymupdf.Page, point: tuple[float, float], text: str, size: float = 11, **kw) -> None:

@@ -157,6 +157,26 @@ def test_ranking_metrics_multi_gold_hand_computed():
     assert m["ndcg@10"] == pytest.approx(((1 + 1 / math.log2(4)) / ideal + (1 / math.log2(3)) / ideal) / 2)
 
 
+def test_ndcg_matches_scikit_learn():
+    """Our nDCG@10 (binary gains, several gold chunks, no score for every chunk needed) equals
+    sklearn.metrics.ndcg_score over the full score matrix."""
+    import numpy as np
+    from sklearn.metrics import ndcg_score
+
+    docs = [f"c{i}" for i in range(15)]
+    rng = np.random.default_rng(0)
+    ranked, golds, y_true, y_score = [], [], [], []
+    for _ in range(20):
+        order = list(rng.permutation(docs))
+        gold = list(rng.choice(docs, size=int(rng.integers(1, 4)), replace=False))
+        ranked.append(order)
+        golds.append(gold)
+        y_true.append([1.0 if d in gold else 0.0 for d in docs])
+        y_score.append([len(docs) - order.index(d) for d in docs])  # higher = ranked earlier
+    ours = ranking_metrics([r[:10] for r in ranked], golds, [1])["ndcg@10"]
+    assert ours == pytest.approx(ndcg_score(np.array(y_true), np.array(y_score), k=10))
+
+
 def test_passage_template_uses_chunk_fields_and_rejects_unknown_ones():
     chunk = CHUNKS[1]
     assert passage_text(chunk, "{title}|{text}") == "포레스트 리솜|" + chunk["text"]
