@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from stages.common.errors import UserError
+from stages.common.metrics import METRICS, get_path
 
 # Rows of the evaluation table, in reading order: comparison.json key -> label.
 METRIC_LABELS: dict[str, str] = {
@@ -37,25 +38,9 @@ METRIC_LABELS: dict[str, str] = {
     "tokens_per_s": "generated tokens/s",
 }
 
-# The same numbers in an evaluate stage's metrics/eval/<name>.json (used when comparison.json is absent).
-EVAL_PATHS: dict[str, tuple[str, ...]] = {
-    "correct": ("correct",),
-    "f1_char": ("answer", "f1_char"),
-    "f1_morph": ("answer", "f1_morph"),
-    "rouge_l_char": ("answer", "rouge_l_char"),
-    "em": ("answer", "em"),
-    "contains": ("answer", "contains"),
-    "abstain_f1": ("abstention", "f1"),
-    "abstain_p": ("abstention", "precision"),
-    "abstain_r": ("abstention", "recall"),
-    "citation_ok": ("citation_acc",),
-    "supported": ("faithfulness",),
-    "format_fail": ("format", "fail_rate"),
-    "looping": ("format", "looping"),
-    "over_length": ("format", "over_length"),
-    "latency_s": ("latency_s_mean",),
-    "tokens_per_s": ("tokens_per_s",),
-}
+# The same numbers in an evaluate stage's metrics/eval/<name>.json (used when comparison.json is absent):
+# where each sits is the one table stages.common.metrics.METRICS keeps.
+EVAL_PATHS: dict[str, tuple[str, ...]] = {key: {m.key: m.path for m in METRICS}[key] for key in METRIC_LABELS}
 
 # Resolved-config keys worth a row on the card, in reading order.
 HYPERPARAMETERS: tuple[str, ...] = (
@@ -124,14 +109,6 @@ def _fmt(value: Any, signed: bool = False) -> str:
     return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
-def _dig(obj: Any, path: tuple[str, ...]) -> Any:
-    for key in path:
-        if not isinstance(obj, dict) or key not in obj:
-            return None
-        obj = obj[key]
-    return obj
-
-
 def metrics_table(metrics: dict[str, Any]) -> str:
     """Markdown table baseline vs fine-tuned; with comparison.json, the delta and its bootstrap CI."""
     comparison = metrics.get("comparison") or {}
@@ -156,7 +133,7 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         return ""
     lines = ["| metric | baseline | fine-tuned |", "|---|---|---|"]
     for key, path in EVAL_PATHS.items():
-        b, t = _dig(base, path), _dig(tuned, path)
+        b, t = get_path(base, path), get_path(tuned, path)
         if b is None and t is None:
             continue
         lines.append(f"| {METRIC_LABELS[key]} | {_fmt(b)} | {_fmt(t)} |")
@@ -236,7 +213,7 @@ def build_model_card(
         base_line += f" (source: {model.get('source', '?')}" + (
             f", package `{model['package']}`)" if model.get("package") else ")"
         )
-    n = _dig(metrics, ("comparison", "n")) or _dig(metrics, ("finetuned", "n"))
+    n = get_path(metrics, ("comparison", "n")) or get_path(metrics, ("finetuned", "n"))
     table = metrics_table(metrics)
     if dataset_repo and is_hub_id(dataset_repo):
         dataset_line = f"[`{dataset_repo}`](https://huggingface.co/datasets/{dataset_repo})"

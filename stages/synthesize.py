@@ -29,14 +29,13 @@ import logging
 import os
 import random
 import re
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stages.common import params as P
+from stages.common.chat_api import ChatEndpoint
 from stages.common.errors import UserError, run_cli
 from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
 from stages.common.korean import josa, normalize
@@ -224,12 +223,16 @@ TEMPLATES: dict[str, list[str]] = {
         "{title}에서 {key_eui} {col_eun} 무엇인가요?",
         "{title} 안내에 따르면 {key_eui} {col_eun} 어떻게 되나요?",
     ],
+    "table_time": [  # a clock-time cell
+        "{title}에서 {key_eui} {col_eun} 몇 시인가요?",
+        "{title} 안내에 따르면 {key_eui} {col_eun} 어떻게 되나요?",
+    ],
     "points": ["{title} 중 {key_eun} 몇 포인트인가요?", "{title}에서 {key_eul} 받으려면 몇 포인트가 필요한가요?"],
     "label": ["{e}의 {col_eun} 어떻게 되나요?", "{e}의 {col}에 대해 알려주세요."],
     "festival": ["{e_eun} 몇 월에 열리나요?", "{e_eun} 언제 열리는 행사인가요?"],
     "course_first": ["{e}의 첫 번째 방문지는 어디인가요?", "{e_eun} 어디에서 시작하나요?"],
     "course_last": ["{e}의 마지막 방문지는 어디인가요?", "{e_eun} 어디에서 끝나나요?"],
-    "course_next": ["{e}에서 {x} 다음에 가는 곳은 어디인가요?", "{e}에서 {x}를 들른 뒤 어디로 가나요?"],
+    "course_next": ["{e}에서 {x} 다음에 가는 곳은 어디인가요?", "{e}에서 {x_eul} 들른 뒤 어디로 가나요?"],
 }
 
 COMPARISON: dict[str, tuple[str, str, list[str]]] = {
@@ -292,7 +295,8 @@ UNANSWERABLE: dict[str, list[tuple[str, str]]] = {
 
 def _fill(template: str, **values: str) -> str:
     e = values.get("e", "")
-    extra = {"e_eui": f"{e}의", "e_eun": josa(e, "은/는") if e else "", "x": values.get("x", "")}
+    x = values.get("x", "")
+    extra = {"e_eui": f"{e}의", "e_eun": josa(e, "은/는") if e else "", "x": x, "x_eul": josa(x, "을/를") if x else ""}
     if "key" in values:
         extra["key_eui"] = f"{values['key']}의"
         extra["key_eun"] = josa(values["key"], "은/는")
@@ -651,17 +655,16 @@ def rules_candidates(chunk: dict[str, Any], lim: Limits, rng: random.Random) -> 
     for fact, e, raw, key, extra in facts:
         # A bare count reads better with its counter: "451" -> "451개" (grounded on the raw "451").
         answer = f"{raw}개" if fact == "rooms" and raw.isdigit() else raw
-        if key in ("table", "points"):
+        if key == "table" and CLOCK_TIME.fullmatch(raw.strip()):
+            key = "table_time"  # "3회차는 무엇인가요? -> 20:00" reads wrong: ask for the time
+        if key in ("table", "table_time", "points"):
             title, k, col = extra.split("\t")
             questions = [_fill(t, title=title, key=k, col=col) for t in _phrasings(rng, key, lim.questions_per_fact)]
-            if CLOCK_TIME.fullmatch(raw.strip()):  # "3회차는 무엇인가요? -> 20:00" reads wrong: ask for the time
-                questions = [q.replace(" 무엇인가요?", " 몇 시인가요?") for q in questions]
         elif key == "label":
             questions = [_fill(t, e=e, col=extra) for t in _phrasings(rng, key, lim.questions_per_fact)]
         elif key == "course_next":
             x = entity_name(extra)
             questions = [_fill(t, e=e.split("/")[0], x=x) for t in _phrasings(rng, key, lim.questions_per_fact)]
-            questions = [q.replace(f"{x}를", josa(x, "을/를")) for q in questions]
         else:
             questions = [_fill(t, e=e, x=extra) for t in _phrasings(rng, key, lim.questions_per_fact)]
         qtype = "descriptive" if fact in ("sentence", "activity", "famous", "label") else "factual"
@@ -907,7 +910,14 @@ class ChatClient:
                     "params: synthesize.llm.base_url is empty (an OpenAI-compatible endpoint, e.g. http://localhost:8000/v1)"
                 )
             env = P.require(llm, "api_key_env", str, "synthesize.llm")
-            self.api_key = os.environ.get(env, "") if env else ""
+            self.endpoint = ChatEndpoint(
+                self.base_url,
+                self.model,
+                os.environ.get(env, "") if env else "",
+                self.timeout,
+                what="synthesize.llm",
+                hint="check synthesize.llm.base_url",
+            )
         elif self.backend == "transformers":
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -918,25 +928,9 @@ class ChatClient:
 
     def chat(self, prompt: str) -> str:
         if self.backend == "openai":
-            body = json.dumps(
-                {
-                    "model": self.model,
-                    "temperature": self.temperature,
-                    "max_tokens": self.max_new_tokens,
-                    "messages": [{"role": "user", "content": prompt}],
-                }
-            ).encode()
-            headers = {"Content-Type": "application/json"}
-            if self.api_key:
-                headers["Authorization"] = f"Bearer {self.api_key}"
-            req = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, headers=headers)
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read())["choices"][0]["message"]["content"]
-            except (urllib.error.URLError, KeyError, IndexError, json.JSONDecodeError, TimeoutError) as exc:
-                raise UserError(
-                    f"synthesize.llm: {self.base_url}/chat/completions failed ({exc.__class__.__name__})"
-                ) from exc
+            return self.endpoint.complete(
+                [{"role": "user", "content": prompt}], temperature=self.temperature, max_tokens=self.max_new_tokens
+            )
         ids = self.tok.apply_chat_template(
             [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt"
         ).to(self.lm.device)

@@ -18,15 +18,13 @@ import json
 import logging
 import os
 import re
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from tqdm import tqdm
 
+from .chat_api import ChatEndpoint
 from .errors import UserError
 
 log = logging.getLogger("judge")
@@ -45,7 +43,6 @@ UNANSWERABLE_RULE = (
     "어떤 답이든 지어냈다면 0입니다."
 )
 
-_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
 _TRUE = {"1", "true", "yes", "correct", "예", "정답", "맞음", "o"}
 _FALSE = {"0", "false", "no", "incorrect", "아니오", "오답", "틀림", "x"}
@@ -173,50 +170,24 @@ def parse_verdict(text: str) -> tuple[int, str] | None:
 
 
 class JudgeClient:
-    """A minimal OpenAI-compatible chat client (urllib: no extra dependency)."""
+    """Verdicts through an OpenAI-compatible endpoint (stages.common.chat_api)."""
 
     def __init__(self, cfg: JudgeConfig):
         self.cfg = cfg
-        self.url = f"{cfg.base_url}/chat/completions"
-        self._key = cfg.api_key()
-
-    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
-        req = urllib.request.Request(self.url, data=json.dumps(payload).encode("utf-8"), headers=headers)
-        with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:  # noqa: S310 (url from params)
-            return json.loads(resp.read().decode("utf-8"))
+        self.endpoint = ChatEndpoint(
+            cfg.base_url,
+            cfg.model,
+            cfg.api_key(),
+            cfg.timeout_s,
+            max_retries=cfg.max_retries,
+            retry_backoff_s=cfg.retry_backoff_s,
+            what="LLM judge",
+            hint="check evaluate.judge.base_url, or set evaluate.judge.enabled: false",
+        )
 
     def chat(self, messages: list[dict[str, str]]) -> str:
         """The reply text; transport errors retried, then a UserError naming the endpoint (never the key)."""
-        payload = {
-            "model": self.cfg.model,
-            "messages": messages,
-            "temperature": 0,
-            "max_tokens": self.cfg.max_tokens,
-        }
-        last = ""
-        for attempt in range(self.cfg.max_retries + 1):
-            if attempt:
-                time.sleep(self.cfg.retry_backoff_s * 2 ** (attempt - 1))
-            try:
-                body = self._post(payload)
-                return str(body["choices"][0]["message"]["content"] or "")
-            except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code} {exc.reason}"
-                if exc.code not in _RETRY_STATUS:
-                    break  # 400/401/404: retrying will not help
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                last = f"timed out after {self.cfg.timeout_s:g} s" if "timed out" in str(reason) else str(reason)
-            except (KeyError, IndexError, TypeError, ValueError) as exc:
-                last = f"not an OpenAI chat completion response ({exc.__class__.__name__})"
-            log.warning("judge request %d/%d failed: %s", attempt + 1, self.cfg.max_retries + 1, last)
-        raise UserError(
-            f"LLM judge: {self.url} (model {self.cfg.model!r}) failed after {attempt + 1} attempt(s): {last} "
-            "(check evaluate.judge.base_url, or set evaluate.judge.enabled: false)"
-        )
+        return self.endpoint.complete(messages, temperature=0, max_tokens=self.cfg.max_tokens)
 
     def judge(self, question: str, gold: str, answer: str, answerable: bool) -> dict[str, Any]:
         """{'correct': 0|1|None, 'reason': str}; an unparseable reply is asked again, then recorded as None."""
