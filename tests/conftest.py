@@ -40,6 +40,45 @@ def insert_image(page, rect, img) -> None:
     page.insert_image(rect, stream=buf.getvalue())
 
 
+def save_tiny_char_bert(folder: Path, text: str, make_model, max_positions: int, **config) -> Path:
+    """A randomly initialised 1-layer BERT (seed 0) whose vocabulary is the characters of `text`,
+    saved with its tokenizer ([CLS] a [SEP] and [CLS] a [SEP] b [SEP]) into `folder`: no hub needed.
+    `make_model(config)` builds the model: e.g. BertForSequenceClassification (a cross-encoder)."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, PreTrainedTokenizerFast
+
+    chars = sorted({ch for ch in text if not ch.isspace()})
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=max_positions,
+        **config,
+    )
+    make_model(cfg).save_pretrained(folder)
+    hf.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _restore_environ():
     """Stage mains called in-process set offline defaults (stages.common.env.setup_env) in os.environ;

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import save_tiny_char_bert
 
 from stages.common import korean
 from stages.common.errors import UserError
@@ -225,42 +226,10 @@ def test_reranked_method_reorders_the_first_stage_candidates():
 
 def _tiny_cross_encoder(folder: Path) -> Path:
     """A randomly initialised 1-layer BERT cross-encoder with a character vocabulary (no hub)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import BertForSequenceClassification
 
-    chars = sorted({ch for c in CHUNKS for ch in passage_text(c) + "포레스트 리솜 객실" if not ch.isspace()})
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    from tokenizers import processors
-
-    hf._tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    import torch
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=256,
-        num_labels=1,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    hf.save_pretrained(folder)
-    return folder
+    text = "".join(passage_text(c) for c in CHUNKS) + "포레스트 리솜 객실"
+    return save_tiny_char_bert(folder, text, BertForSequenceClassification, 256, num_labels=1)
 
 
 def test_cross_encoder_reranker_scores_with_a_tiny_local_model(tmp_path):

