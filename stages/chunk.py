@@ -114,6 +114,9 @@ def build_drafts(
     stack: list[tuple[int, str]] = []
     drafts: list[Draft] = []
     current: Draft | None = None
+    # A heading with neither text nor sub-headings under it (a festival name above a photo) is a list item
+    # of its parent section; without this its name would be in no chunk at all.
+    bare: dict[tuple[int, str], dict[str, Any]] = {}
 
     def path() -> list[str]:
         return [t for _, t in stack]
@@ -124,12 +127,26 @@ def build_drafts(
             drafts.append(current)
         current = None
 
+    def retire(popped: tuple[int, str], parent: list[str]) -> None:
+        block = bare.pop(popped, None)
+        if block is None:
+            return
+        if not (drafts and drafts[-1].path == parent and drafts[-1].kind == "section"):
+            drafts.append(Draft(parent, parent[-1] if parent else "", kind="section"))
+        drafts[-1].add(popped[1], block)
+
+    def pop_to(level: int) -> None:
+        while stack and stack[-1][0] >= level:
+            popped = stack.pop()
+            retire(popped, path())
+
     for block in blocks:
         btype = block.get("type", "text")
         text = nfc(block.get("text", "")).strip()
         part = running_part(block)
         if part and (not stack or stack[0] != (0, part)):
             flush()
+            pop_to(0)
             stack = [(0, part)]
         if btype in SKIP_TYPES or not text or block["page"] in toc_pages:
             continue
@@ -137,11 +154,16 @@ def build_drafts(
             flush()
             title = " ".join(text.split())
             level = 0 if PART_TITLE.match(title) else heading_level(block, levels, deepest)
-            while stack and stack[-1][0] >= level:
-                stack.pop()
+            pop_to(level)
+            if stack:
+                bare.pop(stack[-1], None)  # the parent has a sub-heading: not bare
             stack.append((level, title))
+            if level > 0:
+                bare[(level, title)] = block
             continue
         # Text right under a deep heading is one entry (one attraction, one lodging ...).
+        if stack:
+            bare.pop(stack[-1], None)
         leaf = stack[-1] if stack and stack[-1][0] >= entry_level else None
         if btype == "table":
             flush()
@@ -167,6 +189,7 @@ def build_drafts(
                 )
             current.add(line, block)
     flush()
+    pop_to(0)
     return drafts
 
 

@@ -161,3 +161,28 @@ def test_entry_name_limits_come_from_params():
     assert chunk_blocks(blocks, CFG)[0]["kind"] == "entry"
     assert chunk_blocks(blocks, {**CFG, "entry_name_max_words": 4})[0]["kind"] == "section"
     assert chunk_blocks(blocks, {**CFG, "entry_name_max_chars": 10})[0]["kind"] == "section"
+
+
+def test_bare_headings_become_list_lines_of_their_section():
+    """Festival names set as headings over photos (no text under them) must land in a chunk."""
+    blocks = [
+        block(11, 0, "PART 2 · 미리보는 여행지", "header"),
+        block(11, 1, "제천의 축제", "title", 20),
+        block(11, 2, "제천에서 열리는 다양한 축제와 함께 여행을 즐기세요.", "text"),
+        block(11, 3, "청풍호 벚꽃축제", "title", 14),
+        block(11, 4, "제천국제음악영화제", "title", 14),
+        block(11, 5, "봉양박달콩축제", "title", 14),
+        block(12, 0, "PART 2 · 미리보는 여행지", "header"),
+        block(12, 1, "남부권역 주요 관광지", "title", 20),
+        block(12, 2, "청풍호반 케이블카", "title", 14),
+        block(12, 3, "비봉산의 풍경을 감상할 수 있는 제천 관광의 랜드마크이다.", "text"),
+    ]
+    chunks = chunk_blocks(blocks, {**CFG, "max_chars": 400})
+    festival = [c for c in chunks if c["title"] == "제천의 축제"]
+    assert len(festival) == 1
+    assert festival[0]["text"].splitlines()[1:] == ["청풍호 벚꽃축제", "제천국제음악영화제", "봉양박달콩축제"]
+    assert festival[0]["pages"] == [11]
+    # A heading with text under it keeps its own chunk; its parent section is not listed as bare.
+    cable = [c for c in chunks if c["title"] == "청풍호반 케이블카"]
+    assert len(cable) == 1 and cable[0]["text"].startswith("비봉산")
+    assert all("남부권역 주요 관광지" not in c["text"] for c in chunks)
