@@ -18,7 +18,7 @@ from typing import Any
 from ..common import io, params
 from ..common.env import check_machine, setup_env
 from ..common.errors import UserError, run_cli
-from .cer import load_truth, truth_metrics
+from .cer import NO_TRUTH, load_truth, truth_metrics
 from .config import ParseConfig
 from .layout import assign_levels
 from .ocr import make_engine
@@ -35,7 +35,8 @@ def run(pdf: Path, out: Path, metrics_path: Path, truth_path: Path | None, param
     setup_env(offline=bool(loaded["machine"].get("offline", True)))
     check_machine({"name": loaded["profile"], **loaded["machine"]})  # runpod: fail here, not inside PaddleOCR
     cfg = ParseConfig.from_params(loaded["parse"])
-    truth = load_truth(truth_path) if truth_path else None
+    # no path, or an empty file (what the dvc `truth` stage writes for data.truth ''): no ground truth
+    truth = (load_truth(truth_path) or None) if truth_path else None
     for tool in ("pdftoppm", "pdfinfo"):
         if shutil.which(tool) is None:
             raise UserError(f"{tool} not found: install poppler-utils (pdf2image renders pages with it)")
@@ -54,16 +55,14 @@ def run(pdf: Path, out: Path, metrics_path: Path, truth_path: Path | None, param
     write_outputs(out, records, results)
     seconds = time.perf_counter() - start
     metrics = parse_metrics(results, records, seconds, engine.name)
-    if truth is not None:
-        metrics.update(truth_metrics(results, truth, cfg))
+    metrics.update(truth_metrics(results, truth, cfg) if truth is not None else NO_TRUTH)
     io.write_json(metrics_path, metrics)
     summary = (
         f"{metrics['pages']} pages ({metrics['failed_pages']} failed), {metrics['blocks']} blocks, "
         f"{metrics['ocr_pages']} OCR pages + {metrics['ocr_regions']} OCR regions, "
         f"{seconds:.1f} s ({metrics['pages_per_second']} pages/s)"
     )
-    if truth is not None:
-        summary += f", CER {metrics['cer']}"
+    summary += f", CER {metrics['cer']}" if truth is not None else ", no ground truth (no CER)"
     log.info("%s -> %s: %s", pdf, out, summary)
     return metrics
 
@@ -73,10 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pdf", required=True, type=Path, help="input brochure PDF")
     ap.add_argument("--out", required=True, type=Path, help="output folder (data/parsed)")
     ap.add_argument("--metrics", required=True, type=Path, help="metrics JSON (metrics/parse.json)")
-    ap.add_argument("--truth", type=Path, default=None, help="ground-truth jsonl for CER (optional)")
+    ap.add_argument(
+        "--truth", default="", help="ground-truth jsonl for CER (optional; '' or an empty file: no CER is measured)"
+    )
     ap.add_argument("--params", type=Path, default=params.DEFAULT_PARAMS, help="params.yaml")
     args = ap.parse_args(argv)
-    run(args.pdf, args.out, args.metrics, args.truth, args.params)
+    run(args.pdf, args.out, args.metrics, Path(args.truth) if args.truth else None, args.params)
 
 
 if __name__ == "__main__":

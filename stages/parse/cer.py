@@ -22,6 +22,13 @@ log = logging.getLogger("parse")
 
 NOT_IN_TEXT = ("header", "footer", "figure")  # block types left out of page text (markdown, CER)
 
+# metrics/parse.json without a ground truth: the CER keys are there, empty, and say why.
+NO_TRUTH: dict[str, Any] = {
+    "ground_truth": False,
+    "cer_definition": "not measured: no ground truth was given (data.truth is empty)",
+    "cer": None,
+}
+
 
 def cer_normalise(text: str) -> str:
     """CER compares NFC text with ALL whitespace removed (line breaks and spacing are layout, not content)."""
@@ -111,6 +118,7 @@ def truth_metrics(results: list[PageResult], truth: list[dict[str, Any]], cfg: P
     worst = sorted(per_page, reverse=True)[:3]
     log.info("worst pages by CER: %s", ", ".join(f"p{p} {c:.3f}" for c, p in worst))
     return {
+        "ground_truth": True,
         "cer_definition": "Levenshtein distance / truth characters, NFC, all whitespace removed, "
         "page text in reading order without headers/footers",
         "truth_pages": len(truth),
