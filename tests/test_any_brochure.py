@@ -246,3 +246,32 @@ def test_synthesize_yield_on_the_entries_brochure(entries):
     assert prices and all(re.search(r"\d[\d,]*원", q["answer"]) for q in prices), on_fares[:5]
     assert not [q for q in on_fares if q.get("fact") == "menu" or "음식" in q["question"]], on_fares
     print(json.dumps({"answerable": len(answerable), "chunks": len(chunks)}))
+
+
+# ---------------------------------------------------------------- scripts/bench_dataset_fixtures.py
+
+
+def test_dataset_bench_summary_counts_splits_styles_and_per_chunk_yield(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "bench_dataset_fixtures", REPO / "scripts" / "bench_dataset_fixtures.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    qa = tmp_path / "qa"
+    qa.mkdir()
+
+    def q(cid, answerable=True, style="direct", **kw):
+        return {"chunk_id": cid, "chunk_ids": [cid], "answerable": answerable, "type": "factual", "style": style, **kw}
+
+    io.write_jsonl(qa / "train.jsonl", [q("c1"), q("c1", style="yes_no"), q("c2", answerable=False, style="policy")])
+    io.write_jsonl(qa / "test.jsonl", [q("c3"), {**q("c3"), "chunk_ids": ["c3", "c1"], "type": "comparison"}])
+    chunks = [{"chunk_id": c} for c in ("c1", "c2", "c3", "c4")]
+    s = bench.qa_summary(qa, chunks)
+    assert (s["questions"], s["answerable"], s["unanswerable"]) == (5, 4, 1)
+    assert s["splits"]["train"] == {"questions": 3, "answerable": 2, "unanswerable": 1}
+    assert s["by_style"] == {"direct": 3, "policy": 1, "yes_no": 1} and s["by_answer_kind"] == {"missing": 5}
+    # single-chunk answerable questions per chunk: c1 2, c2 0, c3 1 (the comparison spans two), c4 0
+    assert s["yield_per_chunk"] == {"chunks": 4, "mean": 0.75, "median": 0.5, "min": 0, "chunks_without_questions": 2}
+    params = bench.cpu_params(REPO / "params.yaml", Path("/x/b.pdf"), tmp_path / "p.yaml")
+    raw = yaml.safe_load(params.read_text(encoding="utf-8"))
+    assert raw["profile"] == "cpu" and raw["data"] == {"pdf": "/x/b.pdf", "truth": ""}
