@@ -3,7 +3,7 @@
     python scripts/bench_parse_fixtures.py [--fixtures ../shared/fixtures/pdfs] \\
         [--out metrics/parse_fixtures.json] [--params params.yaml]
 
-Runs the parse stage itself (``stages.parse.run``, the params' profile, output in a temp dir) on:
+Runs the parse stage itself (``stages.parse.__main__.run``, the params' profile, output in a temp dir) on:
 
 * ``jeju_oreum_themebook.pdf`` (28 pages, sound text layer except the cover, two map pages and
   two image pages): recall of the text layer's Hangul tokens by the parse output, and the tokens
@@ -31,8 +31,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stages import parse  # noqa: E402  (after the path fix: the script runs from anywhere)
 from stages.common import io  # noqa: E402
+from stages.parse.__main__ import run as parse_run  # noqa: E402  (after the path fix: the script runs from anywhere)
 
 THEMEBOOK = "jeju_oreum_themebook.pdf"
 LEAFLET = "jeju_rentcar_leaflet_imageonly.pdf"
@@ -137,7 +137,7 @@ def labels_found(output: dict[int, str], labels: dict[str, int]) -> dict[str, bo
 
 def run_parse(pdf: Path, params_path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="bench-parse-") as tmp:
-        metrics = parse.run(pdf, Path(tmp) / "parsed", Path(tmp) / "metrics.json", None, params_path)
+        metrics = parse_run(pdf, Path(tmp) / "parsed", Path(tmp) / "metrics.json", None, params_path)
         blocks = io.read_jsonl(Path(tmp) / "parsed" / "blocks.jsonl")
     return blocks, metrics
 

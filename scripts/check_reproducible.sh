@@ -2,7 +2,7 @@
 # Are the deterministic stages bit-reproducible? Runs `dvc repro --force --single-item` of each stage
 # twice, in a scratch copy of the working tree, and compares the output hashes DVC records in dvc.lock.
 #
-#   scripts/check_reproducible.sh                      # parse chunk synthesize index sft
+#   scripts/check_reproducible.sh                      # truth parse chunk synthesize index sft
 #   scripts/check_reproducible.sh parse chunk          # a subset (in pipeline order)
 #   KEEP=1 scripts/check_reproducible.sh               # keep the scratch copy (its path is printed)
 #   WORKDIR=/tmp/repro scripts/check_reproducible.sh   # where to make the copy (default: mktemp -d)
@@ -16,7 +16,7 @@ set -euo pipefail
 
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STAGES=("$@")
-[ ${#STAGES[@]} -gt 0 ] || STAGES=(parse chunk synthesize index sft)
+[ ${#STAGES[@]} -gt 0 ] || STAGES=(truth parse chunk synthesize index sft)
 VENV="${VENV:-$SRC/.venv}"
 [ -x "$VENV/bin/dvc" ] || { echo "check_reproducible: $VENV/bin/dvc not found (run scripts/setup.sh, or set VENV=)" >&2; exit 2; }
 

@@ -34,6 +34,13 @@ Page file format (see data/sample/README.md):
     **bold** inline anywhere.
 
 Deterministic: fixed metadata and dates, no new /ID, seeded procedural images, sorted inputs.
+
+A second brochure of a different layout (``--layout entries``: an A5 booklet about a fictional county,
+one attraction per page, ruled fare/hours tables, NanumBarunGothic/NanumSquare instead of NanumGothic,
+raster-only notice cards) comes from ``data/sample_entries/pages``; tests and the dataset benchmark
+render it into a temp folder:
+
+    python scripts/render_sample.py --layout entries --out /tmp/entries   # sollae_entries_sample.pdf + ground_truth.jsonl
 """
 
 from __future__ import annotations
@@ -106,6 +113,75 @@ STYLES = {
     "box": (None, 0.0, None, 1.0, 8.0, 4.0),
 }
 RASTER_MIN_SIZE = 10.0  # raster text is never smaller than this (OCR readability)
+
+# Layouts: the constants above are the sample brochure's ("brochure"). Another layout replaces some of
+# them before rendering (the layout code reads them at call time), so one markdown dialect and one
+# renderer make brochures that look different to the parser: page size, margins, fonts, type sizes.
+LAYOUTS: dict[str, dict] = {
+    "brochure": {
+        "pages": DEFAULT_PAGES,
+        "name": DEFAULT_PDF.stem,
+        "metadata": {
+            "title": "2025 제천여행 길라잡이 (sample rendering)",
+            "subject": "Sample Korean tourism brochure with raster-only regions, rendered from data/sample/pages",
+            "keywords": "제천, 관광, brochure, sample",
+        },
+        "constants": {},
+    },
+    "entries": {
+        "pages": ROOT / "data" / "sample_entries" / "pages",
+        "name": "sollae_entries_sample",
+        "metadata": {
+            "title": "2026 솔내군 여행 안내 (synthetic, entries layout)",
+            "subject": "Fictional county brochure: one entry per page, ruled fare and hours tables, raster cards",
+            "keywords": "솔내군, 관광, brochure, synthetic",
+        },
+        "constants": {
+            "PAGE_W": 419.53,  # A5
+            "PAGE_H": 595.28,
+            "MARGIN_X": 36.0,
+            "CONTENT_TOP": 58.0,
+            "CONTENT_BOTTOM": 552.0,
+            "COVER_TOP": 40.0,
+            "COVER_BOTTOM": 560.0,
+            "HEADER_BASELINE": 28.0,
+            "HEADER_RULE_Y": 36.0,
+            "FOOTER_BASELINE": 578.0,
+            "FONT_FILES": {
+                "R": "NanumBarunGothic.ttf",
+                "B": "NanumSquareB.ttf",
+                "M": "NanumMyeongjo.ttf",
+                "MB": "NanumMyeongjoBold.ttf",
+            },
+            "ACCENT": (0.45, 0.18, 0.38),  # plum
+            "STYLES": {
+                "h1": ("B", 18.0, (0.45, 0.18, 0.38), 1.25, 4.0, 8.0),
+                "h2": ("B", 13.0, BLACK, 1.3, 10.0, 4.0),
+                "h3": ("B", 11.5, (0.20, 0.35, 0.20), 1.3, 8.0, 3.0),
+                "h4": ("B", 10.5, BLACK, 1.35, 8.0, 3.0),
+                "p": ("R", 10.0, BLACK, 1.55, 4.0, 2.0),
+                "meta": ("R", 9.0, GREY, 1.4, 2.0, 0.0),
+                "quote": ("M", 10.5, BLACK, 1.5, 6.0, 2.0),
+                "li": ("R", 10.0, BLACK, 1.5, 2.0, 0.0),
+                "table": ("R", 9.5, BLACK, 1.35, 8.0, 6.0),
+                "decor": (None, 0.0, None, 1.0, 6.0, 4.0),
+                "box": (None, 0.0, None, 1.0, 10.0, 4.0),
+            },
+        },
+    },
+}
+
+
+_DEFAULTS = {k: globals()[k] for spec in LAYOUTS.values() for k in spec["constants"]}  # the sample's values
+
+
+def use_layout(name: str) -> dict:
+    """Switch the module's geometry/fonts/styles to layout ``name``; returns its settings."""
+    if name not in LAYOUTS:
+        raise RenderError(f"unknown layout {name!r} (choose from {', '.join(LAYOUTS)})")
+    globals().update(_DEFAULTS)
+    globals().update(LAYOUTS[name]["constants"])
+    return LAYOUTS[name]
 
 
 class RenderError(Exception):
@@ -1017,9 +1093,10 @@ def draw_pdf_ops(page, ops: list, fonts: Fonts, doc_fonts: dict, images: list) -
         writer.write_text(page, color=cur_color)
 
 
-def render(pages_dir: Path, out_pdf: Path, out_truth: Path, font_dir: Path) -> dict:
+def render(pages_dir: Path, out_pdf: Path, out_truth: Path, font_dir: Path, layout: str = "brochure") -> dict:
     import pymupdf
 
+    use_layout(layout)
     fonts = Fonts(font_dir)
     files = sorted(pages_dir.glob("page_*.md"))
     if not files:
@@ -1056,10 +1133,10 @@ def render(pages_dir: Path, out_pdf: Path, out_truth: Path, font_dir: Path) -> d
     fixed_date = "D:20250401000000+09'00'"
     doc.set_metadata(
         {
-            "title": "2025 제천여행 길라잡이 (sample rendering)",
+            "title": LAYOUTS[layout]["metadata"]["title"],
             "author": "brochure-rag",
-            "subject": "Sample Korean tourism brochure with raster-only regions, rendered from data/sample/pages",
-            "keywords": "제천, 관광, brochure, sample",
+            "subject": LAYOUTS[layout]["metadata"]["subject"],
+            "keywords": LAYOUTS[layout]["metadata"]["keywords"],
             "creator": "brochure-rag scripts/render_sample.py",
             "producer": "PyMuPDF",
             "creationDate": fixed_date,
@@ -1152,11 +1229,11 @@ def atomic_write(target: Path, data: bytes) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--pages", type=Path, default=DEFAULT_PAGES, help="directory with page_NN.md (default: %(default)s)"
-    )
-    ap.add_argument("--out-pdf", type=Path, default=DEFAULT_PDF, help="PDF to write (default: %(default)s)")
-    ap.add_argument("--out-truth", type=Path, default=DEFAULT_TRUTH, help="ground truth jsonl (default: %(default)s)")
+    ap.add_argument("--layout", choices=sorted(LAYOUTS), default="brochure", help="page design (default: %(default)s)")
+    ap.add_argument("--pages", type=Path, default=None, help="directory with page_NN.md (default: the layout's)")
+    ap.add_argument("--out", type=Path, default=None, help="folder for <layout name>.pdf and ground_truth.jsonl")
+    ap.add_argument("--out-pdf", type=Path, default=None, help=f"PDF to write (default: {DEFAULT_PDF})")
+    ap.add_argument("--out-truth", type=Path, default=None, help=f"ground truth jsonl (default: {DEFAULT_TRUTH})")
     ap.add_argument(
         "--font-dir",
         type=Path,
@@ -1164,8 +1241,19 @@ def main(argv: list[str] | None = None) -> int:
         help="directory with the Nanum TTF fonts (default: $BROCHURE_FONT_DIR or %(default)s)",
     )
     args = ap.parse_args(argv)
+    spec = LAYOUTS[args.layout]
+    if args.out is not None and (args.out_pdf or args.out_truth):
+        ap.error("--out and --out-pdf/--out-truth are alternatives")
+    if args.out is not None:
+        args.out_pdf, args.out_truth = args.out / f"{spec['name']}.pdf", args.out / "ground_truth.jsonl"
+    elif args.layout != "brochure" and not (args.out_pdf and args.out_truth):
+        ap.error(
+            f"--layout {args.layout}: give --out DIR (or --out-pdf and --out-truth); the defaults are the sample's"
+        )
+    args.pages = args.pages or spec["pages"]
+    args.out_pdf, args.out_truth = args.out_pdf or DEFAULT_PDF, args.out_truth or DEFAULT_TRUTH
     try:
-        info = render(args.pages, args.out_pdf, args.out_truth, args.font_dir)
+        info = render(args.pages, args.out_pdf, args.out_truth, args.font_dir, args.layout)
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -18,10 +18,12 @@ import yaml
 from conftest import NANUM_FONT, insert_image, text_image
 from PIL import Image
 
-from stages import chunk, evaluate, parse, sft, synthesize
+from stages import chunk, evaluate, sft, synthesize
 from stages.common import io
 from stages.common.errors import run_cli
 from stages.common.retrieval import Retriever
+from stages.parse import __main__ as parse
+from stages.parse.pdf import capped_dpi
 
 REPO = Path(__file__).resolve().parents[1]
 FONT = NANUM_FONT
@@ -182,9 +184,9 @@ def test_parse_ocrs_image_only_garbage_and_poster_pages(tmp_path):
 
 
 def test_capped_dpi():
-    assert parse.capped_dpi(595, 842, 250, 25_000_000) == 250  # A4: untouched
-    assert parse.capped_dpi(5000, 5000, 250, 25_000_000) == 72  # 5000 px square
-    assert parse.capped_dpi(14400, 14400, 72, 25_000_000) == 25  # the largest page PDF allows
+    assert capped_dpi(595, 842, 250, 25_000_000) == 250  # A4: untouched
+    assert capped_dpi(5000, 5000, 250, 25_000_000) == 72  # 5000 px square
+    assert capped_dpi(14400, 14400, 72, 25_000_000) == 25  # the largest page PDF allows
 
 
 @needs_font

@@ -12,8 +12,12 @@ import yaml
 from conftest import NANUM_FONT, insert_image, text_image
 from PIL import Image
 
-from stages import parse
-from stages._parse_layout import (
+from stages.common import io
+from stages.parse import cer as parse_cer
+from stages.parse import runner
+from stages.parse.__main__ import run as parse_run
+from stages.parse.config import ParseConfig
+from stages.parse.layout import (
     Block,
     classify,
     content_share,
@@ -22,7 +26,7 @@ from stages._parse_layout import (
     order_blocks,
     textlayer_verdict,
 )
-from stages.common import io
+from stages.parse.ocr import make_engine
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -58,7 +62,7 @@ def save(doc: pymupdf.Document, path: Path) -> Path:
 
 def run_stage(tmp_path: Path, pdf: Path, truth: Path | None = None, **overrides) -> tuple[list[dict], list[dict], dict]:
     out, metrics = tmp_path / "parsed", tmp_path / "metrics.json"
-    parse.run(pdf, out, metrics, truth, write_params(tmp_path, **overrides))
+    parse_run(pdf, out, metrics, truth, write_params(tmp_path, **overrides))
     return io.read_jsonl(out / "blocks.jsonl"), io.read_jsonl(out / "pages.jsonl"), io.read_json(metrics)
 
 
@@ -263,14 +267,14 @@ def test_failed_page_is_recorded(tmp_path, monkeypatch):
     for n in (1, 2):
         insert_text(doc.new_page(), (50, 100), f"{n}쪽 본문 문장은 충분히 길게 씁니다.", size=11)
     save(doc, pdf)
-    real = parse.parse_page
+    real = runner.parse_page
 
     def flaky(doc, pdf_path, pno, cfg, engine):
         if pno == 2:
             raise RuntimeError("boom\nsecond line")
         return real(doc, pdf_path, pno, cfg, engine)
 
-    monkeypatch.setattr(parse, "parse_page", flaky)
+    monkeypatch.setattr(runner, "parse_page", flaky)
     blocks, pages, metrics = run_stage(tmp_path, pdf)
     assert [p["status"] for p in pages] == ["ok", "failed"]
     assert pages[1]["error"] == "RuntimeError: boom second line"
@@ -316,18 +320,18 @@ def _naive_distance(a: str, b: str) -> int:
 
 
 def test_cer_hand_computed():
-    assert parse.edit_distance("kitten", "sitting") == 3
-    assert parse.edit_distance("", "abc") == 3 and parse.edit_distance("abc", "") == 3
-    assert parse.cer("안녕 하세요", "안녕하세요") == 0.0  # whitespace is ignored
-    assert parse.cer("안녕하세오", "안녕하세요") == pytest.approx(0.2)  # 1 substitution / 5
-    assert parse.cer("제천시청", "제천시") == pytest.approx(1 / 3)  # 1 insertion / 3
-    assert parse.cer("제천", "제천시청") == pytest.approx(0.5)  # 2 deletions / 4
-    assert parse.cer("", "") == 0.0 and parse.cer("x", "") == 1.0
+    assert parse_cer.edit_distance("kitten", "sitting") == 3
+    assert parse_cer.edit_distance("", "abc") == 3 and parse_cer.edit_distance("abc", "") == 3
+    assert parse_cer.cer("안녕 하세요", "안녕하세요") == 0.0  # whitespace is ignored
+    assert parse_cer.cer("안녕하세오", "안녕하세요") == pytest.approx(0.2)  # 1 substitution / 5
+    assert parse_cer.cer("제천시청", "제천시") == pytest.approx(1 / 3)  # 1 insertion / 3
+    assert parse_cer.cer("제천", "제천시청") == pytest.approx(0.5)  # 2 deletions / 4
+    assert parse_cer.cer("", "") == 0.0 and parse_cer.cer("x", "") == 1.0
     rng = random.Random(7)
     for _ in range(50):
         a = "".join(rng.choice("가나다ab") for _ in range(rng.randrange(12)))
         b = "".join(rng.choice("가나다ab") for _ in range(rng.randrange(12)))
-        assert parse.edit_distance(a, b) == _naive_distance(a, b)
+        assert parse_cer.edit_distance(a, b) == _naive_distance(a, b)
 
 
 def test_truth_metrics(tmp_path):
@@ -393,13 +397,13 @@ def test_paddle_engine_when_available(tmp_path):
     pytest.importorskip("paddleocr")
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     section = {**raw["parse"], **raw["profiles"]["runpod"]["parse"], "paddle_device": "cpu"}
-    cfg = parse.ParseConfig.from_params(section)
+    cfg = ParseConfig.from_params(section)
     if cfg.paddle_model_dir and not (Path(cfg.paddle_model_dir) / cfg.paddle_rec_model).is_dir():
         pytest.skip("PaddleOCR models not present")
     from stages.common.errors import UserError
 
     try:
-        engine = parse.make_engine(cfg)
+        engine = make_engine(cfg)
     except UserError as exc:
         pytest.skip(f"PaddleOCR models unavailable: {exc}")
     blocks = engine.ocr(text_image(["제천 관광 안내", "청풍호반 케이블카"], size=44))

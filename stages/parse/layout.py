@@ -1,4 +1,4 @@
-"""Layout for the parse stage (private to stages.parse): text-layer lines,
+"""Layout for the parse stage (part of the stages.parse package): text-layer lines,
 normalisation, garbage detection, block typing, tables and reading order.
 
 Everything here is pure (plain data in, plain data out) except the two

@@ -1,4 +1,4 @@
-"""OCR engines for the parse stage (private to stages.parse).
+"""OCR engines for the parse stage (part of the stages.parse package).
 
 Every engine turns a PIL image into paragraph-like ``OcrBlock``s made of lines
 and words with pixel boxes and 0-1 confidences; the parse stage maps them to
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .common.errors import UserError
+from ..common.errors import UserError
 
 BBox = tuple[float, float, float, float]
 
