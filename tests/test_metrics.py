@@ -46,8 +46,8 @@ def test_f1_char_hand_computed():
     # pred 가나다 / gold 가나라: 2 shared chars, P = R = 2/3
     assert M.f1_char("가나다", "가나라") == pytest.approx(2 / 3)
     assert M.f1_char("가 나", "가나") == 1.0
-    assert M.f1_char("", "") == 1.0
-    assert M.f1_char("가", "") == 0.0
+    assert M.f1_char("", "") is None  # an empty gold is undefined, never a perfect match
+    assert M.f1_char("가", "") is None
 
 
 def test_f1_morph_hand_computed():
@@ -183,11 +183,12 @@ def test_aggregate_hand_computed():
     assert (out["n"], out["n_answerable"], out["n_unanswerable"]) == (5, 3, 2)
     assert out["answer"]["em"] == pytest.approx(round(1 / 3, 4))  # over the 3 answerable only
     # abstained: wrong_abstention (answerable, FP) and ok_abstain (TP); missed_abstention is a FN
-    assert out["abstention"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "rate": 0.4}
-    # citation over answerable with gold retrieved (3): 'ok' and 'hallucination' cite c001
-    assert out["citation_acc"] == pytest.approx(round(2 / 3, 4))
-    # faithfulness over answerable non-abstaining (ok, hallucination): 1 of 2
-    assert out["faithfulness"] == 0.5
+    # wrong_rate: wrong_abstention abstained with c001 retrieved, 1 of 3 answerable
+    assert out["abstention"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "rate": 0.4, "wrong_rate": 0.3333}
+    # citation over answerable, gold retrieved, answered (ok, hallucination): both cite exactly c001
+    assert out["citation_acc"] == 1.0 and out["citation"] == {"precision": 1.0, "recall": 1.0}
+    # faithfulness over every non-abstaining answer (ok, hallucination, missed_abstention '제천시 청풍면입니다')
+    assert out["faithfulness"] == pytest.approx(round(2 / 3, 4))
     assert out["format"]["fail_rate"] == 0.0
     assert out["latency_s_mean"] == 1.0 and out["tokens_per_s"] == 10.0
     assert out["failures"]["ok"] == 2 and out["failures"]["hallucination"] == 1
