@@ -564,6 +564,7 @@ def test_w_serial_only_strings_are_content_not_empty():
         ("https://www.jecheon.go.kr/tour/", "www.jecheon.go.kr/tour"),
         ("ＥＳ 리조트", "ES리조트"),
         ("제천시 봉양읍 배론성지길 296에 있어요", "제천시 봉양읍 배론성지길 296"),
+        ("1시간, 요금 5,000원", "1시간"),
     ],
 )
 def test_value_normalisation_matches_equivalent_forms(text, value):
@@ -579,6 +580,8 @@ def test_value_normalisation_matches_equivalent_forms(text, value):
         ("2550개", "255개"),
         ("제천시 봉양읍 배론성지길 29", "제천시 봉양읍 배론성지길 296"),
         ("1시간 50분", "1시 50분"),  # a duration is not a clock time
+        ("소요시간은 1시간 50분입니다", "1시간"),  # a longer duration is a different value
+        ("5분 30초", "5분"),
         ("jecheon.go.kr", "www.jecheon.go.kr/tour"),
         ("아무 말", ""),  # an empty value is never found
     ],

@@ -148,15 +148,37 @@ def value_atoms(text: str) -> list[str]:
     return atoms
 
 
+# A duration continues with a smaller unit: '1시간 50분' is not '1시간', '5분 30초' is not '5분'.
+_FINER_UNIT = {"시간": ("분", "초"), "분": ("초",)}
+
+
+def _continues(hay: Sequence[str], end: int, needle: Sequence[str]) -> bool:
+    """The answer goes on, after a match of ``needle`` ending at ``end``, into a finer unit of the
+    same duration (number + 분/초 right after '…시간')."""
+    letters = []
+    for atom in reversed(needle):
+        if not atom.isalpha():
+            break
+        letters.append(atom)
+    finer = _FINER_UNIT.get("".join(reversed(letters)))
+    if not finer or end >= len(hay) or not hay[end][0].isdigit():
+        return False
+    return any("".join(hay[end + 1 : end + 1 + len(u)]) == u for u in finer)
+
+
 def _contains_run(hay: Sequence[str], needle: Sequence[str]) -> bool:
     if not needle or len(needle) > len(hay):
         return False
     first, n = needle[0], len(needle)
-    return any(hay[i] == first and list(hay[i : i + n]) == list(needle) for i in range(len(hay) - n + 1))
+    return any(
+        hay[i] == first and list(hay[i : i + n]) == list(needle) and not _continues(hay, i + n, needle)
+        for i in range(len(hay) - n + 1)
+    )
 
 
 def value_in(text: str, value: str) -> bool:
-    """Exact normalised match: every atom of ``value`` appears, in order and contiguous, in ``text``.
+    """Exact normalised match: every atom of ``value`` appears, in order and contiguous, in ``text``
+    (and a duration is not cut short: '1시간' is not in '1시간 50분').
 
     An empty value is never found (nothing to match is not a match).
     """
