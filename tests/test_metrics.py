@@ -103,10 +103,16 @@ def test_support_numbers_verbatim_and_morphemes():
     assert M.is_supported("제천시 청풍면 문화재길 166 [c001]", CONTEXT, 1.0) is True
     assert M.is_supported("043-641-5532 [c001]", CONTEXT, 1.0) is True
     assert M.is_supported("043-641-5533", CONTEXT, 1.0) is False  # a wrong digit is not supported
-    assert M.is_supported("15000원", CONTEXT, 1.0) is False  # numbers must appear verbatim
+    # numbers compare as values: '15000원' is the context's '15,000원', another separator is the same phone
+    assert M.is_supported("15000원", CONTEXT, 1.0) is True
+    assert M.is_supported("043.641.5532", CONTEXT, 1.0) is True
+    assert M.is_supported("150,000원", CONTEXT, 1.0) is False
+    assert M.support("1,500원", CONTEXT)["missing_numbers"] == ["1500"]
     s = M.support("단양군 문화재길 166", CONTEXT)
-    assert s["missing"] == ["단양군"] and s["share"] == pytest.approx(2 / 3)
-    assert M.is_supported("단양군 문화재길 166", CONTEXT, 0.6) is True
+    # share over the non-number morphemes ['단양군', '문화재길'] (166 is checked as a number)
+    assert s["missing"] == ["단양군"] and s["share"] == 0.5 and s["missing_numbers"] == []
+    assert M.is_supported("단양군 문화재길 166", CONTEXT, 0.5) is True
+    assert M.is_supported("단양군 문화재길 166", CONTEXT, 0.6) is False
     assert M.is_supported("[c001]", CONTEXT, 1.0) is None
 
 

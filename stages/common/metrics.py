@@ -32,9 +32,6 @@ from .prompting import CITATION, strip_citations
 
 ROUGE_MODULE = Path(__file__).with_name("evaluate_modules") / "korean_rouge.py"
 
-# Numbers that must appear verbatim in the context: 26,000 / 043-641-5532 / 09:00~18:00 / 1.5
-_NUMBER = re.compile(r"\d(?:[\d,.:~\-]*\d)?")
-
 FAILURES = ("format", "missed_abstention", "retrieval_miss", "wrong_abstention", "hallucination", "wrong_fact")
 
 
@@ -337,22 +334,21 @@ def abstained(pred: str, abstain_phrase: str, markers: Iterable[str], window: in
     return any(n and n in text for n in needles)
 
 
-def numbers(text: str) -> list[str]:
-    return _NUMBER.findall(unicodedata.normalize("NFC", text))
-
-
 def support(pred: str, context: str) -> dict[str, Any]:
-    """How much of the answer the context backs: numbers verbatim, content morphemes found.
+    """How much of the answer the context backs: every number found, content morphemes found.
 
-    A morpheme counts as found when it is a content morpheme of the context or a
-    substring of the space-free context (Kiwi splits compounds differently in
-    different sentences). Numbers (prices, phone numbers, times) must appear verbatim.
+    Numbers (prices, phone numbers, times, counts) are compared as canonical value
+    atoms (see ``value_atoms``): '15000원' is backed by '15,000원', '043.641.5532' by
+    '043-641-5532', but a single wrong digit is missing. Other content morphemes count
+    as found when they are content morphemes of the context or substrings of the
+    space-free context (Kiwi splits compounds differently in different sentences);
+    ``share`` is over those (1.0 when the answer is numbers only: they are checked above).
     """
     answer = strip_citations(unicodedata.normalize("NFC", pred))
     ctx = unicodedata.normalize("NFC", context)
-    nums = numbers(answer)
-    missing_numbers = [n for n in nums if n not in ctx]
-    morphs = korean.morphemes(answer)
+    ctx_numbers = set(number_atoms(ctx))
+    missing_numbers = [n for n in dict.fromkeys(number_atoms(answer)) if n not in ctx_numbers]
+    morphs = [m for m in korean.morphemes(answer) if not any(ch.isdigit() for ch in m)]
     ctx_morphs = set(korean.morphemes(ctx))
     ctx_flat = re.sub(r"\s+", "", ctx).lower()
     found = [m for m in morphs if m in ctx_morphs or m in ctx_flat]
