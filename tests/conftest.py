@@ -197,6 +197,8 @@ EVALUATE_PARAMS = {
     "abstain_window": 60,
     "support_min_share": 1.0,
     "correct_f1": 0.5,
+    "correct_key_fact_recall": 1.0,
+    "echo_min_chars": 20,
     "loop_word_ngram": 4,
     "loop_char_ngram": 12,
     "loop_repeats": 3,

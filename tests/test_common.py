@@ -149,6 +149,22 @@ def test_morphemes_drop_particles_and_endings():
     assert korean.morphemes("케이블카의 주소는 어디인가요?") == ["케이블카", "주소", "어디"]
 
 
+def test_morphemes_keep_serials_urls_and_numbers():
+    """Kiwi tags times, phone numbers and dotted dates W_SERIAL: they are content, not nothing."""
+    assert korean.morphemes("043-652-9222") == ["043-652-9222"]
+    assert korean.morphemes("09:00~18:00에 엽니다") == ["09:00", "18:00", "열"]
+    assert korean.morphemes("2025.10.1.") == ["2025.10.1."]
+    assert korean.morphemes("https://www.jecheon.go.kr 참고") == ["https://www.jecheon.go.kr", "참고"]
+    assert korean.morphemes("객실은 255개") == ["객실", "255", "개"]
+
+
+def test_negations():
+    assert korean.negations("주차가 불가능합니다") == {"불"}
+    assert korean.negations("반려동물은 동반할 수 없습니다") == {"없"}
+    assert korean.negations("무료가 아닙니다") == {"아니"}
+    assert korean.negations("주차할 수 있습니다") == set()
+
+
 def test_citations_round_trip():
     text = prompting.target_answer("제천시 청풍면 문화재길 166", ["c044"])
     assert text == "제천시 청풍면 문화재길 166 [c044]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from stages.common import korean
 from stages.common import metrics as M
 
 ABSTAIN = "브로셔에 해당 정보가 없습니다."
@@ -46,8 +47,8 @@ def test_f1_char_hand_computed():
     # pred 가나다 / gold 가나라: 2 shared chars, P = R = 2/3
     assert M.f1_char("가나다", "가나라") == pytest.approx(2 / 3)
     assert M.f1_char("가 나", "가나") == 1.0
-    assert M.f1_char("", "") == 1.0
-    assert M.f1_char("가", "") == 0.0
+    assert M.f1_char("", "") is None  # an empty gold is undefined, never a perfect match
+    assert M.f1_char("가", "") is None
 
 
 def test_f1_morph_hand_computed():
@@ -102,10 +103,16 @@ def test_support_numbers_verbatim_and_morphemes():
     assert M.is_supported("제천시 청풍면 문화재길 166 [c001]", CONTEXT, 1.0) is True
     assert M.is_supported("043-641-5532 [c001]", CONTEXT, 1.0) is True
     assert M.is_supported("043-641-5533", CONTEXT, 1.0) is False  # a wrong digit is not supported
-    assert M.is_supported("15000원", CONTEXT, 1.0) is False  # numbers must appear verbatim
+    # numbers compare as values: '15000원' is the context's '15,000원', another separator is the same phone
+    assert M.is_supported("15000원", CONTEXT, 1.0) is True
+    assert M.is_supported("043.641.5532", CONTEXT, 1.0) is True
+    assert M.is_supported("150,000원", CONTEXT, 1.0) is False
+    assert M.support("1,500원", CONTEXT)["missing_numbers"] == ["1500"]
     s = M.support("단양군 문화재길 166", CONTEXT)
-    assert s["missing"] == ["단양군"] and s["share"] == pytest.approx(2 / 3)
-    assert M.is_supported("단양군 문화재길 166", CONTEXT, 0.6) is True
+    # share over the non-number morphemes ['단양군', '문화재길'] (166 is checked as a number)
+    assert s["missing"] == ["단양군"] and s["share"] == 0.5 and s["missing_numbers"] == []
+    assert M.is_supported("단양군 문화재길 166", CONTEXT, 0.5) is True
+    assert M.is_supported("단양군 문화재길 166", CONTEXT, 0.6) is False
     assert M.is_supported("[c001]", CONTEXT, 1.0) is None
 
 
@@ -183,11 +190,12 @@ def test_aggregate_hand_computed():
     assert (out["n"], out["n_answerable"], out["n_unanswerable"]) == (5, 3, 2)
     assert out["answer"]["em"] == pytest.approx(round(1 / 3, 4))  # over the 3 answerable only
     # abstained: wrong_abstention (answerable, FP) and ok_abstain (TP); missed_abstention is a FN
-    assert out["abstention"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "rate": 0.4}
-    # citation over answerable with gold retrieved (3): 'ok' and 'hallucination' cite c001
-    assert out["citation_acc"] == pytest.approx(round(2 / 3, 4))
-    # faithfulness over answerable non-abstaining (ok, hallucination): 1 of 2
-    assert out["faithfulness"] == 0.5
+    # wrong_rate: wrong_abstention abstained with c001 retrieved, 1 of 3 answerable
+    assert out["abstention"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "rate": 0.4, "wrong_rate": 0.3333}
+    # citation over answerable, gold retrieved, answered (ok, hallucination): both cite exactly c001
+    assert out["citation_acc"] == 1.0 and out["citation"] == {"precision": 1.0, "recall": 1.0}
+    # faithfulness over every non-abstaining answer (ok, hallucination, missed_abstention '제천시 청풍면입니다')
+    assert out["faithfulness"] == pytest.approx(round(2 / 3, 4))
     assert out["format"]["fail_rate"] == 0.0
     assert out["latency_s_mean"] == 1.0 and out["tokens_per_s"] == 10.0
     assert out["failures"]["ok"] == 2 and out["failures"]["hallucination"] == 1
@@ -271,3 +279,423 @@ def test_judge_agreement_hand_computed_kappa():
     assert out["judge"]["correct"] == 0.25 and out["judge"]["kappa"] == 0.5  # 1 of 4 judged correct
     plain = M.aggregate([{k: v for k, v in s.items() if k != "judge_correct"} for s in full], preds)
     assert "judge" not in plain
+
+
+# ---------------------------------------------------------------- a scorer that cannot pass a wrong answer
+# Realistic golds in the new QA contract (answer sentence, answer_short, key_facts, answer_kind), two per
+# kind so that each can be scored against the other ("swapped gold of the same fact type").
+def _gold(gid, qtype, kind, answer, short, facts, style="direct"):
+    return {"id": gid, "type": qtype, "answer_kind": kind, "answer": answer, "answer_short": short,
+            "key_facts": facts, "style": style}  # fmt: skip
+
+
+GOLDS = [
+    _gold(
+        "phone_a",
+        "factual",
+        "phone",
+        "ES리조트 예약 문의는 043-652-9222로 하시면 됩니다.",
+        "043-652-9222",
+        ["043-652-9222"],
+    ),
+    _gold(
+        "phone_b",
+        "factual",
+        "phone",
+        "제천 시티투어 예약 전화번호는 043-648-0480입니다.",
+        "043-648-0480",
+        ["043-648-0480"],
+    ),
+    _gold(
+        "time_a",
+        "factual",
+        "time",
+        "청풍호반 케이블카 첫 운행은 14:54~15:24 사이입니다.",
+        "14:54~15:24",
+        ["14:54~15:24"],
+        "when",
+    ),
+    _gold(
+        "time_b",
+        "factual",
+        "time",
+        "의림지 수리공원은 10:54~11:24에 점검합니다.",
+        "10:54~11:24",
+        ["10:54~11:24"],
+        "when",
+    ),
+    _gold(
+        "price_a",
+        "factual",
+        "price",
+        "네, 디지털 관광주민증이 있으면 시티투어 요금을 3,000원 할인받을 수 있습니다.",
+        "3,000원",
+        ["3,000원"],
+        "yes_no",
+    ),
+    _gold("price_b", "factual", "price", "가스트로 투어 도심권 A코스 요금은 26,000원입니다.", "26,000원", ["26,000원"]),
+    _gold(
+        "address_a",
+        "factual",
+        "address",
+        "배론성지의 주소는 제천시 봉양읍 배론성지길 296입니다.",
+        "제천시 봉양읍 배론성지길 296",
+        ["제천시 봉양읍 배론성지길 296"],
+        "where_to_book",
+    ),
+    _gold(
+        "address_b",
+        "multihop",
+        "address",
+        "청풍호반 케이블카는 제천시 청풍면 문화재길 166에 있습니다.",
+        "제천시 청풍면 문화재길 166",
+        ["제천시 청풍면 문화재길 166"],
+    ),
+    _gold("count_a", "factual", "count", "ES리조트의 객실은 모두 255개입니다.", "255개", ["255개"], "colloquial"),
+    _gold("count_b", "factual", "count", "청풍리조트에는 객실이 451개 있습니다.", "451개", ["451개"]),
+    _gold(
+        "date_a",
+        "factual",
+        "date",
+        "사자빈신사지 사사자구층석탑은 1963년에 보물로 지정되었습니다.",
+        "1963년",
+        ["1963년"],
+    ),
+    _gold("date_b", "factual", "date", "슬로시티 체험장은 2012년에 슬로시티 인증을 받았습니다.", "2012년", ["2012년"]),
+    _gold(
+        "url_a",
+        "factual",
+        "url",
+        "의림지 자동차극장은 jucc.moonhwain.net에서 예매할 수 있습니다.",
+        "jucc.moonhwain.net",
+        ["jucc.moonhwain.net"],
+        "where_to_book",
+    ),
+    _gold(
+        "url_b",
+        "factual",
+        "url",
+        "제천 관광 정보는 www.jecheon.go.kr/tour에서 볼 수 있습니다.",
+        "www.jecheon.go.kr/tour",
+        ["www.jecheon.go.kr/tour"],
+        "where_to_book",
+    ),
+    _gold(
+        "name_a",
+        "factual",
+        "name",
+        "느티나무횟집의 대표 메뉴는 쏘가리매운탕입니다.",
+        "쏘가리매운탕",
+        ["쏘가리매운탕"],
+        "recommendation",
+    ),
+    _gold("name_b", "factual", "name", "국립 제천 치유의 숲은 산림청이 운영합니다.", "산림청", ["산림청"]),
+    _gold(
+        "comparison_a",
+        "comparison",
+        "name",
+        "엽연초하우스입니다. 엽연초하우스는 객실이 8개, 제천 휴게스트하우스는 11개입니다.",
+        "엽연초하우스",
+        ["엽연초하우스"],
+        "difference",
+    ),
+    _gold(
+        "comparison_b",
+        "comparison",
+        "name",
+        "생들기름 선물세트가 40,000P로 돈육세트(50,000P)보다 적습니다.",
+        "생들기름 선물세트",
+        ["생들기름 선물세트"],
+        "difference",
+    ),
+    _gold(
+        "list_a",
+        "factual",
+        "list",
+        "도심권 A코스는 내토전통시장과 중앙시장을 거쳐 빨간오뎅에서 끝납니다.",
+        "내토전통시장, 중앙시장, 빨간오뎅",
+        ["내토전통시장", "중앙시장", "빨간오뎅"],
+    ),
+    _gold(
+        "list_b",
+        "factual",
+        "list",
+        "청풍권 B코스는 청풍문화재단지와 옥순봉출렁다리를 둘러봅니다.",
+        "청풍문화재단지, 옥순봉출렁다리",
+        ["청풍문화재단지", "옥순봉출렁다리"],
+    ),
+    _gold(
+        "text_a",
+        "descriptive",
+        "text",
+        "배론성지는 천주교 전파의 중심지이자 박해 속 신앙을 지켜온 교우촌입니다.",
+        "천주교 전파의 중심지이자 교우촌",
+        ["천주교 전파의 중심지", "교우촌"],
+        "how_to",
+    ),
+    _gold(
+        "text_b",
+        "descriptive",
+        "text",
+        "박달재는 박달도령과 금봉낭자의 설화로 유명한 고개입니다.",
+        "박달도령과 금봉낭자의 설화",
+        ["박달도령과 금봉낭자의 설화"],
+    ),
+    _gold(
+        "multi_a",
+        "factual",
+        "list",
+        "수리공원은 10:00~17:30에 문을 열고 매주 월요일에 쉽니다.",
+        "10:00~17:30, 매주 월요일",
+        ["10:00~17:30", "매주 월요일"],
+        "multi_part",
+    ),
+    _gold(
+        "multi_b",
+        "factual",
+        "list",
+        "카페 너른은 좌석이 200석이고 주차장은 70대 규모입니다.",
+        "200석, 70대",
+        ["200석", "70대"],
+        "multi_part",
+    ),
+]
+BY_ID = {g["id"]: g for g in GOLDS}
+
+
+def _new_pred(gold, answer, cited=("c001",), retrieved=("c001", "c002"), answerable=True):
+    return {
+        "id": gold["id"],
+        "type": gold["type"],
+        "style": gold["style"],
+        "answerable": answerable,
+        "answer_kind": gold["answer_kind"] if answerable else "abstain",
+        "gold_answer": gold["answer"] if answerable else ABSTAIN,
+        "gold_answer_short": gold["answer_short"] if answerable else "",
+        "gold_key_facts": list(gold["key_facts"]) if answerable else [],
+        "gold_chunk_id": "c001",
+        "gold_chunk_ids": ["c001"],
+        "retrieved_ids": list(retrieved),
+        "answer": answer,
+        "cited_ids": list(cited),
+        "latency_s": 1.0,
+        "new_tokens": 10,
+        "hit_eos": True,
+    }
+
+
+def _score(gold, answer, **kw):
+    context = f"[c001] 제천 여행 > 안내\n{gold['answer']}"
+    return M.score_example(_new_pred(gold, answer, **kw), context, CFG)
+
+
+@pytest.mark.parametrize("gid", sorted(BY_ID))
+def test_every_gold_scores_itself_perfectly(gid):
+    g = BY_ID[gid]
+    s = _score(g, g["answer"] + " [c001]")
+    assert s["correct"] and s["failure"] == "ok"
+    assert s["em"] == 1.0 and s["contains"] == 1.0 and s["key_fact_recall"] == 1.0
+    assert s["f1_morph"] == 1.0 and s["f1_char"] == 1.0 and s["rouge_l_char"] == 1.0
+    assert s["slot_exact"] == (1.0 if g["answer_kind"] in M.SLOT_KINDS else None)
+    assert (s["citation_ok"], s["citation_p"], s["citation_r"], s["supported"]) == (True, 1.0, 1.0, True)
+    # the bare value is a complete answer too (short answers to comparisons, lists, multi-part)
+    short = _score(g, g["answer_short"] + " [c001]")
+    assert short["correct"] and short["em"] == 1.0 and short["key_fact_recall"] == 1.0
+
+
+@pytest.mark.parametrize("gid", sorted(BY_ID))
+def test_swapped_gold_of_the_same_kind_scores_zero(gid):
+    g = BY_ID[gid]
+    other = BY_ID[gid[:-1] + ("b" if gid.endswith("a") else "a")]
+    assert other["answer_kind"] == g["answer_kind"]
+    s = _score(g, other["answer"] + " [c001]")
+    assert not s["correct"] and s["failure"] in ("wrong_fact", "hallucination")
+    assert s["em"] == 0.0 and s["contains"] == 0.0 and s["key_fact_recall"] == 0.0
+    assert s["slot_exact"] in (None, 0.0)
+    assert not _score(g, other["answer_short"])["correct"]
+
+
+@pytest.mark.parametrize(
+    ("gold", "wrong"),
+    [
+        ("043-652-9222", "ES리조트 전화번호는 043-648-0480입니다."),
+        ("14:54~15:24", "10:54~11:24에 운행합니다."),
+        ("255개", "객실은 451개입니다."),
+        ("5,000원", "요금은 15,000원입니다."),  # digit boundary: 5,000 is not inside 15,000
+        ("09:00~18:00", "09:00~17:00에 엽니다."),
+        ("3,000원", "3,000명이 방문합니다."),  # right number, wrong unit
+    ],
+)
+def test_issue_wrong_values_score_zero_new_and_old_records(gold, wrong):
+    """The issue's cases: the old scorer passed them (W_SERIAL → empty morphemes → F1 1.0, or F1 0.5 ≥ 0.5)."""
+    assert M.value_in(wrong, gold) is False
+    kind = M.infer_answer_kind(gold)
+    assert kind in M.SLOT_KINDS
+    new = _score(_gold("x", "factual", kind, gold, gold, [gold]), wrong)
+    assert not new["correct"] and new["slot_exact"] == 0.0
+    old = {
+        k: v for k, v in _new_pred(BY_ID["phone_a"], wrong).items() if not k.startswith(("gold_answer_", "gold_key"))
+    }
+    old.pop("answer_kind")
+    old["gold_answer"] = gold  # an old record: the bare value, no answer_kind / key facts
+    s = M.score_example(old, "[c001] 안내\n" + gold, CFG)
+    assert not s["correct"] and s["answer_kind"] == kind
+
+
+def test_w_serial_only_strings_are_content_not_empty():
+    assert korean.morphemes("043-652-9222") == ["043-652-9222"]
+    assert korean.morphemes("10:54~11:24") == ["10:54", "11:24"]
+    assert M.f1_morph("043-648-0480", "043-652-9222") == 0.0
+    assert M.f1_morph("10:54~11:24", "14:54~15:24") == 0.0
+    assert M.f1_morph("전화는 043-652-9222입니다", "043-652-9222") == pytest.approx(2 * (1 / 2) / 1.5)
+    assert M.f1_morph("", "") is None and M.rouge_l_char("가", "") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("전화: 043.652.9222", "043-652-9222"),
+        ("(043) 652 9222로 연락하세요", "043-652-9222"),
+        ("0436529222", "043-652-9222"),
+        ("９:００～１８:００", "09:00~18:00"),  # fullwidth
+        ("9:00 - 18:00", "09:00~18:00"),
+        ("오전 9시부터 오후 6시까지", "09:00~18:00"),
+        ("10:00 – 17:30", "10:00~17:30"),
+        ("3000원을 할인", "3,000원"),
+        ("₩3,000", "3,000원"),
+        ("3천 원", "3,000원"),
+        ("600,000원 / 1대", "60만원 / 1대"),
+        ("7월~8월", "7~8월"),
+        ("2025. 10. 1.", "2025년 10월 1일"),
+        ("https://www.jecheon.go.kr/tour/", "www.jecheon.go.kr/tour"),
+        ("ＥＳ 리조트", "ES리조트"),
+        ("제천시 봉양읍 배론성지길 296에 있어요", "제천시 봉양읍 배론성지길 296"),
+        ("1시간, 요금 5,000원", "1시간"),
+    ],
+)
+def test_value_normalisation_matches_equivalent_forms(text, value):
+    assert M.value_in(text, value)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("043-652-9223", "043-652-9222"),
+        ("10:00~17:00", "10:00~17:30"),
+        ("1,255개", "255개"),
+        ("2550개", "255개"),
+        ("제천시 봉양읍 배론성지길 29", "제천시 봉양읍 배론성지길 296"),
+        ("1시간 50분", "1시 50분"),  # a duration is not a clock time
+        ("소요시간은 1시간 50분입니다", "1시간"),  # a longer duration is a different value
+        ("5분 30초", "5분"),
+        ("jecheon.go.kr", "www.jecheon.go.kr/tour"),
+        ("아무 말", ""),  # an empty value is never found
+    ],
+)
+def test_value_normalisation_keeps_different_values_apart(text, value):
+    assert not M.value_in(text, value)
+
+
+def test_key_fact_recall_with_particles_spacing_order_and_negation():
+    assert M.key_fact_recall("시티투어 요금을 3,000원을 할인받아요", ["3,000원"]) == 1.0
+    assert M.key_fact_recall("디지털관광주민증이 있으면 됩니다", ["디지털 관광주민증"]) == 1.0
+    # multi-word fact, words in another order with other particles: content morphemes all present
+    assert M.key_fact_recall("금봉낭자와 박달도령의 설화가 전해집니다", ["박달도령과 금봉낭자의 설화"]) == 1.0
+    # a negation the fact lacks: every morpheme of '주차 가능' is in the answer, which says the opposite
+    assert M.key_fact_recall("주차가 불가능합니다", ["주차 가능"]) == 0.0
+    assert M.key_fact_recall("주차가 가능합니다", ["주차 가능"]) == 1.0
+    # numbers are never matched morpheme by morpheme: 3,000 and 원 apart are not '3,000원'
+    assert M.key_fact_recall("요금 5,000원, 방문객 3,000명", ["3,000원"]) == 0.0
+    assert M.key_fact_recall("내토전통시장과 빨간오뎅", ["내토전통시장", "중앙시장", "빨간오뎅"]) == pytest.approx(
+        2 / 3
+    )
+    assert M.key_fact_recall("아무 답", []) is None
+
+
+def test_descriptive_partial_key_facts_are_not_correct_at_threshold_one():
+    g = BY_ID["list_a"]
+    s = _score(g, "내토전통시장과 빨간오뎅을 지납니다 [c001]")
+    assert s["key_fact_recall"] == pytest.approx(2 / 3) and not s["correct"]
+    lenient = M.ScoreConfig(**{**CFG.__dict__, "correct_key_fact_recall": 0.6})
+    assert M.score_example(_new_pred(g, "내토전통시장과 빨간오뎅을 지납니다 [c001]"), g["answer"], lenient)["correct"]
+
+
+def test_text_path_without_key_facts_needs_every_gold_number():
+    # old record, descriptive gold: F1 ≥ 0.5 is not enough when a number of the gold is missing or wrong
+    old = dict(_new_pred(BY_ID["text_a"], "30,000원 (2인) [c001]"), gold_answer="30,000원 (1인)")
+    for key in ("answer_kind", "gold_answer_short", "gold_key_facts"):
+        old.pop(key)
+    s = M.score_example(old, "[c001] 안내\n30,000원 (1인)", CFG)
+    assert s["answer_kind"] == "text" and s["f1_morph"] >= 0.5 and not s["correct"]
+    ok = M.score_example({**old, "answer": "1인 30,000원입니다 [c001]"}, "[c001] 안내\n1인 30,000원", CFG)
+    assert ok["correct"]
+
+
+def test_citation_precision_penalises_extra_citations():
+    g = BY_ID["price_a"]
+    extra = _score(g, g["answer"] + " [c001][c002]", cited=("c001", "c002"))
+    assert (extra["citation_p"], extra["citation_r"], extra["citation_ok"]) == (0.5, 1.0, False)
+    assert extra["correct"]  # the answer itself is right; the citation is not
+    none = _score(g, g["answer"], cited=())
+    assert (none["citation_p"], none["citation_r"], none["citation_ok"]) == (0.0, 0.0, False)
+    assert M.citation_scores(["c001", "c003"], ["c001", "c003"]) == (1.0, 1.0, True)
+    assert M.citation_scores(["c001"], ["c001", "c003"]) == (1.0, 0.5, False)
+
+
+def test_prompt_echo_is_a_format_failure_and_earns_no_citation():
+    g = BY_ID["price_a"]
+    context = f"[c001] 제천 여행 > 디지털 관광주민증\n{g['answer']}\n\n[c002] 제천 여행 > 시티투어\n요금 30,000원"
+    echo = "문서: [c001] 제천 여행 > 디지털 관광주민증 " + g["answer"] + " [c002] 제천 여행 > 시티투어"
+    s = M.score_example(_new_pred(g, echo, cited=("c001", "c002")), context, CFG)
+    assert s["prompt_echo"] and s["format_fail"] and s["failure"] == "format" and not s["correct"]
+    assert (s["citation_p"], s["citation_r"], s["citation_ok"], s["supported"]) == (0.0, 0.0, False, False)
+    system = "당신은 제천 여행 브로셔를 바탕으로 답하는 안내원입니다. 문서에 답이 없으면 정보가 없다고 답하세요."
+    cfg = M.ScoreConfig(**{**CFG.__dict__, "system": system})
+    assert M.prompt_echo("당신은 제천 여행 브로셔를 바탕으로 답하는 안내원입니다", "", system, 20)
+    assert not M.prompt_echo(g["answer"] + " [c001]", context, system, 20)
+    assert M.score_example(_new_pred(g, g["answer"] + " [c001]"), context, cfg)["correct"]
+
+
+def test_abstentions_reported_separately_and_wrong_abstention():
+    g = BY_ID["phone_a"]
+    wrong = _score(g, ABSTAIN)  # gold chunk c001 was retrieved
+    assert wrong["wrong_abstention"] is True and wrong["failure"] == "wrong_abstention"
+    assert wrong["citation_ok"] is None and wrong["supported"] is None  # not an answer: no citation/faithfulness
+    assert wrong["slot_exact"] == 0.0 and wrong["key_fact_recall"] == 0.0
+    missed = _score(g, ABSTAIN, retrieved=("c002",))
+    assert missed["wrong_abstention"] is False and missed["failure"] == "retrieval_miss"
+    unans = _score(g, "네, 반려동물 동반이 가능합니다.", answerable=False)
+    assert unans["wrong_abstention"] is None and unans["failure"] == "missed_abstention"
+    assert unans["supported"] is False  # faithfulness covers answered unanswerable questions too
+    preds = [_new_pred(g, ABSTAIN), _new_pred(g, g["answer"] + " [c001]"), _new_pred(g, ABSTAIN, answerable=False)]
+    scores = [M.score_example(p, "[c001] 안내\n" + g["answer"], CFG) for p in preds]
+    out = M.aggregate(scores, preds)
+    assert out["abstention"]["wrong_rate"] == 0.5  # 1 of 2 answerable
+    assert out["answer"]["slot_exact"] == 0.5 and out["answer"]["key_fact_recall"] == 0.5
+    assert out["citation_acc"] == 1.0  # only the answered one counts
+
+
+def test_unknown_answer_kind_is_an_error():
+    with pytest.raises(ValueError, match="answer_kind"):
+        M.score_example(dict(_new_pred(BY_ID["name_a"], "x"), answer_kind="money"), "", CFG)
+
+
+def test_infer_answer_kind_for_old_records():
+    assert [
+        M.infer_answer_kind(x) for x in ("043-647-2121", "10:00~17:30", "26,000원", "13개", "jucc.moonhwain.net")
+    ] == [
+        "phone",
+        "time",
+        "price",
+        "count",
+        "url",
+    ]
+    assert M.infer_answer_kind("제천시 봉양읍 배론성지길 296") == "text"
+    assert M.infer_answer_kind("쏘가리매운탕") == "text"
+
+
+def test_every_metric_has_a_label_and_definition():
+    assert all(m.label and m.definition for m in M.METRICS)
+    assert {"key_fact_recall", "slot_exact", "citation_p", "citation_r", "wrong_abstain", "prompt_echo"} <= set(
+        M.BY_KEY
+    )

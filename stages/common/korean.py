@@ -7,9 +7,13 @@ import re
 import unicodedata
 
 # Kiwi POS tags kept as content tokens for search and token-F1: nouns, verb/adjective
-# stems, adverbs, roots, foreign words, numbers, hanja. Particles (J*), endings (E*)
-# and punctuation (S* except SL/SN/SH) carry no meaning for matching.
-_CONTENT_TAGS = ("NN", "NR", "NP", "VV", "VA", "MAG", "XR", "SL", "SN", "SH", "MM")
+# stems, adverbs, roots, foreign words, numbers, hanja, and Kiwi's web/serial tokens.
+# Particles (J*), endings (E*) and punctuation (S* except SL/SN/SH) carry no meaning
+# for matching. W_SERIAL is how Kiwi tags times, phone numbers and dotted dates
+# ('09:00', '043-652-9222', '2025.10.1.'): without it such answers had no content
+# tokens at all and every token F1 compared two empty lists. W_URL/W_EMAIL are
+# booking sites and contact addresses, facts in their own right.
+_CONTENT_TAGS = ("NN", "NR", "NP", "VV", "VA", "MAG", "XR", "SL", "SN", "SH", "MM", "W_SERIAL", "W_URL", "W_EMAIL")
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,3 +76,27 @@ def josa(word: str, pair: str) -> str:
     """Attach the right particle: josa('케이블카', '은/는') -> '케이블카는'."""
     with_batchim, without = pair.split("/")
     return word + (with_batchim if has_batchim(word) else without)
+
+
+# Negation carriers: prefixes 불/비/미/무 (불가능, 비회원), 없다, 아니다, 않다/못하다, adverbs 안/못.
+_NEGATIONS = {
+    ("XPN", "불"),
+    ("XPN", "비"),
+    ("XPN", "미"),
+    ("XPN", "무"),
+    ("VA", "없"),
+    ("VCN", "아니"),
+    ("VX", "않"),
+    ("VX", "못하"),
+    ("MAG", "안"),
+    ("MAG", "못"),
+}
+
+
+def negations(text: str) -> set[str]:
+    """Negation morphemes in ``text`` ('주차가 불가능합니다' -> {'불'}): a bag of content
+    morphemes cannot tell '주차 가능' from '주차 불가능', this can."""
+    text = normalize(text)
+    if not text:
+        return set()
+    return {tok.form for tok in _kiwi().tokenize(text) if (tok.tag, tok.form) in _NEGATIONS}

@@ -5,6 +5,11 @@ Korean needs care: `rouge_score`'s default tokenizer drops every non-ASCII
 character, so a Hangul-only answer scores 0 whatever it says; here overlap is
 measured on characters (spaces removed) and on Kiwi content morphemes.
 
+Correctness never rests on overlap alone: slot facts (phone, time, price, address,
+count, date, url) need the gold value exactly, after normalisation (``value_atoms``);
+name/list/text answers need their key facts (``key_fact_recall``). No score treats
+an empty gold as a perfect match (it is None: undefined, left out of the means).
+
 Per-example scores (``score_example``) are stored in predictions.jsonl; every
 aggregate is a ratio of two per-example sums (``METRICS``), so the metrics file,
 the per-type breakdown and the paired bootstrap all use one definition.
@@ -27,9 +32,6 @@ from .prompting import CITATION, strip_citations
 
 ROUGE_MODULE = Path(__file__).with_name("evaluate_modules") / "korean_rouge.py"
 
-# Numbers that must appear verbatim in the context: 26,000 / 043-641-5532 / 09:00~18:00 / 1.5
-_NUMBER = re.compile(r"\d(?:[\d,.:~\-]*\d)?")
-
 FAILURES = ("format", "missed_abstention", "retrieval_miss", "wrong_abstention", "hallucination", "wrong_fact")
 
 
@@ -51,21 +53,213 @@ def compact(text: str) -> str:
     return normalize_answer(text).replace(" ", "")
 
 
+# ---------------------------------------------------------------- value atoms (slot facts, key facts)
+# Slot answers (phone, time, price, ...) are compared as sequences of "atoms": whole
+# canonical numbers and values (a phone number, a clock time, an amount) and single
+# letters, with spaces and punctuation dropped. A gold is found in an answer when its
+# atoms form a contiguous run of the answer's atoms. Whole-number atoms give digit
+# boundaries for free ("5,000원" is not inside "15,000원", "255개" never equals
+# "451개"); letters one by one make Korean spacing and trailing particles irrelevant
+# ("3,000원을" contains "3,000원", "ES 리조트" equals "ES리조트").
+SLOT_KINDS = frozenset({"phone", "time", "price", "address", "count", "date", "url"})
+TEXT_KINDS = frozenset({"name", "list", "text"})
+ANSWER_KINDS = SLOT_KINDS | TEXT_KINDS | {"abstain"}
+
+_PH_OPEN, _PH_CLOSE = "\ue000", "\ue001"  # private-use marks around a placeholder index
+_DASHES = "~\\-–—―‐‑−〜∼"
+_URL = re.compile(
+    r"(?:https?://)?(?:www\.)?((?:[a-z0-9-]+\.)+(?:com|net|org|kr|io|co|me|info)(?:/[a-z0-9._~%/?=&#-]*)?)"
+)
+_DATE = re.compile(r"(?<![\d.])(\d{4})\s*[./-]\s*(\d{1,2})\s*[./-]\s*(\d{1,2})(?![\d])\.?")
+_PHONE = (
+    # 043-652-9222, (043) 652 9222, 043.652.9222, 02-123-4567, 010-1234-5678
+    re.compile(r"(?<![\d])\(?(0\d{1,2})\)?[\s.)–-]*(\d{3,4})\s*[\s.–-]\s*(\d{4})(?![\d])"),
+    re.compile(r"(?<![\d])(1[5-9]\d{2})\s*[\s.–-]\s*(\d{4})(?![\d])"),  # 1588-1234 (nationwide numbers)
+    re.compile(r"(?<![\d])(0\d{8,10})(?![\d])"),  # 0436529222
+)
+# 오후 6시 30분 / 9시 / 10시 반 → HH:MM; '시간' (hours of duration) is not a clock time.
+_KO_CLOCK = re.compile(r"(오전|오후)?\s*(?<![\d.])(\d{1,2})\s*시(?!간)(?:\s*(\d{1,2})\s*분|\s*(반))?")
+_CLOCK = re.compile(r"(?<![\d:])(\d{1,2})\s*:\s*(\d{2})(?![\d:])")
+_WON_PREFIX = re.compile(r"[₩￦]\s*(\d[\d,]*)")
+_MAN = re.compile(r"(?<![\d,.])(\d+(?:\.\d+)?)\s*만\s*(?:(\d+)\s*천\s*)?(?=원)")  # 60만원, 1만 5천원
+_CHEON = re.compile(r"(?<![\d,.])(\d+)\s*천\s*(?=원)")  # 3천원
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# 7월~8월 → 7~8월 (the unit said twice in a range)
+_UNIT_RANGE = re.compile(rf"(\d+)\s*(월|일|원|명|개|년|분|시간|km|m)\s*(?:[{_DASHES}]|부터|에서)\s*(\d+)\s*\2")
+# '09:00부터 18:00까지' reads as the range 09:00~18:00: 부터/에서 between two values is a dash.
+_FROM = re.compile(rf"(?<=[\d{_PH_CLOSE}])\s*(?:부터|에서)\s*(?=[\d{_PH_OPEN}])")
+_ATOM = re.compile(rf"{_PH_OPEN}(\d+){_PH_CLOSE}|\d+(?:\.\d+)?|[^\W\d_]")
+
+
+def _canonical_number(tok: str) -> str:
+    whole, dot, frac = tok.partition(".")
+    whole = whole.lstrip("0") or "0"
+    frac = frac.rstrip("0")
+    return f"{whole}.{frac}" if dot and frac else whole
+
+
+def value_atoms(text: str) -> list[str]:
+    """Canonical atoms of ``text``: 'tel:0436529222', 'time:09:00', 'url:host/path', numbers, single letters.
+
+    Normalised: NFKC (fullwidth digits/letters, '～'), lower case, citations,
+    phone separators (. - space parentheses), clock times (9:00 = 09:00 = 오전 9시),
+    dotted dates (2025.10.1 = 2025년 10월 1일), thousands commas, Korean amounts
+    (60만원 = 600,000원, ₩3,000 = 3,000원), range dashes (~ - – —) and spacing.
+    """
+    t = unicodedata.normalize("NFKC", text or "")
+    t = CITATION.sub(" ", t).lower()
+    held: list[str] = []
+
+    def hold(atom: str) -> str:
+        held.append(atom)
+        return f" {_PH_OPEN}{len(held) - 1}{_PH_CLOSE} "
+
+    t = _URL.sub(lambda m: hold("url:" + m.group(1).rstrip("/.")), t)
+    t = _DATE.sub(lambda m: f" {m.group(1)}년 {int(m.group(2))}월 {int(m.group(3))}일 ", t)
+    for pat in _PHONE:
+        t = pat.sub(lambda m: hold("tel:" + "".join(m.groups())), t)
+
+    def ko_clock(m: re.Match) -> str:
+        h = int(m.group(2))
+        if m.group(1) == "오후" and h < 12:
+            h += 12
+        minutes = 30 if m.group(4) else int(m.group(3) or 0)
+        return hold(f"time:{h:02d}:{minutes:02d}")
+
+    t = _CLOCK.sub(lambda m: hold(f"time:{int(m.group(1)):02d}:{m.group(2)}"), t)
+    t = _KO_CLOCK.sub(ko_clock, t)
+    t = _WON_PREFIX.sub(r"\1원", t)
+    t = _THOUSANDS.sub("", t)
+    t = _MAN.sub(lambda m: str(round(float(m.group(1)) * 10000 + int(m.group(2) or 0) * 1000)), t)
+    t = _CHEON.sub(lambda m: str(int(m.group(1)) * 1000), t)
+    t = _UNIT_RANGE.sub(r"\1~\3\2", t)
+    t = _FROM.sub(" ", t)
+    atoms = []
+    for m in _ATOM.finditer(t):
+        if m.group(1) is not None:
+            atoms.append(held[int(m.group(1))])
+        elif m.group(0)[0].isdigit():
+            atoms.append(_canonical_number(m.group(0)))
+        else:
+            atoms.append(m.group(0))
+    return atoms
+
+
+# A duration continues with a smaller unit: '1시간 50분' is not '1시간', '5분 30초' is not '5분'.
+_FINER_UNIT = {"시간": ("분", "초"), "분": ("초",)}
+
+
+def _continues(hay: Sequence[str], end: int, needle: Sequence[str]) -> bool:
+    """The answer goes on, after a match of ``needle`` ending at ``end``, into a finer unit of the
+    same duration (number + 분/초 right after '…시간')."""
+    letters = []
+    for atom in reversed(needle):
+        if not atom.isalpha():
+            break
+        letters.append(atom)
+    finer = _FINER_UNIT.get("".join(reversed(letters)))
+    if not finer or end >= len(hay) or not hay[end][0].isdigit():
+        return False
+    return any("".join(hay[end + 1 : end + 1 + len(u)]) == u for u in finer)
+
+
+def _contains_run(hay: Sequence[str], needle: Sequence[str]) -> bool:
+    if not needle or len(needle) > len(hay):
+        return False
+    first, n = needle[0], len(needle)
+    return any(
+        hay[i] == first and list(hay[i : i + n]) == list(needle) and not _continues(hay, i + n, needle)
+        for i in range(len(hay) - n + 1)
+    )
+
+
+def value_in(text: str, value: str) -> bool:
+    """Exact normalised match: every atom of ``value`` appears, in order and contiguous, in ``text``
+    (and a duration is not cut short: '1시간' is not in '1시간 50분').
+
+    An empty value is never found (nothing to match is not a match).
+    """
+    return _contains_run(value_atoms(text), value_atoms(value))
+
+
+def _is_number_atom(atom: str) -> bool:
+    return atom[0].isdigit() or atom.startswith(("tel:", "time:"))
+
+
+def number_atoms(text: str) -> list[str]:
+    """The numeric atoms (numbers, phone numbers, clock times) of ``text``, canonical."""
+    return [a for a in value_atoms(text) if _is_number_atom(a)]
+
+
+def key_fact_found(answer: str, fact: str, answer_morphs: set[str] | None = None) -> bool:
+    """A key fact is in the answer: exact normalised match (see ``value_in``), or — for a
+    fact without numbers — every content morpheme of the fact is a content morpheme of
+    the answer (word order and particles free: '박달도령과 금봉낭자의 설화' is in
+    '금봉낭자와 박달도령의 설화'). Morphemes must match whole: '가능' is not in '불가능'.
+    Facts with numbers need the exact path: a number next to the wrong unit is wrong;
+    and an answer with a negation the fact lacks needs it too.
+    """
+    if value_in(answer, fact):
+        return True
+    fact_atoms = value_atoms(fact)
+    if not fact_atoms or any(_is_number_atom(a) or a.startswith("url:") for a in fact_atoms):
+        return False
+    fact_morphs = korean.morphemes(fact)
+    if not fact_morphs or not korean.negations(answer) <= korean.negations(fact):
+        return False  # '주차 불가능합니다' has every morpheme of '주차 가능' and says the opposite
+    if answer_morphs is None:
+        answer_morphs = set(korean.morphemes(strip_citations(answer)))
+    return all(m in answer_morphs for m in fact_morphs)
+
+
+def key_fact_recall(answer: str, facts: Sequence[str]) -> float | None:
+    """Share of the gold key facts found in the answer (``key_fact_found``); None without key facts."""
+    facts = [f for f in facts if value_atoms(f)]
+    if not facts:
+        return None
+    morphs = set(korean.morphemes(strip_citations(answer)))
+    return sum(key_fact_found(answer, f, morphs) for f in facts) / len(facts)
+
+
+# Whole-gold shapes, used only for old records without `answer_kind` (see gold_reference).
+_SHAPES = (
+    ("phone", lambda a: len(a) == 1 and a[0].startswith("tel:")),
+    ("url", lambda a: len(a) == 1 and a[0].startswith("url:")),
+    ("time", lambda a: 1 <= len(a) <= 2 and all(x.startswith("time:") for x in a)),
+    ("price", lambda a: len(a) == 2 and a[0][0].isdigit() and a[1] == "원"),
+    ("count", lambda a: 2 <= len(a) <= 3 and a[0][0].isdigit() and all(x.isalpha() for x in a[1:])),
+)
+
+
+def infer_answer_kind(gold: str) -> str:
+    """The slot kind when the whole gold is one phone/url/time/price/count value, else 'text'."""
+    atoms = value_atoms(gold)
+    for kind, test in _SHAPES:
+        if atoms and test(atoms):
+            return kind
+    return "text"
+
+
 # ---------------------------------------------------------------- overlap metrics
 def exact_match(pred: str, gold: str) -> float:
     return float(normalize_answer(pred) == normalize_answer(gold))
 
 
 def contains_match(pred: str, gold: str) -> float:
-    """Gold (normalised, spaces ignored) appears inside the prediction."""
-    g = compact(gold)
-    return float(bool(g) and g in compact(pred))
+    """Gold appears inside the prediction: exact normalised match of its value atoms (see ``value_in``).
+
+    Spacing, punctuation, separators and trailing particles are ignored, digit
+    boundaries are not: '5,000원' is not inside '15,000원'.
+    """
+    return float(value_in(pred, gold))
 
 
-def _f1(pred_tokens: Sequence[str], gold_tokens: Sequence[str]) -> float:
-    if not pred_tokens and not gold_tokens:
-        return 1.0
-    if not pred_tokens or not gold_tokens:
+def _f1(pred_tokens: Sequence[str], gold_tokens: Sequence[str]) -> float | None:
+    """Bag-of-tokens F1; None when the gold has no tokens (nothing to measure against:
+    an empty gold is a data error, and empty-equals-empty must never read as a perfect score)."""
+    if not gold_tokens:
+        return None
+    if not pred_tokens:
         return 0.0
     common = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
     if common == 0:
@@ -74,12 +268,12 @@ def _f1(pred_tokens: Sequence[str], gold_tokens: Sequence[str]) -> float:
     return 2 * p * r / (p + r)
 
 
-def f1_morph(pred: str, gold: str) -> float:
+def f1_morph(pred: str, gold: str) -> float | None:
     """Bag-of-tokens F1 over Kiwi content morphemes (particles and endings ignored)."""
     return _f1(korean.morphemes(strip_citations(pred)), korean.morphemes(strip_citations(gold)))
 
 
-def f1_char(pred: str, gold: str) -> float:
+def f1_char(pred: str, gold: str) -> float | None:
     """Bag-of-characters F1 over the normalised text without spaces."""
     return _f1(list(compact(pred)), list(compact(gold)))
 
@@ -97,10 +291,10 @@ def lcs_length(a: Sequence[Any], b: Sequence[Any]) -> int:
     return prev[-1]
 
 
-def rouge_l(pred_tokens: Sequence[Any], gold_tokens: Sequence[Any]) -> dict[str, float]:
-    """ROUGE-L precision/recall/F1 (beta = 1) over any token sequences."""
-    if not pred_tokens and not gold_tokens:
-        return {"precision": 1.0, "recall": 1.0, "f": 1.0}
+def rouge_l(pred_tokens: Sequence[Any], gold_tokens: Sequence[Any]) -> dict[str, float | None]:
+    """ROUGE-L precision/recall/F1 (beta = 1) over any token sequences; all None for an empty gold."""
+    if not gold_tokens:
+        return {"precision": None, "recall": None, "f": None}
     lcs = lcs_length(pred_tokens, gold_tokens)
     if lcs == 0:
         return {"precision": 0.0, "recall": 0.0, "f": 0.0}
@@ -108,7 +302,7 @@ def rouge_l(pred_tokens: Sequence[Any], gold_tokens: Sequence[Any]) -> dict[str,
     return {"precision": p, "recall": r, "f": 2 * p * r / (p + r)}
 
 
-def rouge_l_char(pred: str, gold: str) -> float:
+def rouge_l_char(pred: str, gold: str) -> float | None:
     """ROUGE-L F over characters of the normalised text without spaces."""
     return rouge_l(list(compact(pred)), list(compact(gold)))["f"]
 
@@ -140,22 +334,21 @@ def abstained(pred: str, abstain_phrase: str, markers: Iterable[str], window: in
     return any(n and n in text for n in needles)
 
 
-def numbers(text: str) -> list[str]:
-    return _NUMBER.findall(unicodedata.normalize("NFC", text))
-
-
 def support(pred: str, context: str) -> dict[str, Any]:
-    """How much of the answer the context backs: numbers verbatim, content morphemes found.
+    """How much of the answer the context backs: every number found, content morphemes found.
 
-    A morpheme counts as found when it is a content morpheme of the context or a
-    substring of the space-free context (Kiwi splits compounds differently in
-    different sentences). Numbers (prices, phone numbers, times) must appear verbatim.
+    Numbers (prices, phone numbers, times, counts) are compared as canonical value
+    atoms (see ``value_atoms``): '15000원' is backed by '15,000원', '043.641.5532' by
+    '043-641-5532', but a single wrong digit is missing. Other content morphemes count
+    as found when they are content morphemes of the context or substrings of the
+    space-free context (Kiwi splits compounds differently in different sentences);
+    ``share`` is over those (1.0 when the answer is numbers only: they are checked above).
     """
     answer = strip_citations(unicodedata.normalize("NFC", pred))
     ctx = unicodedata.normalize("NFC", context)
-    nums = numbers(answer)
-    missing_numbers = [n for n in nums if n not in ctx]
-    morphs = korean.morphemes(answer)
+    ctx_numbers = set(number_atoms(ctx))
+    missing_numbers = [n for n in dict.fromkeys(number_atoms(answer)) if n not in ctx_numbers]
+    morphs = [m for m in korean.morphemes(answer) if not any(ch.isdigit() for ch in m)]
     ctx_morphs = set(korean.morphemes(ctx))
     ctx_flat = re.sub(r"\s+", "", ctx).lower()
     found = [m for m in morphs if m in ctx_morphs or m in ctx_flat]
@@ -187,6 +380,29 @@ def is_looping(text: str, word_ngram: int, char_ngram: int, repeats: int) -> boo
     return bool(chars) and max(chars.values()) >= repeats
 
 
+_HEADER = re.compile(r"^\[(c\d{3,})\][ \t]*(.*)$", re.MULTILINE)
+
+
+def prompt_echo(pred: str, context: str, system: str = "", min_chars: int = 20) -> bool:
+    """The answer repeats the prompt instead of answering: a chunk header of the context
+    ('[c004] PART 1 출발 전 준비 > 디지털 관광주민증') or a run of ``min_chars`` characters
+    (spaces removed) of the system prompt. A base model that echoes its prompt "cites"
+    every chunk it copies and contains whatever value is in the context; neither may
+    count. ``min_chars`` ≤ 0 turns the system-prompt check off.
+    """
+    flat_pred = re.sub(r"\s+", "", unicodedata.normalize("NFC", pred or ""))
+    if not flat_pred:
+        return False
+    for m in _HEADER.finditer(unicodedata.normalize("NFC", context or "")):
+        header = re.sub(r"\s+", "", f"[{m.group(1)}]{m.group(2)}")
+        if m.group(2).strip() and header in flat_pred:
+            return True
+    flat_sys = re.sub(r"\s+", "", unicodedata.normalize("NFC", system or ""))
+    if min_chars <= 0 or len(flat_sys) < min_chars:
+        return False
+    return any(flat_sys[i : i + min_chars] in flat_pred for i in range(len(flat_sys) - min_chars + 1))
+
+
 # ---------------------------------------------------------------- per-example scoring
 @dataclass(frozen=True)
 class ScoreConfig:
@@ -197,7 +413,10 @@ class ScoreConfig:
     loop_word_ngram: int
     loop_char_ngram: int
     loop_repeats: int
-    correct_f1: float  # evaluate.correct_f1: f1_morph at which a non-verbatim answer counts as correct
+    correct_f1: float  # evaluate.correct_f1: morpheme F1 for golds without key facts (plus every gold number)
+    correct_key_fact_recall: float = 1.0  # evaluate.correct_key_fact_recall: name/list/text answers
+    echo_min_chars: int = 20  # evaluate.echo_min_chars: system-prompt run that marks an echo
+    system: str = ""  # params prompt.system (for the echo check)
 
     @classmethod
     def from_params(cls, evaluate_cfg: dict[str, Any], prompt_cfg: dict[str, Any]) -> ScoreConfig:
@@ -210,55 +429,161 @@ class ScoreConfig:
             loop_char_ngram=int(evaluate_cfg["loop_char_ngram"]),
             loop_repeats=int(evaluate_cfg["loop_repeats"]),
             correct_f1=float(evaluate_cfg["correct_f1"]),
+            correct_key_fact_recall=float(evaluate_cfg["correct_key_fact_recall"]),
+            echo_min_chars=int(evaluate_cfg["echo_min_chars"]),
+            system=str(prompt_cfg.get("system", "")),
         )
+
+
+@dataclass(frozen=True)
+class GoldReference:
+    kind: str  # answer_kind (given, or inferred from the gold's shape for old records)
+    short: str  # the bare value ('' when none)
+    key_facts: tuple[str, ...]
+    refs: tuple[str, ...]  # non-empty gold strings for EM/F1/ROUGE (best over them)
+
+
+def gold_reference(pred: dict[str, Any]) -> GoldReference:
+    """What an answer is scored against.
+
+    New records carry gold_answer (a sentence), gold_answer_short, gold_key_facts and
+    answer_kind. Old records have gold_answer only (the bare value): its kind is
+    inferred from its shape, so an old phone/time/price/count/url gold is scored as a
+    slot too (the text path would accept '451개' for '255개' at F1 0.5); anything else
+    takes the text path.
+    """
+    gold = pred.get("gold_answer") or ""
+    short = pred.get("gold_answer_short")
+    facts = tuple(f for f in (pred.get("gold_key_facts") or []) if value_atoms(f))
+    kind = pred.get("answer_kind")
+    if kind is None:
+        kind = infer_answer_kind(gold) if pred.get("answerable", True) else "abstain"
+        short = gold if kind in SLOT_KINDS else (short or "")
+    elif kind not in ANSWER_KINDS:
+        raise ValueError(f"{pred.get('id')}: unknown answer_kind {kind!r} (one of {', '.join(sorted(ANSWER_KINDS))})")
+    short = short or ""
+    refs = tuple(dict.fromkeys(r for r in (gold, short) if normalize_answer(r)))
+    return GoldReference(kind, short, facts, refs)
+
+
+def _best(fn, pred: str, refs: Sequence[str]) -> float | None:
+    vals = [v for v in (fn(pred, r) for r in refs) if v is not None]
+    return max(vals) if vals else None
+
+
+def slot_match(pred: str, ref: GoldReference) -> bool:
+    """Slot facts: the gold value, exactly (normalised), inside the answer — the bare
+    answer_short, or every key fact when the value is several (multi-part: a time and a
+    phone). No partial credit."""
+    if ref.short and value_in(pred, ref.short):
+        return True
+    return bool(ref.key_facts) and all(value_in(pred, f) for f in ref.key_facts)
+
+
+def answer_matches(pred: str, ref: GoldReference, s: dict[str, Any], cfg: ScoreConfig) -> bool:
+    """Does the answer's content match the gold (whatever abstention or format say)?
+
+    slot kinds: ``slot_match``; name/list/text with key facts: key-fact recall ≥
+    cfg.correct_key_fact_recall; otherwise (no key facts): a gold inside the answer, or
+    morpheme F1 ≥ cfg.correct_f1 with every number of the gold in the answer.
+    """
+    if ref.kind in SLOT_KINDS:
+        return bool(s["slot_exact"])
+    if s["key_fact_recall"] is not None:
+        return s["key_fact_recall"] >= cfg.correct_key_fact_recall
+    if s["contains"]:
+        return True
+    if s["f1_morph"] is None or s["f1_morph"] < cfg.correct_f1:
+        return False
+    answer_numbers = set(number_atoms(pred))
+    return all(n in answer_numbers for r in ref.refs for n in number_atoms(r))
+
+
+def citation_scores(cited: Sequence[str], golds: Sequence[str]) -> tuple[float, float, bool]:
+    """(precision, recall, exact) of the cited chunk ids against the gold ids.
+
+    precision = gold ids cited / ids cited (extra citations cost), 0 when nothing is
+    cited (an uncited answer cannot be checked); recall = gold ids cited / gold ids;
+    exact (citation accuracy) = every gold cited and nothing else.
+    """
+    cited_set, gold_set = set(cited), set(golds)
+    hit = len(cited_set & gold_set)
+    precision = hit / len(cited_set) if cited_set else 0.0
+    recall = hit / len(gold_set) if gold_set else 0.0
+    return precision, recall, bool(gold_set) and cited_set == gold_set
 
 
 def score_example(pred: dict[str, Any], context: str, cfg: ScoreConfig) -> dict[str, Any]:
     """Per-example scores for one prediction record (see the data contract for its fields).
 
-    Scores that do not apply are None: overlap scores on unanswerable questions,
-    citation when the gold chunk was not retrieved, support when the model abstained.
+    Scores that do not apply are None: overlap scores on unanswerable questions;
+    slot_exact outside slot kinds; key_fact_recall without key facts; citation unless
+    the question is answerable, every gold chunk was retrieved and the model answered
+    (did not abstain); faithfulness when the model abstained or said nothing. An answer
+    that is a format failure (empty, looping, over length, prompt echo) gets citation 0:
+    its [cNNN] are not citations.
     """
-    answer, gold = pred["answer"], pred["gold_answer"]
+    answer = pred["answer"]
     answerable = bool(pred["answerable"])
+    ref = gold_reference(pred)
     abst = abstained(answer, cfg.abstain, cfg.abstain_markers, cfg.abstain_window)
     empty = not normalize_answer(answer)
     looping = is_looping(answer, cfg.loop_word_ngram, cfg.loop_char_ngram, cfg.loop_repeats)
     over_length = not pred["hit_eos"]
+    echo = prompt_echo(answer, context, cfg.system, cfg.echo_min_chars)
+    format_fail = empty or looping or over_length or echo
     # Comparison / multi-hop questions need every one of their chunks retrieved and cited.
     golds = pred.get("gold_chunk_ids") or [pred["gold_chunk_id"]]
     retrieved = all(g in pred["retrieved_ids"] for g in golds)
+    overlap = answerable and bool(ref.refs)
     s: dict[str, Any] = {
-        "em": exact_match(answer, gold) if answerable else None,
-        "contains": contains_match(answer, gold) if answerable else None,
-        "f1_morph": f1_morph(answer, gold) if answerable else None,
-        "f1_char": f1_char(answer, gold) if answerable else None,
-        "rouge_l_char": rouge_l_char(answer, gold) if answerable else None,
+        "answer_kind": ref.kind,
+        "em": _best(exact_match, answer, ref.refs) if overlap else None,
+        "contains": _best(contains_match, answer, ref.refs) if overlap else None,
+        "f1_morph": _best(f1_morph, answer, ref.refs) if overlap else None,
+        "f1_char": _best(f1_char, answer, ref.refs) if overlap else None,
+        "rouge_l_char": _best(rouge_l_char, answer, ref.refs) if overlap else None,
+        # an abstention does not give the value, even when it quotes the question's name
+        "slot_exact": float(not abst and slot_match(answer, ref)) if answerable and ref.kind in SLOT_KINDS else None,
+        "key_fact_recall": key_fact_recall(answer, ref.key_facts) if answerable else None,
         "abstained": abst,
+        "wrong_abstention": (abst and retrieved) if answerable else None,
         "gold_retrieved": retrieved,
-        "citation_ok": all(g in pred["cited_ids"] for g in golds) if answerable and retrieved else None,
-        "supported": is_supported(answer, context, cfg.support_min_share) if answerable and not abst else None,
         "empty": empty,
         "looping": looping,
         "over_length": over_length,
-        "format_fail": empty or looping or over_length,
+        "prompt_echo": echo,
+        "format_fail": format_fail,
     }
+    if abst and s["key_fact_recall"] is not None:
+        s["key_fact_recall"] = 0.0
+    if answerable and retrieved and not abst:
+        p, r, ok = citation_scores(pred.get("cited_ids") or [], golds) if not format_fail else (0.0, 0.0, False)
+        s.update(citation_p=p, citation_r=r, citation_ok=ok)
+    else:
+        s.update(citation_p=None, citation_r=None, citation_ok=None)
+    if abst or empty:
+        s["supported"] = None
+    else:
+        s["supported"] = False if echo else is_supported(answer, context, cfg.support_min_share)
+    s["answer_match"] = answerable and not abst and answer_matches(answer, ref, s, cfg)
     s["failure"] = classify_failure(pred, s, cfg.correct_f1)
     s["correct"] = s["failure"] == "ok"
     return s
 
 
-def classify_failure(pred: dict[str, Any], s: dict[str, Any], correct_f1: float) -> str:
+def classify_failure(pred: dict[str, Any], s: dict[str, Any], correct_f1: float = 0.5) -> str:
     """One failure label per example (first that applies), or 'ok'.
 
-    format (empty or looping) → missed_abstention (unanswerable, answered) →
-    retrieval_miss (gold not retrieved, not answered correctly) → wrong_abstention →
+    format (empty, looping or prompt echo) → missed_abstention (unanswerable, answered)
+    → retrieval_miss (gold not retrieved, not answered correctly) → wrong_abstention →
     hallucination (answer not supported by the context) → wrong_fact (supported but
     not the gold answer). A right answer that ran past max_new_tokens without EOS is
     a format failure too; a wrong one keeps its content label, so a model that never
-    stops still shows what it got wrong.
+    stops still shows what it got wrong. ``correct_f1`` only serves old score dicts
+    without ``answer_match``.
     """
-    if s["empty"] or s["looping"]:
+    if s["empty"] or s["looping"] or s.get("prompt_echo"):
         return "format"
     label = _content_failure(pred, s, correct_f1)
     return "format" if label == "ok" and s["over_length"] else label
@@ -267,7 +592,10 @@ def classify_failure(pred: dict[str, Any], s: dict[str, Any], correct_f1: float)
 def _content_failure(pred: dict[str, Any], s: dict[str, Any], correct_f1: float) -> str:
     if not pred["answerable"]:
         return "ok" if s["abstained"] else "missed_abstention"
-    correct = not s["abstained"] and (s["contains"] or s["em"] or s["f1_morph"] >= correct_f1)
+    if "answer_match" in s:
+        correct = bool(s["answer_match"])
+    else:
+        correct = not s["abstained"] and bool(s["contains"] or s["em"] or (s["f1_morph"] or 0.0) >= correct_f1)
     if correct:
         return "ok"
     if not s["gold_retrieved"]:
@@ -285,6 +613,8 @@ class Metric:
     key: str  # short id used in comparison.json and the report
     path: tuple[str, ...]  # where it sits in metrics/eval/<name>.json
     higher_is_better: bool | None  # None: no better direction (e.g. how often a model abstains)
+    label: str = ""  # short Korean name for tables (the report reads it)
+    definition: str = ""  # what is counted, over which questions (Korean, for the report)
 
 
 def _v(x: Any) -> float:
@@ -308,8 +638,22 @@ def _ratio_parts(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> d
     tokens = np.array([float(p.get("new_tokens", 0)) for p in preds])
     parts = {
         k: mean_of(k)
-        for k in ("em", "contains", "f1_morph", "f1_char", "rouge_l_char", "citation_ok", "supported", "judge_correct")
+        for k in (
+            "em",
+            "contains",
+            "f1_morph",
+            "f1_char",
+            "rouge_l_char",
+            "slot_exact",
+            "key_fact_recall",
+            "citation_ok",
+            "citation_p",
+            "citation_r",
+            "supported",
+            "judge_correct",
+        )
     }
+    parts["wrong_abstain"] = mean_of("wrong_abstention")
     parts.update(
         {
             "abstain_p": (tp, tp + fp),
@@ -321,6 +665,7 @@ def _ratio_parts(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> d
             "empty": (np.array([float(s["empty"]) for s in scores]), ones),
             "looping": (np.array([float(s["looping"]) for s in scores]), ones),
             "over_length": (np.array([float(s["over_length"]) for s in scores]), ones),
+            "prompt_echo": (np.array([float(s.get("prompt_echo", False)) for s in scores]), ones),
             "latency_s": (latency, ones),
             "tokens_per_s": (tokens, latency),
         }
@@ -329,25 +674,108 @@ def _ratio_parts(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> d
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("correct", ("correct",), True),
-    Metric("em", ("answer", "em"), True),
-    Metric("contains", ("answer", "contains"), True),
-    Metric("f1_morph", ("answer", "f1_morph"), True),
-    Metric("f1_char", ("answer", "f1_char"), True),
-    Metric("rouge_l_char", ("answer", "rouge_l_char"), True),
-    Metric("abstain_p", ("abstention", "precision"), True),
-    Metric("abstain_r", ("abstention", "recall"), True),
-    Metric("abstain_f1", ("abstention", "f1"), True),
-    Metric("abstain_rate", ("abstention", "rate"), None),
-    Metric("citation_ok", ("citation_acc",), True),
-    Metric("supported", ("faithfulness",), True),
-    Metric("format_fail", ("format", "fail_rate"), False),
-    Metric("empty", ("format", "empty"), False),
-    Metric("looping", ("format", "looping"), False),
-    Metric("over_length", ("format", "over_length"), False),
-    Metric("latency_s", ("latency_s_mean",), False),
-    Metric("tokens_per_s", ("tokens_per_s",), True),
-    Metric("judge_correct", ("judge", "correct"), True),
+    Metric(
+        "correct",
+        ("correct",),
+        True,
+        "정답률",
+        "실패 유형이 'ok'인 비율 — 답변 가능: 슬롯 사실(전화·시간·요금·주소·개수·날짜·URL)은 정답 값의 정규화 완전 "
+        "일치, 이름·목록·서술은 핵심 사실 재현율 ≥ 임계값, 형식 실패(빈 답·반복·길이 초과·프롬프트 복창)는 오답; "
+        "답변 불가: 기권",
+    ),
+    Metric("em", ("answer", "em"), True, "EM", "정규화(NFC·인용·문장부호·공백) 후 정답 문장 또는 정답 값과 완전 일치"),
+    Metric(
+        "contains",
+        ("answer", "contains"),
+        True,
+        "포함 일치",
+        "정답 문장 또는 정답 값이 답변 안에 그대로 있음 (띄어쓰기·구분자·뒤 조사 무시, 숫자 경계는 지킴)",
+    ),
+    Metric(
+        "key_fact_recall",
+        ("answer", "key_fact_recall"),
+        True,
+        "핵심 사실 재현율",
+        "정답의 핵심 사실(숫자·이름·값) 중 답변에 든 비율 — 정규화 완전 일치, 숫자 없는 사실은 내용 형태소가 모두 "
+        "들어 있어도 인정(부정어가 더해지면 불인정); 기권은 0",
+    ),
+    Metric(
+        "slot_exact",
+        ("answer", "slot_exact"),
+        True,
+        "슬롯 정확도",
+        "슬롯 사실 질문에서 정답 값(전화·시간·요금 등)이 정규화 후 그대로 답변에 있는 비율 (부분 점수 없음)",
+    ),
+    Metric(
+        "f1_morph",
+        ("answer", "f1_morph"),
+        True,
+        "형태소 F1",
+        "Kiwi 내용 형태소(조사·어미 제외, 시간·전화번호 포함) 집합 F1, 정답 문장·값 중 높은 쪽",
+    ),
+    Metric("f1_char", ("answer", "f1_char"), True, "문자 F1", "공백 제외 문자 집합 F1, 정답 문장·값 중 높은 쪽"),
+    Metric("rouge_l_char", ("answer", "rouge_l_char"), True, "ROUGE-L(문자)", "공백 제외 문자열의 LCS 기반 F1"),
+    Metric("abstain_p", ("abstention", "precision"), True, "기권 정밀도", "기권한 답 중 실제로 답이 없는 질문의 비율"),
+    Metric("abstain_r", ("abstention", "recall"), True, "기권 재현율", "답이 없는 질문 중 기권한 비율"),
+    Metric("abstain_f1", ("abstention", "f1"), True, "기권 F1", "기권 정밀도·재현율의 조화평균 (양성 = 답변 불가)"),
+    Metric("abstain_rate", ("abstention", "rate"), None, "기권 비율", "전체 질문 중 기권한 비율"),
+    Metric(
+        "wrong_abstain",
+        ("abstention", "wrong_rate"),
+        False,
+        "잘못된 기권",
+        "답변 가능 질문 중 정답 청크가 모두 문맥에 있었는데 기권한 비율",
+    ),
+    Metric(
+        "citation_ok",
+        ("citation_acc",),
+        True,
+        "인용 정확도",
+        "정답 청크가 모두 검색되고 모델이 답한(기권 아님) 답변 가능 질문에서, 인용 [cNNN] 집합이 정답 청크 집합과 "
+        "정확히 같은 비율; 형식 실패·프롬프트 복창의 인용은 0",
+    ),
+    Metric(
+        "citation_p",
+        ("citation", "precision"),
+        True,
+        "인용 정밀도",
+        "같은 질문들에서 인용한 청크 중 정답 청크의 비율 (불필요한 인용 감점, 인용 없으면 0)",
+    ),
+    Metric("citation_r", ("citation", "recall"), True, "인용 재현율", "같은 질문들에서 정답 청크 중 인용된 비율"),
+    Metric(
+        "supported",
+        ("faithfulness",),
+        True,
+        "충실도",
+        "기권하지 않은 모든 답(답변 불가 질문 포함) 중 숫자는 그대로, 내용 형태소는 모두 문맥에 있는 비율; "
+        "프롬프트 복창은 불충실",
+    ),
+    Metric(
+        "format_fail",
+        ("format", "fail_rate"),
+        False,
+        "형식 실패율",
+        "빈 답·반복·EOS 없이 길이 한도 도달·프롬프트 복창 중 하나",
+    ),
+    Metric("empty", ("format", "empty"), False, "빈 답", "인용·문장부호를 빼면 빈 답"),
+    Metric("looping", ("format", "looping"), False, "반복", "단어 n-gram 또는 문자 n-gram이 여러 번 반복"),
+    Metric("over_length", ("format", "over_length"), False, "길이 초과", "EOS 없이 max_new_tokens 도달"),
+    Metric(
+        "prompt_echo",
+        ("format", "prompt_echo"),
+        False,
+        "프롬프트 복창",
+        "답변에 문맥의 청크 머리글([cNNN] 섹션 경로)이나 시스템 프롬프트의 긴 구절이 그대로 나옴",
+    ),
+    Metric("latency_s", ("latency_s_mean",), False, "지연(초)", "질문당 생성 시간 (배치 시간의 균등 분배)"),
+    Metric("tokens_per_s", ("tokens_per_s",), True, "토큰/초", "생성 토큰 수 / 생성 시간"),
+    Metric(
+        "judge_correct",
+        ("judge", "correct"),
+        True,
+        "LLM 판정 정답률",
+        "OpenAI 호환 LLM 채점자가 정답과 비교해 1로 판정한 비율 (선택, evaluate.judge)",
+    ),
 )
 BY_KEY = {m.key: m for m in METRICS}
 # Present only when the optional LLM judge ran: left out of the metrics file otherwise.

@@ -187,6 +187,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "abstain_window": int,
         "support_min_share": float,
         "correct_f1": float,
+        "correct_key_fact_recall": float,
+        "echo_min_chars": int,
         "loop_word_ngram": int,
         "loop_char_ngram": int,
         "loop_repeats": int,

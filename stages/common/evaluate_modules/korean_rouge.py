@@ -26,6 +26,7 @@ Args:
 Returns:
     rouge_l_char: mean ROUGE-L F1 over examples (characters, spaces removed),
     rouge_l_char_precision, rouge_l_char_recall: means of the per-example values.
+    Examples with an empty reference are left out (None when none is left).
 """
 
 
@@ -46,9 +47,11 @@ class KoreanRouge(evaluate.Metric):
         from stages.common.metrics import compact, rouge_l
 
         scores = [rouge_l(list(compact(p)), list(compact(r))) for p, r in zip(predictions, references, strict=True)]
-        n = max(len(scores), 1)
+        # An empty reference has no score (None), not a perfect one: it is left out of the means.
+        scored = [s for s in scores if s["f"] is not None]
+        n = len(scored)
         return {
-            "rouge_l_char": sum(s["f"] for s in scores) / n,
-            "rouge_l_char_precision": sum(s["precision"] for s in scores) / n,
-            "rouge_l_char_recall": sum(s["recall"] for s in scores) / n,
+            "rouge_l_char": sum(s["f"] for s in scored) / n if n else None,
+            "rouge_l_char_precision": sum(s["precision"] for s in scored) / n if n else None,
+            "rouge_l_char_recall": sum(s["recall"] for s in scored) / n if n else None,
         }
