@@ -1,0 +1,116 @@
+"""Assembly: candidates -> filters -> per-chunk cap -> unanswerable mix -> split -> cross-chunk -> ids."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from typing import Any
+
+from stages.common import params as P
+from stages.common.errors import UserError
+from stages.synthesize.crosschunk import comparison_questions, multihop_questions
+from stages.synthesize.filters import filter_records
+from stages.synthesize.limits import SPLITS, TYPES, Limits
+from stages.synthesize.llm import ChatClient, llm_candidates
+from stages.synthesize.questions import rules_candidates
+from stages.synthesize.split import split_by_chunk
+from stages.synthesize.unanswerable import unanswerable_candidates
+
+log = logging.getLogger("synthesize")
+
+
+# ------------------------------------------------------------------ assembly
+def build_dataset(
+    chunks: list[dict[str, Any]], cfg: dict[str, Any], abstain: str, client: Any = None
+) -> dict[str, list[dict[str, Any]]]:
+    """All questions, split by source chunk; cross-chunk questions only within one split."""
+    from tqdm import tqdm
+
+    lim = Limits.from_cfg(cfg)
+    seed = P.require(cfg, "seed", int, "synthesize")
+    per_chunk = P.require(cfg, "max_questions_per_chunk", int, "synthesize")
+    n_unanswerable = P.require(cfg, "unanswerable_per_chunk", int, "synthesize")
+    mix = P.require(cfg, "mix", dict, "synthesize")
+    near_dup = float(P.require(cfg, "near_duplicate", (int, float), "synthesize"))
+    generator = P.require(cfg, "generator", str, "synthesize")
+    by_id = {c["chunk_id"]: c for c in chunks}
+    corpus = "\n".join(c["text"] for c in chunks)
+    rng = random.Random(seed)
+
+    singles: list[dict[str, Any]] = []
+    min_share = 1.0
+    if generator == "llm":
+        llm = P.require(cfg, "llm", dict, "synthesize")
+        min_share = float(P.require(llm, "grounding_min_share", (int, float), "synthesize.llm"))
+        client = client or ChatClient(llm)
+        n = P.require(llm, "questions_per_chunk", int, "synthesize.llm")
+        for c in tqdm(chunks, desc="llm questions", unit="chunk"):
+            singles += llm_candidates(c, client, n)
+    elif generator == "rules":
+        for c in chunks:
+            singles += rules_candidates(c, lim, rng)
+    else:
+        raise UserError(f"params: synthesize.generator={generator!r} is not available (available: rules, llm)")
+    singles = filter_records(singles, by_id, near_dup, min_share)
+    # Cap per chunk (seeded), keeping fact types varied: round-robin over facts.
+    capped: list[dict[str, Any]] = []
+    for cid in sorted({r["chunk_id"] for r in singles}):
+        mine = [r for r in singles if r["chunk_id"] == cid]
+        rng.shuffle(mine)
+        seen: Counter = Counter()
+        rank = []
+        for r in mine:
+            rank.append(seen[r["fact"]])
+            seen[r["fact"]] += 1
+        capped += [r for _, r in sorted(zip(rank, mine, strict=True), key=lambda x: x[0])][:per_chunk]
+    unans = [u for c in chunks for u in unanswerable_candidates(c, corpus, lim, abstain, rng, n_unanswerable)]
+    unans = filter_records(unans, by_id, near_dup)
+    share = float(mix.get("unanswerable", 0.0))
+    n_u = round(share / max(1e-9, 1 - share) * len(capped))
+    rng.shuffle(unans)
+    records = capped + unans[:n_u]
+
+    stratify_by = P.require(cfg, "stratify_by", str, "synthesize")
+    if stratify_by not in ("type", "fact"):
+        raise UserError(f"params: synthesize.stratify_by must be type or fact, got {stratify_by!r}")
+    splits = split_by_chunk(records, P.require(cfg, "split", dict, "synthesize"), seed, stratify_by)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in SPLITS:
+        rows = splits[name]
+        mine = [by_id[c] for c in sorted({r["chunk_id"] for r in rows})]
+        n_ans = sum(r["answerable"] for r in rows)
+        extra = comparison_questions(mine, lim, rng, round(float(mix.get("comparison", 0)) * n_ans))
+        extra += multihop_questions(mine, lim, rng, round(float(mix.get("multihop", 0)) * n_ans))
+        extra = filter_records(extra, by_id, near_dup)
+        rows = sorted(rows + extra, key=lambda r: (r["chunk_id"], TYPES.index(r["type"]), r["question"]))
+        out[name] = rows
+    n = 0
+    for name in SPLITS:
+        numbered = []
+        for r in out[name]:
+            n += 1
+            numbered.append({"id": f"q{n:04d}", **r})
+        out[name] = numbered
+    return out
+
+
+def rules_questions(chunks: list[dict[str, Any]], cfg: dict[str, Any], abstain: str) -> list[dict[str, Any]]:
+    """Every question the rules generator keeps (all splits, in split order)."""
+    splits = build_dataset(chunks, {**cfg, "generator": "rules"}, abstain)
+    return [r for s in SPLITS for r in splits[s]]
+
+
+def counts(splits: dict[str, list[dict]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, rows in splits.items():
+        by_type = Counter(r["type"] for r in rows)
+        out[name] = {
+            "questions": len(rows),
+            "answerable": sum(r["answerable"] for r in rows),
+            "unanswerable": sum(not r["answerable"] for r in rows),
+            "chunks": len({c for r in rows for c in r.get("chunk_ids", [r["chunk_id"]])}),
+            "by_type": {t: by_type.get(t, 0) for t in TYPES},
+            "by_fact": dict(sorted(Counter(r["fact"] for r in rows).items())),
+        }
+    return out

@@ -1,0 +1,416 @@
+"""Fact extraction: what a chunk states (address, phone, price, table cells, courses, ...)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from typing import Any
+
+from stages.common.korean import josa, normalize
+from stages.synthesize.limits import DEFAULTS, Limits
+
+log = logging.getLogger("synthesize")
+
+# ------------------------------------------------------------------ facts
+ADDRESS = re.compile(r"제천시\s[^,()\n/]*?(?:\d+(?:-\d+)?(?:번지)?(?:\s*\d+층)?|일원)(?=[\s,)/]|$)")
+PHONE = re.compile(r"0\d{1,2}[-.]\s?\d{3,4}[-.]\s?\d{4}")
+PRICE = re.compile(r"\d{1,3}(?:,\d{3})+원")
+ROOMS = re.compile(r"객실\s*수?\s*(\d+)")
+HOURS = re.compile(r"\d{1,2}:\d{2}\s*~\s*\d{1,2}:\d{2}")
+CLOCK_TIME = re.compile(r"\d{1,2}:\d{2}")
+DURATION = re.compile(r"소요\s*시간\s*[:：]?\s*([0-9~시간 반분]+[0-9시간반분])")
+LABELLED_PRICE = re.compile(r"(?P<label>[가-힣A-Za-z0-9 ]{2,15}?)\s*[:：(]\s*(?P<price>\d{1,3}(?:,\d{3})+원)")
+MENU_ITEM = re.compile(r"(?P<name>[가-힣A-Za-z0-9 &]{2,20}?)\s*\((?P<menu>[^()]{2,40})\)")
+# OCR reads the brochure's menu separators ('·', ',') as ':', '-', '.', ';'.
+MENU_SEPARATOR = re.compile(r"\s*[·:;.\-]\s*")
+
+# (fact, pattern, templates): the pattern's group 1 is the answer; templates get {e} (entity), {x} (extra).
+VERBS = "즐길|체험할|감상할|배울|만날|누릴|알아볼|관람할"
+SENTENCE_FACTS: list[tuple[str, re.Pattern[str], list[str]]] = [
+    (
+        "activity",
+        re.compile(rf"([^,.]{{2,60}}?)[을를]\s+(?:\S+\s+)?({VERBS})\s*수\s*있"),
+        ["{e}에서는 무엇을 {x} 수 있나요?", "{e}에 가면 무엇을 {x} 수 있나요?"],
+    ),
+    (
+        "activity",
+        re.compile(r"([^,.]{4,60}?)[이가]\s*가능"),
+        ["{e}에서는 어떤 활동을 할 수 있나요?", "{e}에서 할 수 있는 체험은 무엇인가요?"],
+    ),
+    (
+        "famous",
+        re.compile(r"([^,.]{2,40}?)(?<!으)(?:으로|로)도?\s*유명"),
+        ["{e_eun} 무엇으로 유명한가요?", "{e_eun} 어떤 것으로 알려져 있나요?"],
+    ),
+    (
+        "selected",
+        re.compile(r"(?<!\S)([가-힣]+\s?\d+[선경])에\s*(?:\S+\s)*?선정"),
+        ["{e_eun} 어떤 명소 목록에 선정되었나요?", "{e_eun} 어디에 선정된 곳인가요?"],
+    ),
+    (
+        "event",
+        re.compile(r"(?<!\S)([^,.\s][^,.]{1,40}?)[이가]\s*매년\s*열리"),
+        ["{e}에서는 매년 어떤 행사가 열리나요?", "{e}에서 해마다 열리는 행사는 무엇인가요?"],
+    ),
+    (
+        "operator",
+        re.compile(r"(?<!\S)([가-힣]{2,10})[이가]\s*운영하는"),
+        ["{e_eun} 어느 기관이 운영하나요?", "{e}의 운영 주체는 어디인가요?"],
+    ),
+    (
+        "designated",
+        re.compile(r"(\d{4}년)\s*보물로\s*지정"),
+        ["{e_eun} 몇 년에 보물로 지정되었나요?", "{e_eun} 언제 보물로 지정되었나요?"],
+    ),
+    ("certified", re.compile(r"(\d{4}년)\s*(?:\S+\s){0,3}?\S*인증을\s*받"), ["{e_eun} 몇 년에 인증을 받았나요?"]),
+    (
+        "built",
+        re.compile(r"(\d{4}년대?)\s*[^,.]{0,20}?만들어졌"),
+        ["{e_eun} 언제 만들어졌나요?", "{e_eun} 몇 년대에 만들어졌나요?"],
+    ),
+    (
+        "founded",
+        re.compile(r"((?:[가-힣]+\s){1,2}\d+년)\s*창건"),
+        ["{e_eun} 언제 창건되었나요?", "{e_eun} 언제 세워진 절인가요?"],
+    ),
+    (
+        "species",
+        re.compile(r"(\d[\d,]*여?\s?종)의?\s*[가-힣]+[이가을를]\s"),
+        ["{e}에는 몇 종의 식물이 있나요?", "{e}에서는 몇 종의 식물을 볼 수 있나요?"],
+    ),
+    (
+        "exhibits",
+        re.compile(r"(\d[\d,]*여?\s?점)[이가]\s*전시"),
+        ["{e}에는 유물이 몇 점 전시되어 있나요?", "{e}의 전시 유물은 몇 점인가요?"],
+    ),
+    ("parking", re.compile(r"(\d+대)\s*주차장"), ["{e}에는 차를 몇 대 댈 수 있는 주차장이 있나요?"]),
+    ("seats", re.compile(r"(\d+석\s*이상)"), ["{e_eun} 좌석이 몇 석 규모인가요?"]),
+    (
+        "length",
+        re.compile(r"(\d+(?:\.\d+)?\s?k?m)\s*(?:길이의\s*)?(?:길|출렁다리|계곡|둘레길|산책로)"),
+        ["{e}의 길이는 얼마나 되나요?", "{e_eun} 길이가 몇 m인가요?"],
+    ),
+    (
+        "period",
+        re.compile(r"운영기간\s*[:：]\s*([^/\n]+?)\s*(?:/|$)"),
+        ["{e_eui} 운영기간은 언제인가요?", "{e_eun} 언제 운영하나요?"],
+    ),
+    (
+        "period",
+        re.compile(r"(\d+월부터\s*\d+월\s*초?까지)\s*운영"),
+        ["{e_eun} 언제 운영하나요?", "{e_eun} 몇 월부터 몇 월까지 이용할 수 있나요?"],
+    ),
+    (
+        "period",
+        re.compile(r"(\d+월\s?\d+일\s*~\s*\d+월\s?\d+일)까지\s*운영"),
+        ["{e_eun} 언제부터 언제까지 운영하나요?", "{e_eui} 운영 기간은 어떻게 되나요?"],
+    ),
+    (
+        "closed",
+        re.compile(r"(매주\s*\S요일)\s*(?:및\s*\S+\s*)?휴[장관무]"),
+        ["{e_eun} 언제 쉬나요?", "{e_eui} 휴무일은 언제인가요?"],
+    ),
+    ("capacity", re.compile(r"(\d+명)까지\s*입장"), ["{e_eun} 몇 명까지 입장할 수 있나요?"]),
+    (
+        "filming",
+        re.compile(r"(?<!\S)((?:[A-Za-z]+\s){0,2}[A-Za-z가-힣]+)\s*촬영지로"),
+        ["{e_eun} 어떤 작품의 촬영지로 알려져 있나요?"],
+    ),
+    ("booking", re.compile(r"예매\s*[:：]\s*(\S+)"), ["{e_eun} 어디에서 예매하나요?"]),
+    (
+        "nearby",
+        re.compile(r"(?<!\S)([가-힣A-Za-z0-9]{2,15})\s*인근에서"),
+        ["{e_eun} 어디 근처에 있나요?", "{e_eun} 어느 곳 인근에 있나요?"],
+    ),
+    ("fee", re.compile(r"(무료)\s*이용"), ["{e} 이용 요금은 얼마인가요?", "{e_eun} 유료인가요?"]),
+]
+# Trim "청풍호를 배경으로 번지점프와 짚라인" to what is asked: the part after the last adverbial.
+ADVERBIAL = re.compile(r".*(?:으로|로|에서|에|서)\s")
+FESTIVAL = re.compile(r"(\d{1,2}월)\s[^.\n]*?(?<!\S)((?:[가-힣]+\s)?[가-힣A-Za-z0-9]+(?:축제|영화제|엑스포|박람회))")
+
+
+def _fill(template: str, **values: str) -> str:
+    e = values.get("e", "")
+    x = values.get("x", "")
+    extra = {"e_eui": f"{e}의", "e_eun": josa(e, "은/는") if e else "", "x": x, "x_eul": josa(x, "을/를") if x else ""}
+    if "key" in values:
+        extra["key_eui"] = f"{values['key']}의"
+        extra["key_eun"] = josa(values["key"], "은/는")
+        extra["key_eul"] = josa(values["key"], "을/를")
+    if "col" in values:
+        extra["col_eun"] = josa(values["col"], "은/는")
+    return template.format(**{**extra, **values})
+
+
+def entity_name(title: str) -> str:
+    """'포레스트 리솜 (레스트리 리솜)' -> '포레스트 리솜': brackets hold notes, not the name people ask with."""
+    bare = " ".join(re.sub(r"\([^)]*\)|\[[^\]]*\]", " ", title).split())
+    return bare if len(bare) >= 2 else title
+
+
+def _body(text: str, title: str, lim: Limits) -> str:
+    """An entry's prose: from its title on, without brackets, its leading address and 'name:' label."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(title)), 0)
+    body = re.sub(r"\([^)]*\)", "", "\n".join(lines[start:]))
+    while (m := ADDRESS.match(body.strip())) is not None:  # entries open with one or more addresses
+        body = body.strip()[m.end() :]
+    body = re.sub(r"^\s*일원\s", "", body).strip()
+    first = body.split("\n")[0][: lim.colon_window]
+    if ":" in first and not re.search(r"\d:\d", first):
+        body = body.split(":", 1)[1]
+    return body.strip()
+
+
+def _first_sentence(text: str, title: str, lim: Limits) -> str:
+    sentence = re.split(r"(?<=[.!?])\s", _body(text, title, lim))[0].strip()
+    ok = len(sentence) >= lim.sentence_min_chars and sentence[0] not in "*※#-" and sentence.endswith(".")
+    return sentence if ok else ""
+
+
+def is_place(chunk: dict[str, Any]) -> bool:
+    return chunk["kind"] == "entry" and ADDRESS.search(chunk["text"]) is not None
+
+
+# A fact: (fact, entity, answer, template key, extra) — extra fills {x} in the template.
+Fact = tuple[str, str, str, str, str]
+
+
+def entity_facts(chunk: dict[str, Any], lim: Limits = DEFAULTS) -> list[tuple[str, str, str]]:
+    """(fact, entity, answer) for an entry chunk (one attraction, lodging, ...)."""
+    return [(f, e, a) for f, e, a, _, _ in _entity_facts(chunk, lim)]
+
+
+GENERIC_TITLE = re.compile(r"(안내|요금|금액|방법|현황)$")
+
+
+def _entity_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
+    text = chunk["text"]
+    e = course_owner(chunk) if GENERIC_TITLE.search(chunk["title"]) else entity_name(chunk["title"])
+    facts: list[Fact] = []
+    for fact, pattern in (("address", ADDRESS), ("phone", PHONE), ("hours", HOURS)):
+        found = sorted({normalize(m.group(0)) for m in pattern.finditer(text)})
+        if len(found) == 1:  # ambiguous when a chunk holds several
+            facts.append((fact, e, found[0], fact, ""))
+    for fact, pattern in (("rooms", ROOMS), ("duration", DURATION)):
+        found = sorted({normalize(m.group(1)) for m in pattern.finditer(text)})
+        if len(found) == 1:
+            facts.append((fact, e, found[0], fact, ""))
+    prices = sorted({m.group(0) for m in PRICE.finditer(text)})
+    if len(prices) == 1:
+        facts.append(("price", e, prices[0], "price", ""))
+    if re.search(r"[!?,]", chunk["title"]):
+        return facts  # a slogan for a title names nothing one could ask about
+    # '*경로는 예시이며 ... 변경이 가능합니다' notes are caveats, not facts about the entity
+    body = "\n".join(x for x in _body(text, chunk["title"], lim).splitlines() if not x.lstrip().startswith(("*", "※")))
+    seen: set[str] = set()
+    for fact, pattern, _ in SENTENCE_FACTS:
+        if fact in seen:
+            continue
+        m = pattern.search(body)
+        if not m:
+            continue
+        answer = normalize(m.group(1))
+        if fact == "activity":
+            answer = ADVERBIAL.sub("", answer).strip()
+        if len(answer) < 2 or len(answer) > lim.value_max_chars:
+            continue
+        verb = m.group(2) if fact == "activity" and m.lastindex and m.lastindex >= 2 else ""
+        seen.add(fact)
+        facts.append((fact, e, answer, f"s:{fact}:{pattern.pattern}", verb))
+    sentence = _first_sentence(text, chunk["title"], lim)
+    if sentence:
+        # Only places get "어떤 곳인가요?": a heading like 지역화폐 환급 is not a place.
+        facts.append(("sentence", e, sentence, "sentence" if is_place(chunk) else "definition", ""))
+    return facts
+
+
+def _clean_menu(menu: str) -> str:
+    """'칼국수-떡만두국' / '돼지갈비:냉면' / '한방토종닭·오리백숙' -> '칼국수, 떡만두국' ..."""
+    items = [i for i in MENU_SEPARATOR.split(menu) if i]
+    return ", ".join(normalize(i) for i in items)
+
+
+def list_facts(chunk: dict[str, Any], lim: Limits = DEFAULTS) -> list[tuple[str, str, str]]:
+    """Facts about named items inside a section chunk: menus '식당(메뉴)', labelled prices."""
+    return [(f, e, a) for f, e, a, _, _ in _list_facts(chunk, lim)]
+
+
+def restaurants(chunk: dict[str, Any], lim: Limits) -> dict[str, str]:
+    """name -> cleaned menu for a restaurant list 'name(menu), name(menu), ...'."""
+    text = chunk["text"]
+    items = list(MENU_ITEM.finditer(text))
+    if chunk["kind"] == "table" or len(items) < lim.menu_min_items:
+        return {}  # one bracket in prose is not a menu
+    names = Counter(m["name"].strip(" ,-") for m in items)
+    out: dict[str, str] = {}
+    for m in items:
+        name, menu = m["name"].strip(" ,-"), m["menu"].strip()
+        # a name continued from the line above ('미당손두부와\n등갈비(...)') is cut: skip it
+        before = text[: m.start("name")].rstrip(" ")
+        if before and before.rstrip()[-1] not in ",)":
+            continue
+        if names[name] == 1 and not re.search(r"\d", menu) and len(name) >= 2:
+            cleaned = _clean_menu(menu)
+            if cleaned:
+                out[name] = cleaned
+    return out
+
+
+def _list_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
+    facts: list[Fact] = [("menu", n, m, "menu", "") for n, m in restaurants(chunk, lim).items()]
+    if chunk["kind"] == "table":
+        return facts
+    text = chunk["text"]
+    labels = Counter(m["label"].strip() for m in LABELLED_PRICE.finditer(text))
+    for m in LABELLED_PRICE.finditer(text):
+        label = m["label"].strip()
+        if labels[label] == 1 and not label.isdigit():
+            facts.append(("price", f"{chunk['title']} {label}".strip(), m["price"], "price", ""))
+    for m in FESTIVAL.finditer(text):
+        facts.append(("festival", normalize(m.group(2)), m.group(1), "festival", ""))
+    return facts
+
+
+# Table columns that hold a known fact type get that fact's natural templates.
+COLUMN_FACTS = {
+    "객실": "rooms",
+    "주소": "address",
+    "위치": "address",
+    "전화": "phone",
+    "연락처": "phone",
+    "요금": "price",
+    "가격": "price",
+    "소요시간": "duration",
+    "운영시간": "hours",
+    "포인트": "points",
+}
+
+
+def _rows(chunk: dict[str, Any]) -> list[list[str]]:
+    return [[c.strip() for c in line.split("|")] for line in chunk["text"].splitlines() if "|" in line]
+
+
+def _is_label_table(rows: list[list[str]]) -> bool:
+    """'상품소개 | ...' / '요금안내 | 30,000원 ...': two columns of short labels and longer values."""
+    return bool(rows) and all(
+        len(r) == 2 and len(r[0]) <= 6 and len(r[1]) > len(r[0]) and "→" not in r[1] for r in rows
+    )
+
+
+def course_owner(chunk: dict[str, Any]) -> str:
+    """The product a table belongs to: the deepest path part that is not a generic '...안내' heading."""
+    parts = [p for p in chunk["section_path"].split(" > ") if not re.match(r"PART\s*\d", p)]
+    named = [p for p in parts if not GENERIC_TITLE.search(p) and not p.startswith("#")]
+    return entity_name(named[-1]) if named else entity_name(chunk["title"])
+
+
+CATEGORY_COLUMNS = ("이용권", "코스", "구분", "시기", "회차")
+
+
+def row_subject(chunk: dict[str, Any], key: str) -> str:
+    """A table row's subject: '5시간권' alone names nothing, '제천 관광택시 5시간권' does.
+
+    Only rows of category tables (first column 이용권/코스/...) with short keys get their owner
+    prefixed; a lodging table's rows are names already."""
+    e = entity_name(key)
+    rows = _rows(chunk)
+    category = bool(rows) and rows[0][0] in CATEGORY_COLUMNS
+    owner = course_owner(chunk)
+    return f"{owner} {e}" if category and len(e) <= 7 and owner not in e else e
+
+
+def table_facts(chunk: dict[str, Any], lim: Limits = DEFAULTS) -> list[tuple[str, str, str, str, str]]:
+    """(fact, key, column, value, title) for table chunks with a header row 'a | b | c'."""
+    rows = _rows(chunk)
+    if len(rows) < 3 or _is_label_table(rows):  # one body row: a transposed table (STEP 01 | STEP 02 ...)
+        return []
+    header, body = rows[0], rows[1:]
+    keys = Counter(r[0] for r in body if r)
+    out = []
+    for row in body:
+        if len(row) != len(header) or not row[0] or keys[row[0]] > 1:
+            continue
+        for col, value in zip(header[1:], row[1:], strict=True):
+            if value and value != "-" and col and len(value) <= lim.value_max_chars and "→" not in value:
+                fact = next((f for word, f in COLUMN_FACTS.items() if col.startswith(word)), "table")
+                out.append((fact, row[0], col, value, chunk["title"]))
+    return out
+
+
+def _table_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
+    rows = _rows(chunk)
+    owner = course_owner(chunk)
+    facts: list[Fact] = []
+    if _is_label_table(rows):
+        for label, value in rows:
+            if len(value) <= lim.value_max_chars:
+                facts.append(("label", owner, value, "label", label))
+            if "요금" in label and len(PRICE.findall(value)) == 1:
+                facts.append(("price", owner, PRICE.search(value).group(0), "price", ""))
+            if ("예약" in label or "문의" in label) and len(PHONE.findall(value)) == 1:
+                facts.append(("phone", f"{owner} 예약", PHONE.search(value).group(0), "phone", ""))
+        return facts
+    for fact, key, col, value, title in table_facts(chunk, lim):
+        title = course_owner(chunk)
+        if fact == "points":
+            facts.append(("points", f"{title}/{key}", value, "points", f"{title}\t{key}\t{col}"))
+        elif fact == "table":
+            facts.append(("table", f"{title}/{key}/{col}", value, "table", f"{title}\t{key}\t{col}"))
+        else:
+            value = re.sub(r"\s*/\s*1대$", "", value) if fact == "price" else value
+            facts.append((fact, row_subject(chunk, key), value, fact, ""))
+    return facts
+
+
+# ------------------------------------------------------------------ courses
+ARROW = re.compile(r"\s*→\s*")
+
+
+def courses(chunk: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """(course name, stops) from arrow rows in tables, arrow lines and numbered lists in entries."""
+    out: list[tuple[str, list[str]]] = []
+    if chunk["kind"] == "table":
+        owner = course_owner(chunk)
+        for row in _rows(chunk)[1:]:
+            stops_cell = next((c for c in row if "→" in c), "")
+            if stops_cell and row[0] and "→" not in row[0]:
+                out.append((f"{owner} {row[0]}", [s.strip() for s in ARROW.split(stops_cell) if s.strip()]))
+        return out
+    m = re.match(r"#?\s*(.+?코스)", chunk["title"])
+    if not m or chunk["kind"] != "entry":
+        return out
+    name = m.group(1)
+    if " " not in name:  # '기본코스' alone names nothing: prefix its product
+        parts = chunk["section_path"].split(" > ")
+        name = f"{parts[-2]} {name}" if len(parts) >= 2 else name
+    text = chunk["text"].split("*")[0]
+    numbered = re.findall(r"(?m)^\s*\d+\.\s*\n?\s*([^\n]+)", text)
+    if len(numbered) >= 3:
+        out.append((name, [normalize(s) for s in numbered]))
+    elif "→" in text:
+        line = next(line for line in text.splitlines() if "→" in line)
+        stops = [s.strip() for s in ARROW.split(line) if s.strip()]
+        # the line may open with a lead-in ('제천 주요 관광지를 당일 여행으로 의림지')
+        stops[0] = stops[0].split("으로 ")[-1]
+        out.append((name, stops))
+    # prose with arrows ('시대 순서(구·신석기 → 삼한 ...)를 따라') is no course
+    return [(n, st) for n, st in out if all(len(x) <= 25 and x.count("(") == x.count(")") for x in st)]
+
+
+def _is_meal(stop: str) -> bool:
+    return bool(re.search(r"중식|석식|식사|이동", stop))
+
+
+def course_facts(chunk: dict[str, Any]) -> list[Fact]:
+    facts: list[Fact] = []
+    for name, stops in courses(chunk):
+        if len(stops) < 3 or len(set(stops)) != len(stops):
+            continue
+        facts.append(("course", name, stops[0], "course_first", ""))
+        facts.append(("course", name, stops[-1], "course_last", ""))
+        for prev, nxt in zip(stops, stops[1:], strict=False):
+            if not _is_meal(prev) and not _is_meal(nxt):
+                facts.append(("course", f"{name}/{prev}", nxt, "course_next", prev))
+    return facts

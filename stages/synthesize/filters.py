@@ -1,0 +1,82 @@
+"""Quality filters: grounding, answer leakage, ambiguity, near-duplicates."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from stages.common.korean import normalize
+
+log = logging.getLogger("synthesize")
+
+
+# ------------------------------------------------------------------ filters
+def _squash(s: str) -> str:
+    return re.sub(r"[\s,·.:;\-/~()\[\]'\"“”‘’]", "", normalize(s)).lower()
+
+
+def supported(answer: str, chunk_text: str, min_share: float = 1.0) -> bool:
+    """Grounding filter: the answer occurs in its chunk (spacing and punctuation aside), or —
+    for free-form (LLM) answers, with min_share < 1 — every number in it occurs in the chunk and
+    at least min_share of its content morphemes do."""
+    if not answer.strip():
+        return False
+    if _squash(answer) in _squash(chunk_text):
+        return True
+    if min_share >= 1.0:
+        return False
+    from stages.common.korean import morphemes
+
+    numbers = re.findall(r"\d+", answer.replace(",", ""))
+    chunk_numbers = set(re.findall(r"\d+", chunk_text.replace(",", "")))
+    if any(n not in chunk_numbers for n in numbers):
+        return False
+    tokens = morphemes(answer)
+    squashed = _squash(chunk_text)
+    return bool(tokens) and sum(t in squashed for t in tokens) / len(tokens) >= min_share
+
+
+def leaks_answer(question: str, answer: str) -> bool:
+    """A question that already contains its answer tests nothing."""
+    a = _squash(answer)
+    return len(a) >= 2 and a in _squash(question)
+
+
+def _grams(text: str, n: int = 3) -> set[str]:
+    s = _squash(text)
+    return {s[i : i + n] for i in range(max(1, len(s) - n + 1))}
+
+
+def near_duplicate(a: str, b: str, threshold: float) -> bool:
+    ga, gb = _grams(a), _grams(b)
+    return len(ga & gb) / max(1, len(ga | gb)) >= threshold
+
+
+def filter_records(
+    records: list[dict[str, Any]], chunks: dict[str, dict[str, Any]], near_dup: float, min_share: float = 1.0
+) -> list[dict[str, Any]]:
+    """Grounding, leakage, ambiguity and near-duplicate filters (in that order)."""
+    kept = []
+    for r in records:
+        if r["answerable"]:
+            texts = [chunks[c]["text"] for c in r["chunk_ids"]]
+            parts = r.pop("_parts", None) or [(r["answer"], 0)]
+            if not all(supported(a, texts[i], min_share) for a, i in parts) or leaks_answer(r["question"], r["answer"]):
+                continue
+        kept.append(r)
+    # Same fact of the same subject, or the same question, asked from two chunks: no single gold chunk.
+    chunks_per_subject: dict[Any, set[str]] = {}
+    chunks_per_question: dict[str, set[str]] = {}
+    for r in kept:
+        chunks_per_subject.setdefault(r["_subject"], set()).add(r["chunk_id"])
+        chunks_per_question.setdefault(_squash(r["question"]), set()).add(r["chunk_id"])
+    out: list[dict[str, Any]] = []
+    for r in kept:
+        subject = r.pop("_subject")
+        if len(chunks_per_subject[subject]) > 1 or len(chunks_per_question[_squash(r["question"])]) > 1:
+            continue
+        if any(near_duplicate(r["question"], o["question"], near_dup) for o in out):
+            continue
+        out.append(r)
+    return out
