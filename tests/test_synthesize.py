@@ -22,6 +22,7 @@ from stages.synthesize import (
     split_by_chunk,
     supported,
 )
+from stages.synthesize.styles import KINDS, STYLES
 
 ABSTAIN = "브로셔에 해당 정보가 없습니다."
 CFG = {
@@ -156,7 +157,8 @@ def test_course_facts_ask_order_and_skip_meals():
     assert facts[("course_last", "")] == "청풍호반 케이블카"
     assert facts[("course_next", "제천역")] == "의림지 트래킹"
     assert facts[("course_next", "배론성지 순례")] == "청풍호반 케이블카"
-    assert not any("중식" in extra or "중식" in answer for (_, extra), answer in facts.items())
+    # the whole itinerary may list the lunch stop; order questions never ask about it
+    assert not any("중식" in extra or "중식" in answer for (key, extra), answer in facts.items() if key != "course_stops")
     assert {e for _, e, *_ in course_facts(COURSE)} >= {"천주교 코스"}
 
 
@@ -172,7 +174,9 @@ def test_comparison_uses_two_chunks_and_names_the_winner():
         a, b = [n for n in rooms if n in q["question"]]
         more = "많은" in q["question"]
         winner = max((a, b), key=rooms.get) if more else min((a, b), key=rooms.get)
-        assert q["answer"].startswith(f"{winner}입니다")
+        assert q["answer"].startswith(f"{winner}이 ") or q["answer"].startswith(f"{winner}가 ")
+        assert q["answer_short"] == winner and q["key_facts"] == [winner] and q["style"] == "difference"
+        assert str(rooms[winner]) in q["answer"]  # the sentence states both values
         assert q["chunk_id"] == q["chunk_ids"][0]  # the winner's chunk is the gold one
 
 
@@ -181,7 +185,8 @@ def test_multihop_links_a_course_stop_to_the_place_chunk():
 
     place = chunk("c030", "배론성지", "제천시 봉양읍 배론성지길 296 배론성지는 천주교 전파의 중심지이다.")
     [q] = multihop_questions([COURSE, place], LIM, random.Random(0), 5)
-    assert q["type"] == "multihop" and q["answer"] == "제천시 봉양읍 배론성지길 296"
+    assert q["type"] == "multihop" and q["answer_short"] == "제천시 봉양읍 배론성지길 296"
+    assert q["answer"] == "배론성지는 제천시 봉양읍 배론성지길 296에 있습니다." and q["answer_kind"] == "address"
     assert q["chunk_ids"] == ["c030", "c020"]
     assert "천주교 코스" in q["question"]
 
@@ -192,19 +197,25 @@ def test_rules_dataset_types_unanswerable_and_ids():
     by_fact = {q["fact"]: q for q in qa if q["type"] == "factual" and q["chunk_id"] == "c001"}
     assert by_fact["rooms"]["question"] in {
         "포레스트 리솜의 객실 수는 몇 개인가요?",
-        "포레스트 리솜에는 객실이 몇 개 있나요?",
-        "포레스트 리솜은 객실을 몇 개 갖추고 있나요?",
+        "포레스트 리솜 방이 몇 개나 돼요?",
+        "포레스트 리솜에 객실이 몇 개 있는지 알려주시겠어요?",
+        "단체로 묵을 숙소를 찾는데, 포레스트 리솜에는 객실이 몇 개 있나요?",
     }
-    assert by_fact["rooms"]["answer"] == "451개"
+    assert by_fact["rooms"]["answer"] == "포레스트 리솜에는 객실이 451개 있습니다."
+    assert by_fact["rooms"]["answer_short"] == "451개" and by_fact["rooms"]["answer_kind"] == "count"
     assert all(q["question"].endswith(("?", ".")) for q in qa)
     unanswerable = [q for q in qa if not q["answerable"]]
     assert unanswerable and all(q["answer"] == ABSTAIN and q["type"] == "unanswerable" for q in unanswerable)
+    assert all(q["answer_short"] == "" and q["key_facts"] == [] and q["answer_kind"] == "abstain" for q in unanswerable)
+    for q in qa:  # the data contract's fields
+        assert q["style"] in STYLES and q["answer_kind"] in KINDS
+        assert q["answerable"] == bool(q["key_facts"]) and all(isinstance(k, str) and k for k in q["key_facts"])
     assert {q["type"] for q in qa} >= {"factual", "descriptive", "unanswerable"}
     assert sorted(q["id"] for q in qa) == [f"q{i:04d}" for i in range(1, len(qa) + 1)]
     for q in qa:  # every answerable answer is grounded in the chunk it names
         if q["answerable"] and q["type"] in ("factual", "descriptive"):
             text = next(c["text"] for c in chunks if c["chunk_id"] == q["chunk_id"])
-            assert supported(q["answer"].removesuffix("개"), text), q
+            assert all(supported(k.removesuffix("개"), text) for k in q["key_facts"]), q
 
 
 def test_same_question_from_two_chunks_is_dropped():

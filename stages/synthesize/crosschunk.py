@@ -106,7 +106,8 @@ def comparison_questions(chunks: list[dict[str, Any]], lim: Limits, rng: random.
         how = more if want_more else less
         winner, loser = (a, b) if (a[4] > b[4]) == want_more else (b, a)
         question = rng.choice(templates).format(a_wa=josa(a[2], "과/와"), b=b[2], how=how)
-        answer = f"{winner[2]}입니다 ({winner[2]} {winner[3]}, {loser[2]} {loser[3]})."
+        noun, pred = VERDICT[(dim, how)]
+        answer = f"{josa(winner[2], '이/가')} {noun} 더 {pred} ({winner[2]} {winner[3]}, {loser[2]} {loser[3]})."
         ids = [a[0]["chunk_id"], b[0]["chunk_id"]]
         rec = _record(
             winner[0],
@@ -117,6 +118,10 @@ def comparison_questions(chunks: list[dict[str, Any]], lim: Limits, rng: random.
             True,
             f"{a[2]}/{b[2]}",
             chunk_ids=list(dict.fromkeys([winner[0]["chunk_id"], *ids])),
+            short=winner[2],
+            facts=[winner[2]],
+            kind="name",
+            style="difference",
         )
         idx = {cid: i for i, cid in enumerate(rec["chunk_ids"])}
         rec["_parts"] = [
@@ -127,6 +132,19 @@ def comparison_questions(chunks: list[dict[str, Any]], lim: Limits, rng: random.
         ]
         out.append(rec)
     return out
+
+
+# (dimension, how) -> (what is compared, predicate): '65리조트가 객실이 더 많습니다'
+VERDICT = {
+    ("rooms", "많은"): ("객실이", "많습니다"),
+    ("rooms", "적은"): ("객실이", "적습니다"),
+    ("price", "비싼"): ("요금이", "비쌉니다"),
+    ("price", "저렴한"): ("요금이", "저렴합니다"),
+    ("points", "많은"): ("필요한 포인트가", "많습니다"),
+    ("points", "적은"): ("필요한 포인트가", "적습니다"),
+    ("duration", "긴"): ("소요시간이", "깁니다"),
+    ("duration", "짧은"): ("소요시간이", "짧습니다"),
+}
 
 
 def _same_place(stop: str, entity: str) -> bool:
@@ -162,7 +180,27 @@ def multihop_questions(chunks: list[dict[str, Any]], lim: Limits, rng: random.Ra
                     else:
                         continue
                     ids = [hit[0]["chunk_id"], c["chunk_id"]]
-                    rec = _record(hit[0], q, hit[1], "multihop", kind, True, f"{course}/{stop}", chunk_ids=ids)
+                    place = next(k for k, v in sorted(table.items()) if v is hit)
+                    if kind == "address":
+                        answer = f"{josa(place, '은/는')} {hit[1]}에 있습니다."
+                        facts, answer_kind = [hit[1]], "address"
+                    else:
+                        answer = f"{place}의 대표 메뉴는 {hit[1]}입니다."
+                        facts, answer_kind = [i.strip() for i in hit[1].split(",")][:4], "list"
+                    rec = _record(
+                        hit[0],
+                        q,
+                        answer,
+                        "multihop",
+                        kind,
+                        True,
+                        f"{course}/{stop}",
+                        chunk_ids=ids,
+                        short=hit[1],
+                        facts=facts,
+                        kind=answer_kind,
+                        style="direct",
+                    )
                     rec["_parts"] = [(hit[1], 0), (stop, 1)]
                     cands.append(rec)
     rng.shuffle(cands)

@@ -22,9 +22,15 @@ log = logging.getLogger("synthesize")
 
 # ------------------------------------------------------------------ assembly
 def build_dataset(
-    chunks: list[dict[str, Any]], cfg: dict[str, Any], abstain: str, client: Any = None
+    chunks: list[dict[str, Any]],
+    cfg: dict[str, Any],
+    abstain: str,
+    client: Any = None,
+    report: dict[str, Any] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """All questions, split by source chunk; cross-chunk questions only within one split."""
+    """All questions, split by source chunk; cross-chunk questions only within one split.
+
+    `report`, when given, receives the quality gates: candidates, drops per filter, content chunks."""
     from tqdm import tqdm
 
     lim = Limits.from_cfg(cfg)
@@ -35,10 +41,11 @@ def build_dataset(
     near_dup = float(P.require(cfg, "near_duplicate", (int, float), "synthesize"))
     generator = P.require(cfg, "generator", str, "synthesize")
     by_id = {c["chunk_id"]: c for c in chunks}
-    corpus = "\n".join(c["text"] for c in chunks)
     rng = random.Random(seed)
 
     singles: list[dict[str, Any]] = []
+    used_styles: Counter = Counter()
+    dropped: Counter = Counter()  # why candidates were dropped: shape, grounding, leak, ambiguous, near_duplicate, cap
     min_share = 1.0
     if generator == "llm":
         llm = P.require(cfg, "llm", dict, "synthesize")
@@ -49,10 +56,11 @@ def build_dataset(
             singles += llm_candidates(c, client, n)
     elif generator == "rules":
         for c in chunks:
-            singles += rules_candidates(c, lim, rng)
+            singles += rules_candidates(c, lim, rng, used_styles, dropped)
     else:
         raise UserError(f"params: synthesize.generator={generator!r} is not available (available: rules, llm)")
-    singles = filter_records(singles, by_id, near_dup, min_share)
+    n_candidates = len(singles)
+    singles = filter_records(singles, by_id, near_dup, min_share, dropped)
     # Cap per chunk (seeded), keeping fact types varied: round-robin over facts.
     capped: list[dict[str, Any]] = []
     for cid in sorted({r["chunk_id"] for r in singles}):
@@ -63,17 +71,19 @@ def build_dataset(
         for r in mine:
             rank.append(seen[r["fact"]])
             seen[r["fact"]] += 1
-        capped += [r for _, r in sorted(zip(rank, mine, strict=True), key=lambda x: x[0])][:per_chunk]
-    unans = [u for c in chunks for u in unanswerable_candidates(c, corpus, lim, abstain, rng, n_unanswerable)]
-    unans = filter_records(unans, by_id, near_dup)
+        ranked = [r for _, r in sorted(zip(rank, mine, strict=True), key=lambda x: x[0])]
+        capped += ranked[:per_chunk]
+        dropped["cap"] += len(ranked[per_chunk:])
+    unans = [u for c in chunks for u in unanswerable_candidates(c, chunks, lim, abstain, rng, n_unanswerable)]
+    unans = filter_records(unans, by_id, near_dup, stats=dropped)
     share = float(mix.get("unanswerable", 0.0))
     n_u = round(share / max(1e-9, 1 - share) * len(capped))
     rng.shuffle(unans)
     records = capped + unans[:n_u]
 
     stratify_by = P.require(cfg, "stratify_by", str, "synthesize")
-    if stratify_by not in ("type", "fact"):
-        raise UserError(f"params: synthesize.stratify_by must be type or fact, got {stratify_by!r}")
+    if stratify_by not in ("type", "fact", "style"):
+        raise UserError(f"params: synthesize.stratify_by must be type, fact or style, got {stratify_by!r}")
     splits = split_by_chunk(records, P.require(cfg, "split", dict, "synthesize"), seed, stratify_by)
     out: dict[str, list[dict[str, Any]]] = {}
     for name in SPLITS:
@@ -92,6 +102,9 @@ def build_dataset(
             n += 1
             numbered.append({"id": f"q{n:04d}", **r})
         out[name] = numbered
+    if report is not None:
+        content = {r["chunk_id"] for r in singles}  # chunks with at least one fact that passed the filters
+        report.update(candidates=n_candidates, filtered=dict(sorted(dropped.items())), content_chunks=len(content))
     return out
 
 

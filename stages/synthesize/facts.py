@@ -13,17 +13,50 @@ from stages.synthesize.limits import DEFAULTS, Limits
 log = logging.getLogger("synthesize")
 
 # ------------------------------------------------------------------ facts
-ADDRESS = re.compile(r"제천시\s[^,()\n/]*?(?:\d+(?:-\d+)?(?:번지)?(?:\s*\d+층)?|일원)(?=[\s,)/]|$)")
+# A Korean street or lot address in any region: '[도 ]시/군 [읍/면/동 ...] 로/길/리 번지' ('제천시 송학면 의림대로
+# 47길 7', '제주시 구좌읍 송당리 산 164-1', '서울특별시 중구 세종대로 110'), or '... 일원' (an area).
+ADDRESS = re.compile(
+    r"(?<![가-힣])(?:[가-힣]{2,7}(?:특별자치도|특별시|광역시|도)\s)?[가-힣]{1,5}(?:시|군)\s"
+    r"(?=[^,()\n/]*?[가-힣0-9](?:읍|면|동|가|리|로|길)[\s\d])"
+    r"[^,()\n/]*?(?:\d+(?:-\d+)?(?:번지)?(?:\s*\d+층)?|일원)(?=[\s,)/]|$)"
+)
 PHONE = re.compile(r"0\d{1,2}[-.]\s?\d{3,4}[-.]\s?\d{4}")
 PRICE = re.compile(r"\d{1,3}(?:,\d{3})+원")
 ROOMS = re.compile(r"객실\s*수?\s*(\d+)")
 HOURS = re.compile(r"\d{1,2}:\d{2}\s*~\s*\d{1,2}:\d{2}")
 CLOCK_TIME = re.compile(r"\d{1,2}:\d{2}")
-DURATION = re.compile(r"소요\s*시간\s*[:：]?\s*([0-9~시간 반분]+[0-9시간반분])")
+# '소요시간 1시간 50분', '탐방시간 : 해설사 동행 2~3시간', '관람시간: 약 40분' -> the span itself
+DURATION = re.compile(r"(?:소요|탐방|관람|체험)\s*시간\s*[:：]?\s*(?:[가-힣]+\s){0,2}?(\d[0-9~시간 반분]*[시간반분])")
+URL = re.compile(
+    r"(?<![\w.@/])(?:https?://)?(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:kr|com|net|org)(?:/[\w./-]*)?", re.I
+)
+MONEY = re.compile(r"\d{1,3}(?:[,.]\d{3})+원|\d+(?:만|천)원|\d+원")
+# '입장료 3,000원', '체험비 1만원': a price named by the word in front of it
+NAMED_PRICE = re.compile(
+    r"(?P<label>입장료|관람료|이용료|체험비|참가비|숙박비|요금)\s*(?P<price>\d{1,3}(?:[,.]\d{3})+원|\d+(?:만|천)원)"
+)
+DISCOUNT = re.compile(
+    r"(?P<item>[가-힣A-Za-z0-9 ]{2,25}?)\s*(?P<value>\d{1,3}(?:[,.]\d{3})+원|\d+(?:만|천)?원|\d+%)\s*할인"
+)
+HEIGHT = re.compile(r"(?:높이가?\s*|해발\s*)(\d[\d,.]*\s?m)(?![a-z])")
+CLOSED = re.compile(
+    r"((?:매주|매월\s*\S+)\s*[월화수목금토일]요일(?:\s*및\s*[^\s/*]+(?:\s[가-힣]{0,2}날)?)?)\s*(?:휴[장관무]|정기\s*휴무|쉽니다)"
+)
+# '주변여행 : 비밀의 숲, 비자림' / '주변 관광지: ...': places to combine with a visit
+NEARBY_LIST = re.compile(r"주변\s*(?:여행|관광지|명소|볼거리)\s*[:：]\s*([^\n]+)")
+AMENITY = re.compile(
+    r"(?<![가-힣])[가-힣]{0,4}(?:주차장|화장실|운동시설|탐방안내소|올레안내소|관광안내소|매점|샤워장|전망대|놀이터|수유실)"
+)
+# '소규모, 개별 여행객에게 적합', '체험학습에 적합하다', '전 연령층 대상': who it suits
+SUITS = re.compile(
+    r"(?<![가-힣])((?:[가-힣]+,\s*)?(?:[가-힣]+\s)?[가-힣]*(?:객|층|자|족|들|학습|여행|나들이|산책))(에게|에)\s*(?:적합|알맞|추천)"
+)
+HASHTAG_LINE = re.compile(r"^\s*#\S")
 LABELLED_PRICE = re.compile(r"(?P<label>[가-힣A-Za-z0-9 ]{2,15}?)\s*[:：(]\s*(?P<price>\d{1,3}(?:,\d{3})+원)")
 MENU_ITEM = re.compile(r"(?P<name>[가-힣A-Za-z0-9 &]{2,20}?)\s*\((?P<menu>[^()]{2,40})\)")
 # OCR reads the brochure's menu separators ('·', ',') as ':', '-', '.', ';'.
 MENU_SEPARATOR = re.compile(r"\s*[·:;.\-]\s*")
+FOOD_CONTEXT = re.compile(r"맛집|식당|음식|먹거리|메뉴|맛있|미식|식도락|레스토랑|카페")
 
 # (fact, pattern, templates): the pattern's group 1 is the answer; templates get {e} (entity), {x} (extra).
 VERBS = "즐길|체험할|감상할|배울|만날|누릴|알아볼|관람할"
@@ -151,7 +184,7 @@ def entity_name(title: str) -> str:
 
 def _body(text: str, title: str, lim: Limits) -> str:
     """An entry's prose: from its title on, without brackets, its leading address and 'name:' label."""
-    lines = text.splitlines()
+    lines = [line for line in text.splitlines() if not HASHTAG_LINE.match(line)]
     start = next((i for i, line in enumerate(lines) if line.startswith(title)), 0)
     body = re.sub(r"\([^)]*\)", "", "\n".join(lines[start:]))
     while (m := ADDRESS.match(body.strip())) is not None:  # entries open with one or more addresses
@@ -183,11 +216,37 @@ def entity_facts(chunk: dict[str, Any], lim: Limits = DEFAULTS) -> list[tuple[st
 
 
 GENERIC_TITLE = re.compile(r"(안내|요금|금액|방법|현황)$")
+# A heading that rates or classifies rather than names: '난이도하', '난이도 중', '등급 A', 'Level 2'
+LABEL_TITLE = re.compile(r"^(?:난이도|등급|레벨|level|구분|분류|유형)\s*\S{0,2}$", re.I)
+
+
+def _squashed(s: str) -> str:
+    return re.sub(r"[\s,·.:;\-/~()\[\]'\"“”‘’]", "", s).lower()
+
+
+def subject(chunk: dict[str, Any]) -> str:
+    """What an entry is about. Usually its title; but a title that names nothing the text mentions
+    ('난이도하' under '아부오름', a generic '...안내') gives way to the deepest section-path part the
+    text does mention ('아부오름은 ...'), else to the product that owns the section."""
+    title = _strip_generic(entity_name(chunk["title"]))
+    if GENERIC_TITLE.search(chunk["title"]):
+        return course_owner(chunk)
+    text = _squashed(chunk["text"])
+    if _squashed(title) in text:
+        return title
+    parts = [p for p in chunk["section_path"].split(" > ")[:-1] if not re.match(r"PART\s*\d", p)]
+    for part in reversed(parts):
+        name = entity_name(part)
+        if len(_squashed(name)) >= 2 and _squashed(name) in text and not GENERIC_TITLE.search(name):
+            return name
+    if LABEL_TITLE.match(title) and parts:  # '수월봉 > 난이도하' whose text never repeats '수월봉'
+        return entity_name(parts[-1])
+    return title
 
 
 def _entity_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
     text = chunk["text"]
-    e = course_owner(chunk) if GENERIC_TITLE.search(chunk["title"]) else entity_name(chunk["title"])
+    e = subject(chunk)
     facts: list[Fact] = []
     for fact, pattern in (("address", ADDRESS), ("phone", PHONE), ("hours", HOURS)):
         found = sorted({normalize(m.group(0)) for m in pattern.finditer(text)})
@@ -200,6 +259,7 @@ def _entity_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
     prices = sorted({m.group(0) for m in PRICE.finditer(text)})
     if len(prices) == 1:
         facts.append(("price", e, prices[0], "price", ""))
+    facts += general_facts(chunk, e, lim)
     if re.search(r"[!?,]", chunk["title"]):
         return facts  # a slogan for a title names nothing one could ask about
     # '*경로는 예시이며 ... 변경이 가능합니다' notes are caveats, not facts about the entity
@@ -214,6 +274,7 @@ def _entity_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
         answer = normalize(m.group(1))
         if fact == "activity":
             answer = ADVERBIAL.sub("", answer).strip()
+            answer = re.sub(r"^\S+[은는]\s+", "", answer)  # '서우봉은 함덕해변과 ...': drop the topic
         if len(answer) < 2 or len(answer) > lim.value_max_chars:
             continue
         verb = m.group(2) if fact == "activity" and m.lastindex and m.lastindex >= 2 else ""
@@ -243,6 +304,8 @@ def restaurants(chunk: dict[str, Any], lim: Limits) -> dict[str, str]:
     items = list(MENU_ITEM.finditer(text))
     if chunk["kind"] == "table" or len(items) < lim.menu_min_items:
         return {}  # one bracket in prose is not a menu
+    if not FOOD_CONTEXT.search(" ".join((chunk["section_path"], chunk["title"], text))):
+        return {}  # 'name(role)' lists elsewhere are credits, not menus ('이경민(사진작가)')
     names = Counter(m["name"].strip(" ,-") for m in items)
     out: dict[str, str] = {}
     for m in items:
@@ -251,7 +314,7 @@ def restaurants(chunk: dict[str, Any], lim: Limits) -> dict[str, str]:
         before = text[: m.start("name")].rstrip(" ")
         if before and before.rstrip()[-1] not in ",)":
             continue
-        if names[name] == 1 and not re.search(r"\d", menu) and len(name) >= 2:
+        if names[name] == 1 and not re.search(r"\d|[A-Za-z]{3,}", menu) and len(name) >= 2:
             cleaned = _clean_menu(menu)
             if cleaned:
                 out[name] = cleaned
@@ -299,11 +362,22 @@ def _is_label_table(rows: list[list[str]]) -> bool:
     )
 
 
+# Words that end a heading without naming anything ('옥순봉 출렁다리 지역화폐 환급' is about 옥순봉 출렁다리).
+GENERIC_WORDS = {"안내", "정보", "소개", "현황", "요금", "금액", "환급", "지역화폐", "혜택", "이용", "이용안내", "꿀팁"}
+
+
+def _strip_generic(name: str) -> str:
+    words = name.split()
+    while len(words) > 1 and words[-1] in GENERIC_WORDS:
+        words.pop()
+    return " ".join(words)
+
+
 def course_owner(chunk: dict[str, Any]) -> str:
     """The product a table belongs to: the deepest path part that is not a generic '...안내' heading."""
     parts = [p for p in chunk["section_path"].split(" > ") if not re.match(r"PART\s*\d", p)]
     named = [p for p in parts if not GENERIC_TITLE.search(p) and not p.startswith("#")]
-    return entity_name(named[-1]) if named else entity_name(chunk["title"])
+    return _strip_generic(entity_name(named[-1])) if named else entity_name(chunk["title"])
 
 
 CATEGORY_COLUMNS = ("이용권", "코스", "구분", "시기", "회차")
@@ -318,7 +392,8 @@ def row_subject(chunk: dict[str, Any], key: str) -> str:
     rows = _rows(chunk)
     category = bool(rows) and rows[0][0] in CATEGORY_COLUMNS
     owner = course_owner(chunk)
-    return f"{owner} {e}" if category and len(e) <= 7 and owner not in e else e
+    short_or_dated = len(e) <= 7 or re.search(r"\d", e) is not None  # '5시간권', '11월 ~ 1월'
+    return f"{owner} {e}" if category and short_or_dated and owner not in e else e
 
 
 def table_facts(chunk: dict[str, Any], lim: Limits = DEFAULTS) -> list[tuple[str, str, str, str, str]]:
@@ -339,6 +414,16 @@ def table_facts(chunk: dict[str, Any], lim: Limits = DEFAULTS) -> list[tuple[str
     return out
 
 
+def _money(value: str) -> float | None:
+    """'60,000원 / 1대' -> 60000; '35만원' -> 350000; None when the cell holds no single amount."""
+    found = MONEY.findall(value)
+    if len(found) != 1:
+        return None
+    m = re.match(r"(\d[\d,.]*)(만|천)?원", found[0])
+    n = float(m.group(1).replace(",", "").replace(".", ""))
+    return n * {"만": 10000, "천": 1000}.get(m.group(2) or "", 1)
+
+
 def _table_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
     rows = _rows(chunk)
     owner = course_owner(chunk)
@@ -350,17 +435,40 @@ def _table_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
             if "요금" in label and len(PRICE.findall(value)) == 1:
                 facts.append(("price", owner, PRICE.search(value).group(0), "price", ""))
             if ("예약" in label or "문의" in label) and len(PHONE.findall(value)) == 1:
-                facts.append(("phone", f"{owner} 예약", PHONE.search(value).group(0), "phone", ""))
+                facts.append(("phone", owner, PHONE.search(value).group(0), "booking_phone", ""))
+            if ("예약" in label or "문의" in label) and (url := _one([m.group(0) for m in URL.finditer(value)])):
+                facts.append(("booking_url", owner, url, "booking_url", ""))
+            if (m := SUITS.search(value)) and len(m.group(1).strip()) >= 2:
+                facts.append(("suits", owner, normalize(m.group(1)).strip(" ,"), "suits", m.group(2)))
+            if label.endswith("소개") and len(value) > lim.value_max_chars:
+                facts.append(("sentence", owner, value, "product", ""))
         return facts
-    for fact, key, col, value, title in table_facts(chunk, lim):
-        title = course_owner(chunk)
+    facts += steps_facts(chunk)
+    if closed := _one([normalize(m.group(1)) for m in CLOSED.finditer(chunk["text"])]):
+        facts.append(("closed", owner, closed, "closed", ""))
+    prices: dict[str, list[tuple[str, str, float]]] = {}
+    for fact, key, col, value, _title in table_facts(chunk, lim):
+        if CLOSED.search(value):
+            continue  # asked once for the owner above
         if fact == "points":
-            facts.append(("points", f"{title}/{key}", value, "points", f"{title}\t{key}\t{col}"))
+            facts.append(("points", f"{owner} 중 {entity_name(key)}", value, "points", ""))
         elif fact == "table":
-            facts.append(("table", f"{title}/{key}/{col}", value, "table", f"{title}\t{key}\t{col}"))
+            facts.append(("table", row_subject(chunk, key), value, "table", col))
+            if (n := _money(value)) is not None:
+                prices.setdefault(col, []).append((entity_name(key), value, n))
         else:
+            if fact == "price" and (n := _money(value)) is not None:
+                prices.setdefault(col, []).append((entity_name(key), value, n))
             value = re.sub(r"\s*/\s*1대$", "", value) if fact == "price" else value
             facts.append((fact, row_subject(chunk, key), value, fact, ""))
+    # '5시간권과 8시간권의 요금 차이는?': two rows of one price column, at most two pairs per column
+    for col, cells in sorted(prices.items()):
+        pairs = [(a, b) for a, b in zip(cells, cells[1:], strict=False) if a[2] != b[2]][:2]
+        for a, b in pairs:
+            lo, hi = sorted((a, b), key=lambda c: c[2])
+            diff = f"{int(hi[2] - lo[2]):,}원"
+            extra = "\t".join([lo[0], lo[1], hi[0], hi[1], col])
+            facts.append(("difference", owner, diff, "difference", extra))
     return facts
 
 
@@ -408,9 +516,76 @@ def course_facts(chunk: dict[str, Any]) -> list[Fact]:
     for name, stops in courses(chunk):
         if len(stops) < 3 or len(set(stops)) != len(stops):
             continue
+        facts.append(("course", name, " → ".join(stops), "course_stops", ""))
         facts.append(("course", name, stops[0], "course_first", ""))
         facts.append(("course", name, stops[-1], "course_last", ""))
         for prev, nxt in zip(stops, stops[1:], strict=False):
             if not _is_meal(prev) and not _is_meal(nxt):
                 facts.append(("course", f"{name}/{prev}", nxt, "course_next", prev))
     return facts
+
+
+# ------------------------------------------------------------------ general facts (any brochure layout)
+def _one(found: list[str]) -> str:
+    """The single distinct value found, else '' (two different values in one chunk are ambiguous)."""
+    values = sorted(set(found))
+    return values[0] if len(values) == 1 else ""
+
+
+def _items(value: str) -> list[str]:
+    items = [re.sub(r"[ㄱ-ㅎㅏ-ㅣ]+$", "", normalize(i)).strip() for i in re.split(r"\s*[,·]\s*", value)]
+    return [i for i in items if len(i) >= 2]
+
+
+def general_facts(chunk: dict[str, Any], e: str, lim: Limits) -> list[Fact]:
+    """Facts that do not depend on the sample's layout: closing days, heights, named prices,
+    discounts, URLs, 'nearby' lists, amenities and who a place suits."""
+    text = chunk["text"]
+    facts: list[Fact] = []
+    if closed := _one([normalize(m.group(1)) for m in CLOSED.finditer(text)]):
+        facts.append(("closed", e, closed, "closed", ""))
+    if height := _one([normalize(m.group(1)) for m in HEIGHT.finditer(text)]):
+        facts.append(("height", e, height, "height", ""))
+    if not PRICE.search(text) or len({m.group(0) for m in PRICE.finditer(text)}) > 1:
+        named = {m["label"]: m["price"] for m in NAMED_PRICE.finditer(text)}
+        for label, price in sorted(named.items()):
+            facts.append(
+                ("price", e, price, "named_price", label) if label != "요금" else ("price", e, price, "price", "")
+            )
+    for m in DISCOUNT.finditer(text):
+        item = normalize(m["item"]).strip(" *")
+        if len(item) >= 3 and not re.search(r"\d$", item):
+            facts.append(("discount", item, m["value"], "discount", subject_of_section(chunk)))
+    if url := _one([m.group(0) for m in URL.finditer(text)]):
+        if re.search(r"예약|예매|홈페이지|문의", text):
+            facts.append(("booking_url", e, url, "booking_url", ""))
+    if m := NEARBY_LIST.search(text):
+        items = _items(m.group(1))
+        if len(items) >= 2:
+            facts.append(("nearby_list", e, ", ".join(items[:6]), "nearby_list", ""))
+    info = next((line for line in text.splitlines() if ADDRESS.search(line)), "")
+    amenities = list(dict.fromkeys(a.group(0) for a in AMENITY.finditer(info.split("주변")[0])))
+    if len(amenities) >= 2:
+        facts.append(("amenities", e, ", ".join(amenities), "amenities", ""))
+    if (m := SUITS.search(text)) and len(m.group(1).strip()) >= 2:
+        facts.append(("suits", e, normalize(m.group(1)).strip(" ,"), "suits", m.group(2)))
+    return facts
+
+
+def subject_of_section(chunk: dict[str, Any]) -> str:
+    """The programme a benefit list belongs to ('디지털 관광주민증' for its 주요혜택)."""
+    parts = [p for p in chunk["section_path"].split(" > ") if not re.match(r"PART\s*\d", p)]
+    named = [p for p in parts if not GENERIC_TITLE.search(p)]
+    return entity_name(named[-1]) if named else entity_name(chunk["title"])
+
+
+def steps_facts(chunk: dict[str, Any]) -> list[Fact]:
+    """A procedure ('발급방법': STEP 01 | STEP 02 ... over one row of steps) -> an ordered list."""
+    rows = _rows(chunk)
+    if chunk["kind"] != "table" or len(rows) != 2 or not re.search(r"방법|절차|순서|이용방법", chunk["title"]):
+        return []
+    if not all(re.match(r"(?i)step|\d", c) for c in rows[0]) or len(rows[1]) < 2:
+        return []
+    owner = subject_of_section(chunk)
+    verb = re.sub(r"방법$", "", chunk["title"]).strip() or "이용"
+    return [("steps", owner, " → ".join(rows[1]), "steps", verb)]

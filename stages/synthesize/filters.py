@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from typing import Any
 
 from stages.common.korean import normalize
@@ -54,15 +55,30 @@ def near_duplicate(a: str, b: str, threshold: float) -> bool:
 
 
 def filter_records(
-    records: list[dict[str, Any]], chunks: dict[str, dict[str, Any]], near_dup: float, min_share: float = 1.0
+    records: list[dict[str, Any]],
+    chunks: dict[str, dict[str, Any]],
+    near_dup: float,
+    min_share: float = 1.0,
+    stats: Counter | None = None,
 ) -> list[dict[str, Any]]:
-    """Grounding, leakage, ambiguity and near-duplicate filters (in that order)."""
+    """Grounding, leakage, ambiguity and near-duplicate filters (in that order); `stats` counts drops.
+
+    Grounding checks the value(s) a record was built from (``_parts``), else its bare answer
+    (``answer_short``): the full-sentence ``answer`` is phrased by us, its value is what must be in
+    the chunk. A question that contains its bare answer tests nothing (leak)."""
+    stats = Counter() if stats is None else stats
     kept = []
     for r in records:
         if r["answerable"]:
             texts = [chunks[c]["text"] for c in r["chunk_ids"]]
-            parts = r.pop("_parts", None) or [(r["answer"], 0)]
-            if not all(supported(a, texts[i], min_share) for a, i in parts) or leaks_answer(r["question"], r["answer"]):
+            bare = r.get("answer_short") or r["answer"]
+            parts = r.pop("_parts", None) or [(bare, 0)]
+            if not all(supported(a, texts[i], min_share) for a, i in parts):
+                stats["grounding"] += 1
+                continue
+            # a comparison names both candidates by design: its answer (the winner) is in the question
+            if r.get("type") != "comparison" and leaks_answer(r["question"], bare):
+                stats["leak"] += 1
                 continue
         kept.append(r)
     # Same fact of the same subject, or the same question, asked from two chunks: no single gold chunk.
@@ -72,11 +88,16 @@ def filter_records(
         chunks_per_subject.setdefault(r["_subject"], set()).add(r["chunk_id"])
         chunks_per_question.setdefault(_squash(r["question"]), set()).add(r["chunk_id"])
     out: list[dict[str, Any]] = []
+    grams: list[set[str]] = []
     for r in kept:
         subject = r.pop("_subject")
         if len(chunks_per_subject[subject]) > 1 or len(chunks_per_question[_squash(r["question"])]) > 1:
+            stats["ambiguous"] += 1
             continue
-        if any(near_duplicate(r["question"], o["question"], near_dup) for o in out):
+        g = _grams(r["question"])
+        if any(len(g & o) / max(1, len(g | o)) >= near_dup for o in grams):
+            stats["near_duplicate"] += 1
             continue
+        grams.append(g)
         out.append(r)
     return out
