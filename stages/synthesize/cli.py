@@ -32,8 +32,10 @@ from stages.common import params as P
 from stages.common.errors import UserError
 from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
 from stages.synthesize.card import dataset_card
-from stages.synthesize.dataset import build_dataset, counts
-from stages.synthesize.limits import TYPES
+from stages.synthesize.dataset import build_dataset, counts, quality
+from stages.synthesize.limits import TYPES, Limits
+from stages.synthesize.questions import chunk_facts
+from stages.synthesize.styles import STYLES
 
 log = logging.getLogger("synthesize")
 
@@ -52,7 +54,13 @@ def main(argv: list[str] | None = None) -> None:
     if not chunks_path.is_file():
         raise UserError(f"{chunks_path}: not found (run the chunk stage first)")
     chunks = read_jsonl(chunks_path)
-    splits = build_dataset(chunks, cfg, abstain)
+    if cfg.get("generator") == "rules" and not any(chunk_facts(c, Limits.from_cfg(cfg)) for c in chunks):
+        raise UserError(
+            f"{chunks_path}: no questions could be generated from {len(chunks)} chunks "
+            "(no extractable facts: no address, phone, price, hours, table, list or descriptive sentence found)"
+        )
+    report: dict = {}
+    splits = build_dataset(chunks, cfg, abstain, report=report)
     total = sum(len(v) for v in splits.values())
     if not total:
         raise UserError(f"{chunks_path}: no questions could be generated from {len(chunks)} chunks")
@@ -70,7 +78,17 @@ def main(argv: list[str] | None = None) -> None:
         source = Path(params["data"].get("pdf", "")).name or "brochure.pdf"
         (tmp / "README.md").write_text(dataset_card(stats, cfg, abstain, source), encoding="utf-8")
     by_type = Counter(r["type"] for rows in splits.values() for r in rows)
-    write_json(args.metrics, {"total": total, "by_type": {t: by_type.get(t, 0) for t in TYPES}, **stats})
+    by_style = Counter(r["style"] for rows in splits.values() for r in rows)
+    write_json(
+        args.metrics,
+        {
+            "total": total,
+            "by_type": {t: by_type.get(t, 0) for t in TYPES},
+            "by_style": {s: by_style.get(s, 0) for s in STYLES},
+            **quality(splits, report),
+            **stats,
+        },
+    )
     log.info(
         "%d questions from %d chunks: %s",
         total,

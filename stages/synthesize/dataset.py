@@ -15,6 +15,7 @@ from stages.synthesize.limits import SPLITS, TYPES, Limits
 from stages.synthesize.llm import ChatClient, llm_candidates
 from stages.synthesize.questions import rules_candidates
 from stages.synthesize.split import split_by_chunk
+from stages.synthesize.styles import STYLES
 from stages.synthesize.unanswerable import unanswerable_candidates
 
 log = logging.getLogger("synthesize")
@@ -53,7 +54,7 @@ def build_dataset(
         client = client or ChatClient(llm)
         n = P.require(llm, "questions_per_chunk", int, "synthesize.llm")
         for c in tqdm(chunks, desc="llm questions", unit="chunk"):
-            singles += llm_candidates(c, client, n)
+            singles += llm_candidates(c, client, n, dropped)
     elif generator == "rules":
         for c in chunks:
             singles += rules_candidates(c, lim, rng, used_styles, dropped)
@@ -104,7 +105,12 @@ def build_dataset(
         out[name] = numbered
     if report is not None:
         content = {r["chunk_id"] for r in singles}  # chunks with at least one fact that passed the filters
-        report.update(candidates=n_candidates, filtered=dict(sorted(dropped.items())), content_chunks=len(content))
+        report.update(
+            chunks=len(chunks),
+            candidates=n_candidates,
+            filtered=dict(sorted(dropped.items())),
+            content_chunks=len(content),
+        )
     return out
 
 
@@ -118,12 +124,41 @@ def counts(splits: dict[str, list[dict]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, rows in splits.items():
         by_type = Counter(r["type"] for r in rows)
+        by_style = Counter(r.get("style", "direct") for r in rows)
         out[name] = {
             "questions": len(rows),
             "answerable": sum(r["answerable"] for r in rows),
             "unanswerable": sum(not r["answerable"] for r in rows),
             "chunks": len({c for r in rows for c in r.get("chunk_ids", [r["chunk_id"]])}),
             "by_type": {t: by_type.get(t, 0) for t in TYPES},
+            "by_style": {s: by_style.get(s, 0) for s in STYLES},
+            "by_answer_kind": dict(sorted(Counter(r.get("answer_kind", "text") for r in rows).items())),
             "by_fact": dict(sorted(Counter(r["fact"] for r in rows).items())),
         }
     return out
+
+
+def quality(splits: dict[str, list[dict]], report: dict[str, Any]) -> dict[str, Any]:
+    """Yield and filter gates: answerable single-chunk questions per content chunk (a chunk with at
+    least one fact that passed the filters), and how many candidates each filter dropped."""
+    per_chunk = Counter(
+        r["chunk_id"]
+        for rows in splits.values()
+        for r in rows
+        if r["answerable"] and len(r.get("chunk_ids", [r["chunk_id"]])) == 1
+    )
+    n_content = max(1, report.get("content_chunks", len(per_chunk)))
+    values = sorted(per_chunk.values()) or [0]
+    return {
+        "yield": {
+            "content_chunks": report.get("content_chunks", len(per_chunk)),
+            "answerable_single_chunk": sum(per_chunk.values()),
+            "answerable_per_content_chunk": round(sum(per_chunk.values()) / n_content, 2),
+            "chunks": report.get("chunks", 0),
+            "answerable_per_chunk": round(sum(per_chunk.values()) / max(1, report.get("chunks", 0)), 2),
+            "min_per_chunk": values[0],
+            "median_per_chunk": values[len(values) // 2],
+            "chunks_below_3": sum(v < 3 for v in per_chunk.values()),
+        },
+        "filters": {"candidates": report.get("candidates", 0), **report.get("filtered", {})},
+    }

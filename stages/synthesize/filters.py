@@ -88,16 +88,19 @@ def filter_records(
         chunks_per_subject.setdefault(r["_subject"], set()).add(r["chunk_id"])
         chunks_per_question.setdefault(_squash(r["question"]), set()).add(r["chunk_id"])
     out: list[dict[str, Any]] = []
-    grams: list[set[str]] = []
+    grams: dict[str, list[set[str]]] = {}
     for r in kept:
         subject = r.pop("_subject")
         if len(chunks_per_subject[subject]) > 1 or len(chunks_per_question[_squash(r["question"])]) > 1:
             stats["ambiguous"] += 1
             continue
+        # Near-duplicates are compared within a chunk (two phrasings of one fact that read alike);
+        # 'X은 어디에 있나요?' and 'Y는 어디에 있나요?' about two places are different questions.
         g = _grams(r["question"])
-        if any(len(g & o) / max(1, len(g | o)) >= near_dup for o in grams):
+        seen = grams.setdefault(r["chunk_id"], [])
+        if any(len(g & o) / max(1, len(g | o)) >= near_dup for o in seen):
             stats["near_duplicate"] += 1
             continue
-        grams.append(g)
+        seen.append(g)
         out.append(r)
     return out
