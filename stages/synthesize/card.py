@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from stages.synthesize.limits import TYPES
@@ -13,17 +14,17 @@ CARD = """---
 language: [ko]
 license: other
 task_categories: [question-answering]
-pretty_name: 제천여행 길라잡이 RAG QA
-size_categories: [n<1K]
+pretty_name: {name} RAG QA
+size_categories: [{size}]
 ---
-# 제천여행 길라잡이 RAG QA (brochure-rag)
+# {name} RAG QA (brochure-rag)
 
-Korean question–answer pairs grounded in the 2025 Jecheon tourism brochure ("2025 제천여행 길라잡이"),
+Korean question–answer pairs grounded in the tourism brochure `{source}`,
 built by the `synthesize` stage of brochure-rag with the **{generator}** generator, for training and
 evaluating retrieval-augmented answering (with citations and abstention).
 
 ## Source
-The brochure PDF `{source}` (28 pages, text layer + OCR of image-only regions), cut into
+The brochure PDF `{source}` (text layer + OCR of image-only regions), cut into
 section/entry-aware chunks (one attraction, lodging table, restaurant list, course ...). Every
 answerable question names the chunk(s) that answer it.
 
@@ -35,17 +36,24 @@ answerable question names the chunk(s) that answer it.
    - **comparison** (two facts, usually from two chunks: more rooms, cheaper fare, longer course ...), the answer names
      the winner and both values;
    - **multihop** (a course chunk + a place or restaurant chunk: "the address of the stop after X");
-   - **unanswerable**: plausible questions about aspects the brochure never states (parking fee, check-in time,
-     opening hours of a restaurant ...; a question is dropped when its keyword occurs anywhere in the brochure);
+   - **unanswerable**: questions about a real entry (place, lodging, restaurant, bookable product) on topics people
+     ask and the brochure does not cover (card payment, refunds, pets, parking, wheelchair access, wifi, age limits,
+     check-in ...), in several wordings and styles (the same styles as answerable questions); a topic is dropped
+     for a subject when a topic word occurs in its chunk, in any chunk naming it, or in a general chunk;
      the expected answer is the abstention phrase "{abstain}".
-   - Filters: the answer must occur in its chunk(s) (spacing/punctuation aside{llm_note}); questions containing
-     their answer, questions asked from two chunks and near-duplicate questions (character-trigram Jaccard
-     ≥ {near_dup}) are dropped. Menus are cleaned of OCR separator noise ("칼국수-떡만두국" → "칼국수, 떡만두국").
+   - Every question has a style (direct, polite, colloquial, yes_no, how_to, when, recommendation, difference,
+     where_to_book, multi_part, policy); `questions_per_fact` = {qpf} phrasings per fact, least-used style first.
+     `answer` is one complete Korean sentence that states the value; `answer_short` the bare value.
+   - Filters: a fact is asked only when its value has the right shape (a price is money, a time a time ...); the
+     value(s) must occur in its chunk(s) (spacing/punctuation aside{llm_note}); questions containing their bare
+     answer, questions asked from two chunks and near-duplicate phrasings within a chunk (character-trigram Jaccard
+     ≥ {near_dup}) are dropped (counts per filter in `metrics/dataset.json`). Menus are cleaned of OCR separator
+     noise ("칼국수-떡만두국" → "칼국수, 떡만두국").
    - Mix (params `synthesize.mix`): {mix}; at most {per_chunk} single-chunk questions per chunk.
 
 ## Split — by source chunk
 Train/validation/test are a **group split on `chunk_id`**: a greedy split that assigns whole chunks, biggest first,
-to the split whose per-type targets are least met (ratios {ratios}, seed {seed}). Comparison and multi-hop questions
+to the split whose per-{stratify} targets are least met (ratios {ratios}, seed {seed}). Comparison and multi-hop questions
 are built after the split from chunks of one split only, so **no chunk backs questions in two splits** (`chunk_ids`
 lists every chunk a question needs). The test set therefore measures reading the retrieved context, not memorising it.
 
@@ -53,7 +61,11 @@ lists every chunk a question needs). The test set therefore measures reading the
 | field | meaning |
 |---|---|
 | `id` | `q0001` ... |
-| `question`, `answer` | Korean; `answer` of an unanswerable question is the abstention phrase |
+| `question`, `answer` | Korean; `answer` is one sentence stating the fact; for an unanswerable question the abstention phrase |
+| `answer_short` | the bare value ("3,000원", "043-641-5114"); empty for unanswerable |
+| `key_facts` | values a correct answer must contain (empty for unanswerable) |
+| `answer_kind` | phone · time · price · address · count · date · url (exact match) · name · list · text (key-fact recall) · abstain |
+| `style` | direct · polite · colloquial · yes_no · how_to · when · recommendation · difference · where_to_book · multi_part · policy |
 | `answerable` | false for unanswerable questions |
 | `type` | factual · descriptive · comparison · multihop · unanswerable |
 | `fact` | what is asked (address, phone, price, rooms, hours, course, menu, sentence, ...; `none` for unanswerable) |
@@ -68,9 +80,9 @@ lists every chunk a question needs). The test set therefore measures reading the
 {table}
 
 ## License
-Facts come from a public tourism brochure of Jecheon city (제천시); the brochure's copyright stays with the city.
-The questions and answers are generated by this pipeline and shared for research on RAG evaluation; check the
-city's terms before redistributing or using commercially.
+Facts come from the tourism brochure `{source}`; the brochure's copyright stays with its publisher (for the sample:
+Jecheon city, 제천시). The questions and answers are generated by this pipeline and shared for research on RAG
+evaluation; check the publisher's terms before redistributing or using commercially.
 """
 
 
@@ -85,8 +97,10 @@ def dataset_card(stats: dict[str, Any], cfg: dict[str, Any], abstain: str, sourc
     how = (
         "an LLM asked, in Korean, for grounded questions per chunk (JSON)"
         if llm
-        else "facts found by rules in each chunk (address, phone, price, rooms, hours, period, duration, menu, course "
-        "order, table cells, activities, key sentences) asked with several honorific templates"
+        else "facts found by rules in each chunk (addresses in any region, phones, URLs, hours and closing days, "
+        "prices and discounts, periods, durations, counts, menus, course order, table cells read by their header and "
+        "value shape, nearby places, amenities, procedures, activities, key sentences), plus multi-part questions (two "
+        "facts of one entry) and price differences between two rows of one table"
     )
     return CARD.format(
         generator=cfg["generator"],
@@ -102,4 +116,8 @@ def dataset_card(stats: dict[str, Any], cfg: dict[str, Any], abstain: str, sourc
         mix=cfg["mix"],
         per_chunk=cfg["max_questions_per_chunk"],
         source=source,
+        name=Path(source).stem or "brochure",
+        size="n<1K" if sum(v["questions"] for v in stats.values()) < 1000 else "1K<n<10K",
+        qpf=cfg.get("questions_per_fact", 1),
+        stratify=cfg.get("stratify_by", "type"),
     )
