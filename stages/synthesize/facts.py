@@ -73,7 +73,7 @@ SENTENCE_FACTS: list[tuple[str, re.Pattern[str], list[str]]] = [
     ),
     (
         "famous",
-        re.compile(r"([^,.]{2,40}?)(?<!으)(?:으로|로)도?\s*유명"),
+        re.compile(r"(?<!\S)([^,.\s][^,.]{1,24}?)(?<!으)(?<!기)(?:으로|로)도?\s*유명"),
         ["{e_eun} 무엇으로 유명한가요?", "{e_eun} 어떤 것으로 알려져 있나요?"],
     ),
     (
@@ -178,7 +178,8 @@ def _fill(template: str, **values: str) -> str:
 
 def entity_name(title: str) -> str:
     """'포레스트 리솜 (레스트리 리솜)' -> '포레스트 리솜': brackets hold notes, not the name people ask with."""
-    bare = " ".join(re.sub(r"\([^)]*\)|\[[^\]]*\]", " ", title).split())
+    glued = re.sub(r"(?<=[가-힣])\([^)\s]*\)(?=[가-힣])", "", title)  # '금(악)오름' -> '금오름'
+    bare = " ".join(re.sub(r"\([^)]*\)|\[[^\]]*\]", " ", glued).split())
     return bare if len(bare) >= 2 else title
 
 
@@ -274,7 +275,7 @@ def _entity_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
         answer = normalize(m.group(1))
         if fact == "activity":
             answer = ADVERBIAL.sub("", answer).strip()
-            answer = re.sub(r"^\S+[은는]\s+", "", answer)  # '서우봉은 함덕해변과 ...': drop the topic
+        answer = re.sub(r"^\S+[은는]\s+", "", answer)  # '서우봉은 함덕해변과 ...': drop the topic
         if len(answer) < 2 or len(answer) > lim.value_max_chars:
             continue
         verb = m.group(2) if fact == "activity" and m.lastindex and m.lastindex >= 2 else ""
@@ -363,12 +364,12 @@ def _is_label_table(rows: list[list[str]]) -> bool:
 
 
 # Words that end a heading without naming anything ('옥순봉 출렁다리 지역화폐 환급' is about 옥순봉 출렁다리).
-GENERIC_WORDS = {"안내", "정보", "소개", "현황", "요금", "금액", "환급", "지역화폐", "혜택", "이용", "이용안내", "꿀팁"}
+GENERIC_WORDS = {"안내", "정보", "소개", "현황", "요금", "금액", "환급", "지역화폐", "혜택", "이용", "이용안내", "꿀팁", "문의"}
 
 
 def _strip_generic(name: str) -> str:
     words = name.split()
-    while len(words) > 1 and words[-1] in GENERIC_WORDS:
+    while len(words) > 1 and (words[-1] in GENERIC_WORDS or words[-1] in ("및", "과", "와", "&")):
         words.pop()
     return " ".join(words)
 
@@ -380,6 +381,7 @@ def course_owner(chunk: dict[str, Any]) -> str:
     return _strip_generic(entity_name(named[-1])) if named else entity_name(chunk["title"])
 
 
+NOTE_COLUMN = re.compile(r"^(비고|참고|기타|내용|설명|메모)$")
 CATEGORY_COLUMNS = ("이용권", "코스", "구분", "시기", "회차")
 
 
@@ -453,6 +455,8 @@ def _table_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
         if fact == "points":
             facts.append(("points", f"{owner} 중 {entity_name(key)}", value, "points", ""))
         elif fact == "table":
+            if NOTE_COLUMN.match(col):
+                continue  # '비고 | 주말 및 공휴일만 운영': a remark is not an attribute one asks for by name
             facts.append(("table", row_subject(chunk, key), value, "table", col))
             if (n := _money(value)) is not None:
                 prices.setdefault(col, []).append((entity_name(key), value, n))
