@@ -257,8 +257,10 @@ def _entity_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
         found = sorted({normalize(m.group(1)) for m in pattern.finditer(text)})
         if len(found) == 1:
             facts.append((fact, e, found[0], fact, ""))
-    prices = sorted({m.group(0) for m in PRICE.finditer(text)})
-    if len(prices) == 1:
+    # one amount in the chunk, and not a discount ('8시간권 5,000원 할인' is no price of the chunk's subject)
+    amounts = {re.sub(r"[,.]", "", m.group(0)) for m in MONEY.finditer(text)}
+    prices = sorted({m.group(0) for m in PRICE.finditer(text) if not re.match(r"\s*할인", text[m.end() :])})
+    if len(prices) == 1 and len(amounts) == 1:
         facts.append(("price", e, prices[0], "price", ""))
     facts += general_facts(chunk, e, lim)
     if re.search(r"[!?,]", chunk["title"]):

@@ -16,6 +16,7 @@ from stages.synthesize.facts import (
     PHONE,
     Fact,
     _entity_facts,
+    _is_meal,
     _list_facts,
     _table_facts,
     course_facts,
@@ -315,7 +316,7 @@ def _styled(
     late = ""
     if (m := HOURS.search(value)) and (end := int(m.group(0).split("~")[1].split(":")[0])) < 23:
         late = f"{end + 1}시"  # an hour after closing: a yes/no question whose answer is no
-    items = [i for i in re.split(r"\s*(?:,|→)\s*", value) if i]
+    items = [i for i in re.split(r"\s*(?:,|→)\s*", value) if i and not _is_meal(i)]
     middle = items[len(items) // 2] if len(items) >= 3 else (items[0] if len(items) == 2 else "")
     needs = {"{day}": day, "{late}": late, "{item}": middle}
     styles = [st for st in spec.styles if all(v or k not in st[1] for k, v in needs.items())]
