@@ -561,7 +561,7 @@ def test_unanswerable_topics_are_checked_against_the_whole_corpus_and_vary_in_wo
     from stages.synthesize.unanswerable import covered, unanswerable_candidates
 
     places = [
-        chunk(f"c{i:03d}", f"명소{i}", f"제천시 청풍면 문화재길 {i} 명소{i}는 풍경을 감상할 수 있는 곳이다.")
+        chunk(f"c{i:03d}", f"명소{i}", f"제천시 청풍면 문화재길 {i} 명소{i}는 유물을 전시하는 박물관이다.")
         for i in range(1, 9)
     ]
     parking = chunk("c050", "공영주차장", "제천시 청풍면 문화재길 1-1 명소1 공영주차장은 50대 규모이다.")  # about 명소1
@@ -615,3 +615,18 @@ def test_metrics_report_yield_filters_and_styles_per_split(tmp_path):
     rows = [json.loads(x) for s in ("train", "validation", "test") for x in open(tmp_path / "qa" / f"{s}.jsonl")]
     keys = {"answer_short", "key_facts", "answer_kind", "style", "chunk_ids", "pages", "section_path", "generator"}
     assert all(keys <= set(r) for r in rows)
+
+
+def test_payment_and_age_questions_are_asked_of_places_that_charge_not_of_a_mountain():
+    import random
+
+    from stages.synthesize.unanswerable import subjects_of, unanswerable_candidates
+
+    mountain = chunk("c080", "송악산", "서귀포시 대정읍 상모리 산2 송악산은 이중화산체로 널리 알려져 있다.")
+    museum = chunk("c081", "차문화박물관", "제천시 국사봉로 741 차 관련 유물 2,500여 점이 전시된 박물관이다.")
+    assert subjects_of(mountain, LIM) == [("place", "송악산")]
+    assert subjects_of(museum, LIM) == [("paid_place", "차문화박물관")]
+    qs = unanswerable_candidates(mountain, [mountain, museum], LIM, ABSTAIN, random.Random(0), 20)
+    assert qs and not any(
+        w in q["question"] for q in qs for w in ("결제", "카드", "현금", "어린이", "나이", "캐리어", "와이파이")
+    )

@@ -278,6 +278,8 @@ def _entity_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
         if fact == "activity":
             answer = ADVERBIAL.sub("", answer).strip()
         answer = re.sub(r"^\S+[은는]\s+", "", answer)  # '서우봉은 함덕해변과 ...': drop the topic
+        # '목장들이 있으며 제주의 중산간 풍광': keep the last clause, the object of the verb
+        answer = re.split(r"\S*(?:으며|이며|하며|있고|하고|지만|는데|답고|롭고|으면|르면|하면|보면|가면)\s+", answer)[-1].strip()
         if len(answer) < 2 or len(answer) > lim.value_max_chars:
             continue
         verb = m.group(2) if fact == "activity" and m.lastindex and m.lastindex >= 2 else ""
@@ -366,7 +368,21 @@ def _is_label_table(rows: list[list[str]]) -> bool:
 
 
 # Words that end a heading without naming anything ('옥순봉 출렁다리 지역화폐 환급' is about 옥순봉 출렁다리).
-GENERIC_WORDS = {"안내", "정보", "소개", "현황", "요금", "금액", "환급", "지역화폐", "혜택", "이용", "이용안내", "꿀팁", "문의"}
+GENERIC_WORDS = {
+    "안내",
+    "정보",
+    "소개",
+    "현황",
+    "요금",
+    "금액",
+    "환급",
+    "지역화폐",
+    "혜택",
+    "이용",
+    "이용안내",
+    "꿀팁",
+    "문의",
+}
 
 
 def _strip_generic(name: str) -> str:
@@ -523,8 +539,10 @@ def course_facts(chunk: dict[str, Any]) -> list[Fact]:
         if len(stops) < 3 or len(set(stops)) != len(stops):
             continue
         facts.append(("course", name, " → ".join(stops), "course_stops", ""))
-        facts.append(("course", name, stops[0], "course_first", ""))
-        facts.append(("course", name, stops[-1], "course_last", ""))
+        if not _is_meal(stops[0]):
+            facts.append(("course", name, stops[0], "course_first", ""))
+        if not _is_meal(stops[-1]):  # '마지막 방문지는 중식(...)' reads wrong: the itinerary just ends with lunch
+            facts.append(("course", name, stops[-1], "course_last", ""))
         for prev, nxt in zip(stops, stops[1:], strict=False):
             if not _is_meal(prev) and not _is_meal(nxt):
                 facts.append(("course", f"{name}/{prev}", nxt, "course_next", prev))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections import Counter
 from typing import Any
 
@@ -22,7 +23,7 @@ log = logging.getLogger("synthesize")
 TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     "payment": (
         ("카드", "결제", "현금", "페이", "계좌", "지역화폐"),
-        ("place", "product", "restaurant", "lodging"),
+        ("paid_place", "product", "restaurant", "lodging"),
         (
             ("policy", "{e}에서 신용카드로 결제할 수 있나요?"),
             ("policy", "{e_eun} 카드 결제가 되나요, 아니면 현금만 받나요?"),
@@ -68,7 +69,7 @@ TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str],
     ),
     "wifi": (
         ("와이파이", "wifi", "wi-fi", "인터넷"),
-        ("place", "lodging", "restaurant"),
+        ("paid_place", "lodging", "restaurant"),
         (
             ("yes_no", "{e}에서 와이파이를 쓸 수 있나요?"),
             ("colloquial", "{e} 와이파이 돼요?"),
@@ -76,7 +77,7 @@ TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str],
     ),
     "age": (
         ("나이", "연령", "어린이", "유아", "아동", "청소년", "세 이상", "세 미만", "남녀노소", "키 "),
-        ("place", "product"),
+        ("paid_place", "product"),
         (
             ("policy", "{e}에 나이 제한이 있나요?"),
             ("policy", "초등학생 아이도 {e_eul} 이용할 수 있나요?"),
@@ -102,7 +103,7 @@ TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str],
     ),
     "luggage": (
         ("물품보관", "보관함", "사물함", "짐", "캐리어"),
-        ("place", "product"),
+        ("paid_place", "product"),
         (
             ("yes_no", "{e}에 짐을 맡길 수 있는 보관함이 있나요?"),
             ("policy", "{e}에 캐리어를 가지고 가도 되나요?"),
@@ -110,7 +111,7 @@ TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str],
     ),
     "language": (
         ("외국어", "영어", "통역", "외국인", "다국어"),
-        ("place", "product"),
+        ("paid_place", "product"),
         (
             ("yes_no", "{e}에서 외국어 안내를 받을 수 있나요?"),
             ("policy", "{e_eun} 영어 안내도 해 주나요?"),
@@ -191,7 +192,12 @@ def subjects_of(chunk: dict[str, Any], lim: Limits) -> list[tuple[str, str]]:
     """(kind, name) of the real entries a chunk is about: places, lodgings, restaurants, products."""
     subjects: list[tuple[str, str]] = []
     if is_place(chunk):
-        subjects.append(("place", subject(chunk)))
+        # payment, age limits, lockers, wifi are asked of places that charge or sell (a museum, a cable car,
+        # a cafe), not of a mountain or a stone pagoda
+        paid = re.search(
+            r"\d원|입장료|이용료|관람료|요금|유료|체험|카페|박물관|전시관|케이블카|유람선|판매", chunk["text"]
+        )
+        subjects.append(("paid_place" if paid else "place", subject(chunk)))
     rows = _rows(chunk)
     if chunk["kind"] == "table" and any("객실" in c for c in (rows or [[]])[0]):
         subjects += [("lodging", entity_name(r[0])) for r in rows[1:] if r and r[0]]
@@ -211,7 +217,7 @@ def unanswerable_candidates(
     pairs = []
     for kind, e in subjects:
         for topic, (words, kinds, wordings) in sorted(TOPICS.items()):
-            if kind in kinds and not covered(words, e, chunk, chunks):
+            if (kind in kinds or (kind == "paid_place" and "place" in kinds)) and not covered(words, e, chunk, chunks):
                 style, template = rng.choice(wordings)
                 pairs.append((e, topic, style, template))
     rng.shuffle(pairs)
