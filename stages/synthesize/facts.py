@@ -279,7 +279,9 @@ def _entity_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
             answer = ADVERBIAL.sub("", answer).strip()
         answer = re.sub(r"^\S+[은는]\s+", "", answer)  # '서우봉은 함덕해변과 ...': drop the topic
         # '목장들이 있으며 제주의 중산간 풍광': keep the last clause, the object of the verb
-        answer = re.split(r"\S*(?:으며|이며|하며|있고|하고|지만|는데|답고|롭고|으면|르면|하면|보면|가면)\s+", answer)[-1].strip()
+        answer = re.split(r"\S*(?:으며|이며|하며|있고|하고|지만|는데|답고|롭고|으면|르면|하면|보면|가면)\s+", answer)[
+            -1
+        ].strip()
         if len(answer) < 2 or len(answer) > lim.value_max_chars:
             continue
         verb = m.group(2) if fact == "activity" and m.lastindex and m.lastindex >= 2 else ""

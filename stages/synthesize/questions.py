@@ -103,6 +103,17 @@ def key_facts(short: str, kind: str, entity: str) -> list[str]:
     return [short]
 
 
+def _josa(word: str, pair: str) -> str:
+    """josa() decided by the word before a trailing bracket: '자양영당(제천의병전시관)' takes 으로 like '…전시관'."""
+    base = re.sub(r"\s*\([^)]*\)$", "", word) or word
+    return word + josa(base, pair)[len(base) :]
+
+
+def _ro(word: str) -> str:
+    base = re.sub(r"\s*\([^)]*\)$", "", word) or word
+    return word + ro(base)[len(base) :]
+
+
 def _particles(name: str, word: str) -> dict[str, str]:
     if not word:
         return {
@@ -118,11 +129,11 @@ def _particles(name: str, word: str) -> dict[str, str]:
         }
     return {
         name: word,
-        f"{name}_eun": josa(word, "은/는"),
-        f"{name}_ga": josa(word, "이/가"),
-        f"{name}_eul": josa(word, "을/를"),
-        f"{name}_wa": josa(word, "과/와"),
-        f"{name}_ro": ro(word),
+        f"{name}_eun": _josa(word, "은/는"),
+        f"{name}_ga": _josa(word, "이/가"),
+        f"{name}_eul": _josa(word, "을/를"),
+        f"{name}_wa": _josa(word, "과/와"),
+        f"{name}_ro": _ro(word),
         f"{name}_eui": f"{word}의",
         f"{name}_ida": ida(word),
         f"{name}_q": "을" if has_batchim(word) else "를",

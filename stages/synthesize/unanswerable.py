@@ -176,7 +176,10 @@ def _about(text: str, entity: str) -> bool:
 def covered(topic_words: tuple[str, ...], entity: str, own: dict[str, Any], chunks: list[dict[str, Any]]) -> bool:
     """True when the brochure may answer the topic for this subject: a topic word in the subject's
     own chunk, in any chunk naming the subject, or in a chunk about no place in particular (a general
-    rule like '주차장이 따로 없는 곳이 많다' may apply to every place)."""
+    rule like '주차장이 따로 없는 곳이 많다' may apply to every place), or in three or more entries (a field
+    of the brochure's layout, '주차장 화장실 ...': an entry without it may be saying 'none')."""
+    if sum(is_place(c) and any(w in c["text"].lower() for w in topic_words) for c in chunks) >= 3:
+        return True
     for c in chunks:
         text = c["text"].lower()
         if not any(w in text for w in topic_words):
@@ -194,9 +197,8 @@ def subjects_of(chunk: dict[str, Any], lim: Limits) -> list[tuple[str, str]]:
     if is_place(chunk):
         # payment, age limits, lockers, wifi are asked of places that charge or sell (a museum, a cable car,
         # a cafe), not of a mountain or a stone pagoda
-        paid = re.search(
-            r"\d원|입장료|이용료|관람료|요금|유료|체험|카페|박물관|전시관|케이블카|유람선|판매", chunk["text"]
-        )
+        own = re.split(r"주변\s*(?:여행|관광지|명소)", chunk["text"])[0]  # not the nearby list ('..., 해녀박물관')
+        paid = re.search(r"\d원|입장료|이용료|관람료|요금|유료|체험|카페|박물관|전시관|케이블카|유람선|판매", own)
         subjects.append(("paid_place" if paid else "place", subject(chunk)))
     rows = _rows(chunk)
     if chunk["kind"] == "table" and any("객실" in c for c in (rows or [[]])[0]):
