@@ -583,8 +583,10 @@ def general_facts(chunk: dict[str, Any], e: str, lim: Limits) -> list[Fact]:
         if len(item) >= 3 and not re.search(r"\d$", item):
             facts.append(("discount", item, m["value"], "discount", subject_of_section(chunk)))
     if url := _one([m.group(0) for m in URL.finditer(text)]):
-        if re.search(r"예약|예매|홈페이지|문의", text):
+        if re.search(r"예약|예매", " ".join((text, chunk["title"], chunk["section_path"]))):
             facts.append(("booking_url", e, url, "booking_url", ""))
+        elif re.search(r"홈페이지|누리집|사이트|확인|문의", text):  # a site to read or donate on, not to book
+            facts.append(("homepage", e, url, "homepage", ""))
     if m := NEARBY_LIST.search(text):
         items = _items(m.group(1))
         if len(items) >= 2:
