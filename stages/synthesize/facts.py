@@ -461,7 +461,7 @@ def _table_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
             if ("예약" in label or "문의" in label) and (url := _one([m.group(0) for m in URL.finditer(value)])):
                 facts.append(("booking_url", owner, url, "booking_url", ""))
             if (m := SUITS.search(value)) and len(m.group(1).strip()) >= 2:
-                facts.append(("suits", owner, normalize(m.group(1)).strip(" ,"), "suits", m.group(2)))
+                facts.append(("suits", owner, _suits(m.group(1)), "suits", m.group(2)))
             if label.endswith("소개") and len(value) > lim.value_max_chars:
                 facts.append(("sentence", owner, value, "product", ""))
         return facts
@@ -596,8 +596,16 @@ def general_facts(chunk: dict[str, Any], e: str, lim: Limits) -> list[Fact]:
     if len(amenities) >= 2:
         facts.append(("amenities", e, ", ".join(amenities), "amenities", ""))
     if (m := SUITS.search(text)) and len(m.group(1).strip()) >= 2:
-        facts.append(("suits", e, normalize(m.group(1)).strip(" ,"), "suits", m.group(2)))
+        facts.append(("suits", e, _suits(m.group(1)), "suits", m.group(2)))
     return facts
+
+
+def _suits(value: str) -> str:
+    """'갖춰 체험학습' -> '체험학습': a verb before the noun phrase belongs to the clause before."""
+    words = normalize(value).strip(" ,").split(" ")
+    while len(words) > 1 and re.search(r"[춰고며서어아해여게지워]$", words[0]):
+        words.pop(0)
+    return " ".join(words)
 
 
 def subject_of_section(chunk: dict[str, Any]) -> str:
