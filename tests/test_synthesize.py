@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from stages.synthesize import (
     filter_records,
     leaks_answer,
     list_facts,
+    main,
     multihop_questions,
     near_duplicate,
     parse_llm_json,
@@ -22,6 +24,7 @@ from stages.synthesize import (
     split_by_chunk,
     supported,
 )
+from stages.synthesize.styles import KINDS, STYLES
 
 ABSTAIN = "브로셔에 해당 정보가 없습니다."
 CFG = {
@@ -156,7 +159,10 @@ def test_course_facts_ask_order_and_skip_meals():
     assert facts[("course_last", "")] == "청풍호반 케이블카"
     assert facts[("course_next", "제천역")] == "의림지 트래킹"
     assert facts[("course_next", "배론성지 순례")] == "청풍호반 케이블카"
-    assert not any("중식" in extra or "중식" in answer for (_, extra), answer in facts.items())
+    # the whole itinerary may list the lunch stop; order questions never ask about it
+    assert not any(
+        "중식" in extra or "중식" in answer for (key, extra), answer in facts.items() if key != "course_stops"
+    )
     assert {e for _, e, *_ in course_facts(COURSE)} >= {"천주교 코스"}
 
 
@@ -172,7 +178,9 @@ def test_comparison_uses_two_chunks_and_names_the_winner():
         a, b = [n for n in rooms if n in q["question"]]
         more = "많은" in q["question"]
         winner = max((a, b), key=rooms.get) if more else min((a, b), key=rooms.get)
-        assert q["answer"].startswith(f"{winner}입니다")
+        assert q["answer"].startswith(f"{winner}이 ") or q["answer"].startswith(f"{winner}가 ")
+        assert q["answer_short"] == winner and q["key_facts"] == [winner] and q["style"] == "difference"
+        assert str(rooms[winner]) in q["answer"]  # the sentence states both values
         assert q["chunk_id"] == q["chunk_ids"][0]  # the winner's chunk is the gold one
 
 
@@ -181,7 +189,8 @@ def test_multihop_links_a_course_stop_to_the_place_chunk():
 
     place = chunk("c030", "배론성지", "제천시 봉양읍 배론성지길 296 배론성지는 천주교 전파의 중심지이다.")
     [q] = multihop_questions([COURSE, place], LIM, random.Random(0), 5)
-    assert q["type"] == "multihop" and q["answer"] == "제천시 봉양읍 배론성지길 296"
+    assert q["type"] == "multihop" and q["answer_short"] == "제천시 봉양읍 배론성지길 296"
+    assert q["answer"] == "배론성지는 제천시 봉양읍 배론성지길 296에 있습니다." and q["answer_kind"] == "address"
     assert q["chunk_ids"] == ["c030", "c020"]
     assert "천주교 코스" in q["question"]
 
@@ -192,19 +201,25 @@ def test_rules_dataset_types_unanswerable_and_ids():
     by_fact = {q["fact"]: q for q in qa if q["type"] == "factual" and q["chunk_id"] == "c001"}
     assert by_fact["rooms"]["question"] in {
         "포레스트 리솜의 객실 수는 몇 개인가요?",
-        "포레스트 리솜에는 객실이 몇 개 있나요?",
-        "포레스트 리솜은 객실을 몇 개 갖추고 있나요?",
+        "포레스트 리솜 방이 몇 개나 돼요?",
+        "포레스트 리솜에 객실이 몇 개 있는지 알려주시겠어요?",
+        "단체로 묵을 숙소를 찾는데, 포레스트 리솜에는 객실이 몇 개 있나요?",
     }
-    assert by_fact["rooms"]["answer"] == "451개"
+    assert by_fact["rooms"]["answer"] == "포레스트 리솜에는 객실이 451개 있습니다."
+    assert by_fact["rooms"]["answer_short"] == "451개" and by_fact["rooms"]["answer_kind"] == "count"
     assert all(q["question"].endswith(("?", ".")) for q in qa)
     unanswerable = [q for q in qa if not q["answerable"]]
     assert unanswerable and all(q["answer"] == ABSTAIN and q["type"] == "unanswerable" for q in unanswerable)
+    assert all(q["answer_short"] == "" and q["key_facts"] == [] and q["answer_kind"] == "abstain" for q in unanswerable)
+    for q in qa:  # the data contract's fields
+        assert q["style"] in STYLES and q["answer_kind"] in KINDS
+        assert q["answerable"] == bool(q["key_facts"]) and all(isinstance(k, str) and k for k in q["key_facts"])
     assert {q["type"] for q in qa} >= {"factual", "descriptive", "unanswerable"}
     assert sorted(q["id"] for q in qa) == [f"q{i:04d}" for i in range(1, len(qa) + 1)]
     for q in qa:  # every answerable answer is grounded in the chunk it names
         if q["answerable"] and q["type"] in ("factual", "descriptive"):
             text = next(c["text"] for c in chunks if c["chunk_id"] == q["chunk_id"])
-            assert supported(q["answer"].removesuffix("개"), text), q
+            assert all(supported(k.removesuffix("개"), text) for k in q["key_facts"]), q
 
 
 def test_same_question_from_two_chunks_is_dropped():
@@ -434,3 +449,184 @@ def test_split_ratios_must_sum_to_one(bad):
 
     with pytest.raises(UserError, match="sum to 1"):
         split_by_chunk([{"chunk_id": f"c{i}"} for i in range(3)], bad, seed=0)
+
+
+# ------------------------------------------------------------------ issue 12: any brochure, natural questions
+OREUM = chunk(
+    "c058",
+    "난이도하",
+    "#차귀도 조망 #해안가 지질트레일\n"
+    "수성화산체의 ‘화산학의 교과서’로 불릴 만큼 다양한 화산 퇴적구조가 관찰되면서 유네스코 세계지질공원으로 선정되어 있다.\n"
+    "제주시 한경면 고산리 3760 원추형 탐방시간 : 1시간 주차장 화장실 주변여행 : 제주곶자왈도립공원, 오설록뮤지엄",
+    path="수월봉 > 난이도하",
+)
+FARES = chunk(
+    "c070",
+    "이용요금",
+    "구분 | 성인 | 청소년\n1일 이용권 | 1,200원 | 800원\n2일 이용권 | 2,000원 | 1,500원\n3일 이용권 | 2,500원 | 2,000원",
+    kind="table",
+    path="교통 > 제주 시티버스 > 이용요금",
+)
+CLOSED = chunk(
+    "c071",
+    "옥순봉 출렁다리",
+    "제천시 수산면 옥순봉로 342 명승 옥순봉을 잇는 222m 출렁다리이다. 운영시간 09:00~18:00, 매주 월요일 휴장",
+)
+PERKS = chunk(
+    "c072",
+    "발급방법",
+    "주요혜택 * 제천 관광택시 8시간권 5,000원 할인 * 제천 시티투어 3.000원 할인",
+    path="준비 > 디지털 관광주민증 > 발급방법",
+)
+
+
+def _questions(c, **cfg):
+    import random
+
+    from stages.synthesize.questions import rules_candidates
+
+    lim = Limits(**{**{k: CFG[k] for k in Limits.__dataclass_fields__}, **cfg})
+    return rules_candidates(c, lim, random.Random(0))
+
+
+def test_any_region_address_and_a_label_title_resolve_to_the_place():
+    from stages.synthesize.facts import ADDRESS, subject
+
+    assert ADDRESS.search(OREUM["text"]).group(0) == "제주시 한경면 고산리 3760"
+    assert ADDRESS.search("서울특별시 중구 세종대로 110 (서울시청)").group(0) == "서울특별시 중구 세종대로 110"
+    assert ADDRESS.search("연말정산 시 기부금액 10만원") is None  # '시' alone is no city
+    assert subject(OREUM) == "수월봉"  # '난이도하' rates, it does not name
+    qs = _questions(OREUM, questions_per_fact=4)
+    by_fact = {}
+    for q in qs:
+        by_fact.setdefault(q["fact"], []).append(q)
+    assert by_fact["address"][0]["answer_short"] == "제주시 한경면 고산리 3760"
+    assert all("수월봉" in q["question"] for q in qs)
+    assert by_fact["duration"][0]["answer_short"] == "1시간" and by_fact["duration"][0]["answer_kind"] == "time"
+    assert by_fact["nearby_list"][0]["key_facts"] == ["제주곶자왈도립공원", "오설록뮤지엄"]
+    assert by_fact["amenities"][0]["answer_short"] == "주차장, 화장실"
+
+
+def test_a_fare_table_is_read_with_its_header_never_as_a_menu():
+    qs = _questions(FARES, questions_per_fact=2)
+    assert qs and not any(q["fact"] == "menu" or "음식" in q["question"] for q in qs)
+    cells = [q for q in qs if q["fact"] == "table"]
+    adult = [q for q in cells if "1일 이용권" in q["question"] and "성인" in q["question"]]
+    assert adult and all(q["answer_short"] == "1,200원" and q["answer_kind"] == "price" for q in adult)
+    assert all("제주 시티버스" in q["question"] for q in cells)  # '1일 이용권' alone names nothing
+    assert any(q["style"] == "direct" and q["question"].endswith("얼마인가요?") for q in adult)
+    diff = [q for q in qs if q["style"] == "difference"]
+    assert diff and diff[0]["type"] == "comparison" and diff[0]["answer_kind"] == "price"
+    assert diff[0]["answer_short"] in {"800원", "500원", "700원"}  # adjacent rows of one column
+    assert diff[0]["answer_short"] in diff[0]["answer"]
+
+
+def test_several_styles_per_fact_and_answers_are_sentences_that_state_the_value():
+    qs = _questions(CLOSED, questions_per_fact=3)
+    closed = [q for q in qs if q["fact"] == "closed"]
+    assert len({q["style"] for q in closed}) == len(closed) == 3  # three different styles
+    assert all(q["answer_short"] == "매주 월요일" and q["answer_kind"] == "date" for q in closed)
+    for q in qs:
+        assert q["answer"].endswith(".") and q["answer"] != q["answer_short"]
+        assert all(k.replace(" ", "") in q["answer"].replace(" ", "") for k in q["key_facts"]), q
+    hours_yes_no = [q for q in qs if q["fact"] == "hours" and q["style"] == "yes_no"]
+    if hours_yes_no:  # '19시에 가도 ...?' -> no, and the hours
+        assert hours_yes_no[0]["answer"].startswith("아니요") and "09:00~18:00" in hours_yes_no[0]["answer"]
+    perks = [q for q in _questions(PERKS, questions_per_fact=3) if q["fact"] == "discount"]
+    yes = [q for q in perks if q["style"] == "yes_no"]
+    assert yes and yes[0]["answer"].startswith("네, 디지털 관광주민증이 있으면")
+    assert {q["answer_short"] for q in perks} == {"5,000원", "3,000원"}  # OCR '3.000원' read as money
+
+
+def test_multi_part_questions_ask_two_facts_of_one_entry():
+    qs = _questions(LODGING, questions_per_fact=1)
+    multi = [q for q in qs if q["style"] == "multi_part"]
+    assert len(multi) == 1 and len(multi[0]["key_facts"]) == 2 and multi[0]["answer_kind"] == "list"
+    assert all(k in multi[0]["answer"] for k in multi[0]["key_facts"])
+
+
+def test_shape_filter():
+    from stages.synthesize.styles import has_shape
+
+    assert has_shape("1,200원", "price") and not has_shape("성인", "price")
+    assert has_shape("09:00~18:00", "time") and not has_shape("ONE DAY PASS", "time")
+    assert has_shape("043-641-5114", "phone") and not has_shape("641-5114", "phone")
+    assert not has_shape("200원", "name")  # a price never answers 'which dish / which place'
+    assert has_shape("citytour.jecheon.go.kr", "url") and not has_shape("제천시티투어", "url")
+
+
+def test_unanswerable_topics_are_checked_against_the_whole_corpus_and_vary_in_wording():
+    import random
+
+    from stages.synthesize.unanswerable import covered, unanswerable_candidates
+
+    places = [
+        chunk(f"c{i:03d}", f"명소{i}", f"제천시 청풍면 문화재길 {i} 명소{i}는 유물을 전시하는 박물관이다.")
+        for i in range(1, 9)
+    ]
+    parking = chunk("c050", "공영주차장", "제천시 청풍면 문화재길 1-1 명소1 공영주차장은 50대 규모이다.")  # about 명소1
+    general = chunk("c051", "주의사항", "대부분의 명소는 반려동물 출입이 제한된다.", kind="section")
+    corpus = [*places, parking, general]
+    words = ("주차",)
+    assert covered(words, "명소1", places[0], corpus)  # another chunk names 명소1 and parking
+    assert not covered(words, "명소2", places[1], corpus)
+    assert covered(("반려",), "명소2", places[1], corpus)  # a general rule may apply to every place
+    rng = random.Random(0)
+    qs = [q for c in places for q in unanswerable_candidates(c, corpus, LIM, ABSTAIN, rng, 6)]
+    assert qs and all(q["answer"] == ABSTAIN and q["answer_kind"] == "abstain" for q in qs)
+    assert not any("주차" in q["question"] for q in qs if q["chunk_id"] == "c001")
+    assert not any("반려" in q["question"] or "강아지" in q["question"] for q in qs)
+    assert len({q["style"] for q in qs}) >= 3  # policy, yes_no, colloquial ... not one template per topic
+    templates = {re.sub(r"명소\d+", "X", q["question"]) for q in qs}
+    assert len(templates) >= 8
+
+
+def test_a_brochure_without_facts_is_a_one_line_error_naming_the_file(tmp_path):
+    from stages.common.errors import UserError
+
+    chunks_dir = tmp_path / "chunks"
+    chunks_dir.mkdir()
+    ocr_noise = [chunk(f"c{i:03d}", "인사사고", "인사사고 : 4건, 24명\n조처은\n04", kind="section") for i in range(5)]
+    (chunks_dir / "chunks.jsonl").write_text(
+        "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in ocr_noise), encoding="utf-8"
+    )
+    with pytest.raises(
+        UserError, match=r"chunks\.jsonl: no questions could be generated from 5 chunks \(no extractable"
+    ):
+        main(["--chunks", str(chunks_dir), "--out", str(tmp_path / "qa"), "--metrics", str(tmp_path / "m.json")])
+    assert not (tmp_path / "qa").exists() and not (tmp_path / "m.json").exists()
+
+
+def test_metrics_report_yield_filters_and_styles_per_split(tmp_path):
+    chunks_dir = tmp_path / "chunks"
+    chunks_dir.mkdir()
+    many = [HOTELS_A, HOTELS_B, LODGING, ATTRACTION, RESTAURANTS, COURSE, OREUM, FARES, CLOSED, PERKS]
+    (chunks_dir / "chunks.jsonl").write_text(
+        "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in many), encoding="utf-8"
+    )
+    metrics = tmp_path / "m.json"
+    main(["--chunks", str(chunks_dir), "--out", str(tmp_path / "qa"), "--metrics", str(metrics)])
+    m = json.loads(metrics.read_text())
+    assert m["yield"]["answerable_per_content_chunk"] >= 3 and m["yield"]["chunks"] == len(many)
+    assert {"candidates", "grounding"} <= set(m["filters"]) and m["filters"]["candidates"] > m["total"] / 2
+    assert sum(m["by_style"].values()) == m["total"]
+    for split in ("train", "validation", "test"):
+        assert sum(m[split]["by_style"].values()) == m[split]["questions"]
+    rows = [json.loads(x) for s in ("train", "validation", "test") for x in open(tmp_path / "qa" / f"{s}.jsonl")]
+    keys = {"answer_short", "key_facts", "answer_kind", "style", "chunk_ids", "pages", "section_path", "generator"}
+    assert all(keys <= set(r) for r in rows)
+
+
+def test_payment_and_age_questions_are_asked_of_places_that_charge_not_of_a_mountain():
+    import random
+
+    from stages.synthesize.unanswerable import subjects_of, unanswerable_candidates
+
+    mountain = chunk("c080", "송악산", "서귀포시 대정읍 상모리 산2 송악산은 이중화산체로 널리 알려져 있다.")
+    museum = chunk("c081", "차문화박물관", "제천시 국사봉로 741 차 관련 유물 2,500여 점이 전시된 박물관이다.")
+    assert subjects_of(mountain, LIM) == [("place", "송악산")]
+    assert subjects_of(museum, LIM) == [("paid_place", "차문화박물관")]
+    qs = unanswerable_candidates(mountain, [mountain, museum], LIM, ABSTAIN, random.Random(0), 20)
+    assert qs and not any(
+        w in q["question"] for q in qs for w in ("결제", "카드", "현금", "어린이", "나이", "캐리어", "와이파이")
+    )

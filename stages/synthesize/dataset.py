@@ -1,0 +1,164 @@
+"""Assembly: candidates -> filters -> per-chunk cap -> unanswerable mix -> split -> cross-chunk -> ids."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from typing import Any
+
+from stages.common import params as P
+from stages.common.errors import UserError
+from stages.synthesize.crosschunk import comparison_questions, multihop_questions
+from stages.synthesize.filters import filter_records
+from stages.synthesize.limits import SPLITS, TYPES, Limits
+from stages.synthesize.llm import ChatClient, llm_candidates
+from stages.synthesize.questions import rules_candidates
+from stages.synthesize.split import split_by_chunk
+from stages.synthesize.styles import STYLES
+from stages.synthesize.unanswerable import unanswerable_candidates
+
+log = logging.getLogger("synthesize")
+
+
+# ------------------------------------------------------------------ assembly
+def build_dataset(
+    chunks: list[dict[str, Any]],
+    cfg: dict[str, Any],
+    abstain: str,
+    client: Any = None,
+    report: dict[str, Any] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """All questions, split by source chunk; cross-chunk questions only within one split.
+
+    `report`, when given, receives the quality gates: candidates, drops per filter, content chunks."""
+    from tqdm import tqdm
+
+    lim = Limits.from_cfg(cfg)
+    seed = P.require(cfg, "seed", int, "synthesize")
+    per_chunk = P.require(cfg, "max_questions_per_chunk", int, "synthesize")
+    n_unanswerable = P.require(cfg, "unanswerable_per_chunk", int, "synthesize")
+    mix = P.require(cfg, "mix", dict, "synthesize")
+    near_dup = float(P.require(cfg, "near_duplicate", (int, float), "synthesize"))
+    generator = P.require(cfg, "generator", str, "synthesize")
+    by_id = {c["chunk_id"]: c for c in chunks}
+    rng = random.Random(seed)
+
+    singles: list[dict[str, Any]] = []
+    used_styles: Counter = Counter()
+    dropped: Counter = Counter()  # why candidates were dropped: shape, grounding, leak, ambiguous, near_duplicate, cap
+    min_share = 1.0
+    if generator == "llm":
+        llm = P.require(cfg, "llm", dict, "synthesize")
+        min_share = float(P.require(llm, "grounding_min_share", (int, float), "synthesize.llm"))
+        client = client or ChatClient(llm)
+        n = P.require(llm, "questions_per_chunk", int, "synthesize.llm")
+        for c in tqdm(chunks, desc="llm questions", unit="chunk"):
+            singles += llm_candidates(c, client, n, dropped)
+    elif generator == "rules":
+        for c in chunks:
+            singles += rules_candidates(c, lim, rng, used_styles, dropped)
+    else:
+        raise UserError(f"params: synthesize.generator={generator!r} is not available (available: rules, llm)")
+    n_candidates = len(singles)
+    singles = filter_records(singles, by_id, near_dup, min_share, dropped)
+    # Cap per chunk (seeded), keeping fact types varied: round-robin over facts.
+    capped: list[dict[str, Any]] = []
+    for cid in sorted({r["chunk_id"] for r in singles}):
+        mine = [r for r in singles if r["chunk_id"] == cid]
+        rng.shuffle(mine)
+        seen: Counter = Counter()
+        rank = []
+        for r in mine:
+            rank.append(seen[r["fact"]])
+            seen[r["fact"]] += 1
+        ranked = [r for _, r in sorted(zip(rank, mine, strict=True), key=lambda x: x[0])]
+        capped += ranked[:per_chunk]
+        dropped["cap"] += len(ranked[per_chunk:])
+    unans = [u for c in chunks for u in unanswerable_candidates(c, chunks, lim, abstain, rng, n_unanswerable)]
+    unans = filter_records(unans, by_id, near_dup, stats=dropped)
+    share = float(mix.get("unanswerable", 0.0))
+    n_u = round(share / max(1e-9, 1 - share) * len(capped))
+    rng.shuffle(unans)
+    records = capped + unans[:n_u]
+
+    stratify_by = P.require(cfg, "stratify_by", str, "synthesize")
+    if stratify_by not in ("type", "fact", "style"):
+        raise UserError(f"params: synthesize.stratify_by must be type, fact or style, got {stratify_by!r}")
+    splits = split_by_chunk(records, P.require(cfg, "split", dict, "synthesize"), seed, stratify_by)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in SPLITS:
+        rows = splits[name]
+        mine = [by_id[c] for c in sorted({r["chunk_id"] for r in rows})]
+        n_ans = sum(r["answerable"] for r in rows)
+        extra = comparison_questions(mine, lim, rng, round(float(mix.get("comparison", 0)) * n_ans))
+        extra += multihop_questions(mine, lim, rng, round(float(mix.get("multihop", 0)) * n_ans))
+        extra = filter_records(extra, by_id, near_dup)
+        rows = sorted(rows + extra, key=lambda r: (r["chunk_id"], TYPES.index(r["type"]), r["question"]))
+        out[name] = rows
+    n = 0
+    for name in SPLITS:
+        numbered = []
+        for r in out[name]:
+            n += 1
+            numbered.append({"id": f"q{n:04d}", **r})
+        out[name] = numbered
+    if report is not None:
+        content = {r["chunk_id"] for r in singles}  # chunks with at least one fact that passed the filters
+        report.update(
+            chunks=len(chunks),
+            candidates=n_candidates,
+            filtered=dict(sorted(dropped.items())),
+            content_chunks=len(content),
+        )
+    return out
+
+
+def rules_questions(chunks: list[dict[str, Any]], cfg: dict[str, Any], abstain: str) -> list[dict[str, Any]]:
+    """Every question the rules generator keeps (all splits, in split order)."""
+    splits = build_dataset(chunks, {**cfg, "generator": "rules"}, abstain)
+    return [r for s in SPLITS for r in splits[s]]
+
+
+def counts(splits: dict[str, list[dict]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, rows in splits.items():
+        by_type = Counter(r["type"] for r in rows)
+        by_style = Counter(r.get("style", "direct") for r in rows)
+        out[name] = {
+            "questions": len(rows),
+            "answerable": sum(r["answerable"] for r in rows),
+            "unanswerable": sum(not r["answerable"] for r in rows),
+            "chunks": len({c for r in rows for c in r.get("chunk_ids", [r["chunk_id"]])}),
+            "by_type": {t: by_type.get(t, 0) for t in TYPES},
+            "by_style": {s: by_style.get(s, 0) for s in STYLES},
+            "by_answer_kind": dict(sorted(Counter(r.get("answer_kind", "text") for r in rows).items())),
+            "by_fact": dict(sorted(Counter(r["fact"] for r in rows).items())),
+        }
+    return out
+
+
+def quality(splits: dict[str, list[dict]], report: dict[str, Any]) -> dict[str, Any]:
+    """Yield and filter gates: answerable single-chunk questions per content chunk (a chunk with at
+    least one fact that passed the filters), and how many candidates each filter dropped."""
+    per_chunk = Counter(
+        r["chunk_id"]
+        for rows in splits.values()
+        for r in rows
+        if r["answerable"] and len(r.get("chunk_ids", [r["chunk_id"]])) == 1
+    )
+    n_content = max(1, report.get("content_chunks", len(per_chunk)))
+    values = sorted(per_chunk.values()) or [0]
+    return {
+        "yield": {
+            "content_chunks": report.get("content_chunks", len(per_chunk)),
+            "answerable_single_chunk": sum(per_chunk.values()),
+            "answerable_per_content_chunk": round(sum(per_chunk.values()) / n_content, 2),
+            "chunks": report.get("chunks", 0),
+            "answerable_per_chunk": round(sum(per_chunk.values()) / max(1, report.get("chunks", 0)), 2),
+            "min_per_chunk": values[0],
+            "median_per_chunk": values[len(values) // 2],
+            "chunks_below_3": sum(v < 3 for v in per_chunk.values()),
+        },
+        "filters": {"candidates": report.get("candidates", 0), **report.get("filtered", {})},
+    }

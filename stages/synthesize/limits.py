@@ -1,0 +1,32 @@
+"""Split names, question types and the small thresholds of the rules generator."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from stages.common import params as P
+
+log = logging.getLogger("synthesize")
+
+SPLITS = ("train", "validation", "test")
+TYPES = ("factual", "descriptive", "comparison", "multihop", "unanswerable")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Small thresholds of the rules generator (params synthesize.*)."""
+
+    value_max_chars: int = 60  # table cells longer than this are prose, not an answer
+    sentence_min_chars: int = 15  # shorter 'key sentences' are fragments
+    colon_window: int = 45  # a colon this early in an entry's first line ends its name label
+    menu_min_items: int = 3  # a restaurant list is at least this many 'name(menu)' items
+    questions_per_fact: int = 1  # phrasings asked per fact (different templates)
+
+    @classmethod
+    def from_cfg(cls, cfg: dict[str, Any]) -> Limits:
+        return cls(**{k: P.require(cfg, k, int, "synthesize") for k in cls.__dataclass_fields__})
+
+
+DEFAULTS = Limits()  # module-level: a call in argument defaults is evaluated once anyway (ruff B008)
