@@ -2,8 +2,7 @@
 
 The "entries" brochure (scripts/render_sample.py --layout entries: an A5 booklet about the fictional
 솔내군, one attraction per page, ruled fare/hours tables, NanumBarunGothic/NanumSquare, two raster-only
-cards) is rendered into tmp_path and run through parse -> chunk (-> synthesize, xfail until the #12
-generator lands). Chunk and synthesize run as CLIs, so these tests do not depend on their internals.
+cards) is rendered into tmp_path and run through parse -> chunk -> synthesize. Chunk and synthesize run as CLIs, so these tests do not depend on their internals.
 """
 
 from __future__ import annotations
@@ -227,7 +226,6 @@ def _qa(folder: Path) -> list[dict]:
 
 
 @needs_fonts
-@pytest.mark.xfail(strict=False, reason="needs the #12 generator")
 def test_synthesize_yield_on_the_entries_brochure(entries):
     tmp = entries["tmp"]
     stage_cli(

@@ -35,7 +35,7 @@ def supported(answer: str, chunk_text: str, min_share: float = 1.0) -> bool:
         return False
     tokens = morphemes(answer)
     squashed = _squash(chunk_text)
-    return bool(tokens) and sum(t in squashed for t in tokens) / len(tokens) >= min_share
+    return bool(tokens) and sum(_squash(t) in squashed for t in tokens) / len(tokens) >= min_share
 
 
 def leaks_answer(question: str, answer: str) -> bool:
