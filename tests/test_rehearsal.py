@@ -300,3 +300,39 @@ def test_multi_gpu_deepspeed_wiring():
         with pytest.raises(UserError, match="needs the deepspeed package"):
             stage.require_deepspeed(train)
     stage.require_deepspeed({**train, "deepspeed_config": ""})  # plain DDP needs no deepspeed
+
+
+def test_too_small_gpu_fails_in_one_line(monkeypatch):
+    """profiles.runpod.machine.min_vram_gb: a GPU below it stops the stage before any work."""
+    import types
+
+    import torch
+
+    from stages.common import env, params
+    from stages.common.errors import UserError
+
+    machine = params.section(committed_runpod(), "machine")
+    assert machine["min_vram_gb"] >= 16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(total_memory=8 * 2**30))
+    with pytest.raises(UserError, match=r"needs a GPU with at least 20 GB but GPU 0 has 8.0 GB"):
+        env.check_machine({**machine, "name": "runpod", "offline": True})
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(total_memory=80 * 2**30))
+    env.check_machine({**machine, "name": "runpod", "offline": True})
+
+
+def test_unreachable_hub_fails_in_one_line(monkeypatch):
+    """offline: false (runpod) without HF_HUB_OFFLINE=1 and no route to the Hub: one line naming the fix."""
+    import socket
+
+    from stages.common import env, params
+    from stages.common.errors import UserError
+
+    def refuse(*args, **kwargs):
+        raise OSError("unreachable")
+
+    machine = params.section(committed_runpod(requires_cuda=False), "machine")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    with pytest.raises(UserError, match="downloads models from huggingface.co, which is unreachable.*HF_HUB_OFFLINE=1"):
+        env.check_machine({**machine, "name": "runpod"})
