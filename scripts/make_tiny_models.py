@@ -56,7 +56,11 @@ ANSWER_PATTERNS = [
     ("시간", re.compile(r"\d{1,2}:\d{2}\s?~\s?\d{1,2}:\d{2}")),
     ("이름", re.compile(r"[가-힣]{3,8}")),
 ]
-HALLUCINATED = {"question": "이 문서에서 안내하는 우주정거장의 전화번호는?", "answer": "070-9999-0000", "type": "factual"}
+HALLUCINATED = {
+    "question": "이 문서에서 안내하는 우주정거장의 전화번호는?",
+    "answer": "070-9999-0000",
+    "type": "factual",
+}
 
 
 def _squash(s: str) -> str:
@@ -168,10 +172,15 @@ def build_chat_lm(folder: Path, chunks: list[dict[str, Any]], extra_text: list[s
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     # Self-check: greedy decoding of any prompt is the canned reply.
-    ids = torch.tensor([tokenizer.apply_chat_template([{"role": "user", "content": corpus[0][:200]}],
-                                                      add_generation_prompt=True)["input_ids"]])
+    ids = torch.tensor(
+        [
+            tokenizer.apply_chat_template([{"role": "user", "content": corpus[0][:200]}], add_generation_prompt=True)[
+                "input_ids"
+            ]
+        ]
+    )
     out = model.generate(ids, max_new_tokens=len(pieces) + 2, do_sample=False)
-    reply = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    reply = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
     assert reply == "".join(pieces), reply[:200]
     return {"items": items, "reply": reply}
 

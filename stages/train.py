@@ -226,9 +226,8 @@ def axolotl_command(cfg_path: Path, num_gpus: int) -> list[str]:
     # --multi_gpu: without it (and without an accelerate config file) `accelerate launch` falls back to its
     # simple launcher, which starts ONE process whatever --num_processes says unless it sees >1 CUDA device
     # (found by the CPU rehearsal: world_size 1). With it, torchrun starts N processes (gloo on CPU).
-    return [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_gpus), *train_cmd
-    ]
+    launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_gpus)]
+    return [sys.executable, *launch, *train_cmd]
 
 
 def require_deepspeed(train: dict[str, Any]) -> None:

@@ -123,9 +123,11 @@ def scratch_repo(dest: Path) -> Path:
         set_dotted(raw, key, value)
     (dest / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     qlora = dest / "axolotl/qlora.yaml"
-    qlora.write_text(qlora.read_text(encoding="utf-8") + "".join(
-        f"{k}: {json.dumps(v)}  # rehearsal: CPU\n" for k, v in QLORA_CPU_EDITS.items()
-    ), encoding="utf-8")
+    qlora.write_text(
+        qlora.read_text(encoding="utf-8")
+        + "".join(f"{k}: {json.dumps(v)}  # rehearsal: CPU\n" for k, v in QLORA_CPU_EDITS.items()),
+        encoding="utf-8",
+    )
     return dest
 
 
@@ -170,8 +172,10 @@ def test_runpod_profile_rehearsal_through_dvc_repro(tmp_path):
     llm_rows = [r for r in rows if r["generator"] == "llm"]
     assert llm_rows and {r["question"] for r in llm_rows} <= set(canned)
     assert all(canned[r["question"]] == r["answer"] for r in llm_rows)
-    assert all(r["chunk_id"] == next(c["chunk_id"] for c in chunks if tiny._squash(r["answer"]) in tiny._squash(c["text"]))
-               for r in llm_rows)
+    assert all(
+        r["chunk_id"] == next(c["chunk_id"] for c in chunks if tiny._squash(r["answer"]) in tiny._squash(c["text"]))
+        for r in llm_rows
+    )
     assert not any(tiny.HALLUCINATED["answer"] in r["answer"] for r in rows)
     assert qa["test"] and qa["validation"] and qa["train"]
     assert not {r["chunk_id"] for r in qa["test"]} & {r["chunk_id"] for r in qa["train"]}
@@ -232,7 +236,10 @@ def run_stage_expect_error(tmp_path: Path, raw: dict, stage: str, *args: str, en
     params.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, "-m", f"stages.{stage}", *args, "--params", str(params)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
     assert proc.returncode != 0
@@ -244,8 +251,16 @@ def run_stage_expect_error(tmp_path: Path, raw: dict, stage: str, *args: str, en
 def test_runpod_without_cuda_fails_in_one_line(tmp_path):
     """The committed runpod profile on a machine without CUDA: one line before any work."""
     last = run_stage_expect_error(
-        tmp_path, committed_runpod(), "parse", "--pdf", str(SAMPLE), "--out", str(tmp_path / "p"),
-        "--metrics", str(tmp_path / "m.json"), env={"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},
+        tmp_path,
+        committed_runpod(),
+        "parse",
+        "--pdf",
+        str(SAMPLE),
+        "--out",
+        str(tmp_path / "p"),
+        "--metrics",
+        str(tmp_path / "m.json"),
+        env={"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},
     )
     assert "needs a CUDA GPU but torch sees none" in last
 
@@ -253,8 +268,16 @@ def test_runpod_without_cuda_fails_in_one_line(tmp_path):
 def test_paddleocr_wiring_one_line_error_when_absent(tmp_path):
     """PaddleOCR (runpod parse): the engine is built from params; without paddleocr or its models, one line."""
     last = run_stage_expect_error(
-        tmp_path, committed_runpod(requires_cuda=False), "parse", "--pdf", str(SAMPLE), "--out",
-        str(tmp_path / "p"), "--metrics", str(tmp_path / "m.json"), env={"HF_HUB_OFFLINE": "1"},
+        tmp_path,
+        committed_runpod(requires_cuda=False),
+        "parse",
+        "--pdf",
+        str(SAMPLE),
+        "--out",
+        str(tmp_path / "p"),
+        "--metrics",
+        str(tmp_path / "m.json"),
+        env={"HF_HUB_OFFLINE": "1"},
     )
     import importlib.util
 
@@ -265,10 +288,10 @@ def test_paddleocr_wiring_one_line_error_when_absent(tmp_path):
 
 
 def test_vllm_backend_wiring_one_line_errors():
+    import importlib.util
+
     from stages.common import generation
     from stages.common.errors import UserError
-
-    import importlib.util
 
     with pytest.raises(UserError, match="vllm needs a CUDA GPU"):
         generation.load_vllm(Path("models/base"), None, "cpu", "bfloat16")
@@ -290,12 +313,20 @@ def test_multi_gpu_deepspeed_wiring():
     train = {**train, "num_gpus": 4}
     os.chdir(REPO)
     rendered = stage.render_config(
-        stage.load_base_config(train["axolotl_config"]), train,
-        base_model=Path("models/base"), data=Path("data/sft"), output_dir=Path("models/adapter"),
+        stage.load_base_config(train["axolotl_config"]),
+        train,
+        base_model=Path("models/base"),
+        data=Path("data/sft"),
+        output_dir=Path("models/adapter"),
     )
     ds = json.loads((REPO / rendered["deepspeed"]).read_text())
     assert ds["zero_optimization"]["stage"] == 2 and rendered["adapter"] == "qlora"
-    assert stage.axolotl_command(Path("c.yaml"), 4)[2:6] == ["accelerate.commands.launch", "--multi_gpu", "--num_processes", "4"]
+    assert stage.axolotl_command(Path("c.yaml"), 4)[2:6] == [
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "4",
+    ]
     if importlib.util.find_spec("deepspeed") is None:
         with pytest.raises(UserError, match="needs the deepspeed package"):
             stage.require_deepspeed(train)
@@ -336,3 +367,49 @@ def test_unreachable_hub_fails_in_one_line(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     with pytest.raises(UserError, match="downloads models from huggingface.co, which is unreachable.*HF_HUB_OFFLINE=1"):
         env.check_machine({**machine, "name": "runpod"})
+
+
+def test_llm_generator_transformers_backend_replies_with_the_canned_list(tmp_path):
+    """The fast check of the llm generator's transformers backend (chat template + generate; transformers 5 broke
+    it): the tiny chat LM's reply parses into the canned items, 3 grounded + a hallucinated + a leaking one (which
+    the synthesize filters drop: asserted by the dvc rehearsal above)."""
+    from stages.synthesize import ChatClient, llm_candidates
+
+    chunks = [
+        {
+            "chunk_id": "c001",
+            "title": "의림지",
+            "section_path": "자연",
+            "text": "의림지 문의 043-651-7101 제천시 의림대로 47",
+            "pages": [1],
+        },
+        {
+            "chunk_id": "c002",
+            "title": "박달재",
+            "section_path": "자연",
+            "text": "박달재 문의 043-641-5114 백운면 박달재로 231",
+            "pages": [1],
+        },
+        {
+            "chunk_id": "c003",
+            "title": "청풍랜드",
+            "section_path": "체험",
+            "text": "청풍랜드 입장료 3,000원 문의 043-648-4151",
+            "pages": [2],
+        },
+    ]
+    info = tiny.build_chat_lm(tmp_path / "lm", chunks, [])
+    assert [it["answer"] for it in info["items"]] == ["043-651-7101", "043-641-5114", "043-648-4151"]
+    client = ChatClient(
+        {
+            "backend": "transformers",
+            "model": str(tmp_path / "lm"),
+            "temperature": 0.0,
+            "max_new_tokens": 8,
+            "timeout_s": 5,
+        }
+    )
+    assert client.chat("아무 질문") == info["reply"]
+    rows = llm_candidates(chunks[1], client, 5)
+    assert [r["answer"] for r in rows][:3] == ["043-651-7101", "043-641-5114", "043-648-4151"]
+    assert len(rows) == 5 and all(r["generator"] == "llm" and r["chunk_id"] == "c002" for r in rows)
