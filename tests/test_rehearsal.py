@@ -300,7 +300,7 @@ def test_vllm_backend_wiring_one_line_errors():
             generation.import_vllm()
 
 
-def test_multi_gpu_deepspeed_wiring():
+def test_multi_gpu_deepspeed_wiring(monkeypatch):
     """num_gpus > 1 on runpod: ZeRO-2 config rendered into the Axolotl YAML, a torchrun-style launch
     (--multi_gpu: one process per GPU), and a one-line error when deepspeed is not installed."""
     import importlib.util
@@ -311,7 +311,7 @@ def test_multi_gpu_deepspeed_wiring():
 
     train = params.section(committed_runpod(), "train")
     train = {**train, "num_gpus": 4}
-    os.chdir(REPO)
+    monkeypatch.chdir(REPO)  # the rendered paths are repo-relative
     rendered = stage.render_config(
         stage.load_base_config(train["axolotl_config"]),
         train,
