@@ -205,6 +205,18 @@ def from_gguf_package(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     }
 
 
+def _copy_snapshot(snapshot: Path, out: Path) -> None:
+    """Copy the files of a hub-cache snapshot (symlinks into blobs/) that HUB_ALLOW_PATTERNS keeps."""
+    import fnmatch
+    import shutil
+
+    for src in sorted(snapshot.rglob("*")):
+        rel = src.relative_to(snapshot).as_posix()
+        if src.is_file() and any(fnmatch.fnmatch(rel, pat) for pat in HUB_ALLOW_PATTERNS):
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out / rel)
+
+
 def from_hub(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -212,14 +224,15 @@ def from_hub(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     name = params.require(cfg, "name", str, "model")
     revision = params.require(cfg, "revision", str, "model")
     template_file = cfg.get("chat_template") or ""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     try:
-        snapshot_download(
-            repo_id=name,
-            revision=revision,
-            local_dir=out,
-            allow_patterns=HUB_ALLOW_PATTERNS,
-            token=os.environ.get("HF_TOKEN") or None,
-        )
+        kwargs = {"repo_id": name, "revision": revision, "allow_patterns": HUB_ALLOW_PATTERNS}
+        if offline:
+            # Pre-downloaded models (HF_HUB_OFFLINE=1): snapshot_download(local_dir=...) does not look in the
+            # hub cache when offline (found by the CPU rehearsal), so resolve the cached snapshot and copy it.
+            _copy_snapshot(Path(snapshot_download(**kwargs)), out)
+        else:
+            snapshot_download(**kwargs, local_dir=out, token=os.environ.get("HF_TOKEN") or None)
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
         # str(exc) of hub errors never contains the token, only URL and status.
         raise UserError(

@@ -223,7 +223,22 @@ def axolotl_command(cfg_path: Path, num_gpus: int) -> list[str]:
     train_cmd = ["-m", "axolotl.cli.train", str(cfg_path)]
     if num_gpus == 1:
         return [sys.executable, *train_cmd]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_gpus), *train_cmd]
+    # --multi_gpu: without it (and without an accelerate config file) `accelerate launch` falls back to its
+    # simple launcher, which starts ONE process whatever --num_processes says unless it sees >1 CUDA device
+    # (found by the CPU rehearsal: world_size 1). With it, torchrun starts N processes (gloo on CPU).
+    launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_gpus)]
+    return [sys.executable, *launch, *train_cmd]
+
+
+def require_deepspeed(train: dict[str, Any]) -> None:
+    """A multi-GPU run with a DeepSpeed config needs the deepspeed package: say so before Axolotl starts."""
+    import importlib.util
+
+    if train["num_gpus"] > 1 and train["deepspeed_config"] and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(
+            "train.num_gpus > 1 with a deepspeed_config needs the deepspeed package "
+            "(WITH_DEEPSPEED=1 bash scripts/runpod_setup.sh, or set train.deepspeed_config: '' for plain DDP)"
+        )
 
 
 def run_axolotl(cfg_path: Path, cwd: Path, num_gpus: int = 1) -> None:
@@ -322,6 +337,7 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
     cfg_train = p["train"]
     check_train_params(cfg_train)
     n_train = check_inputs(args.base, args.data)
+    require_deepspeed(cfg_train)
     base_cfg = load_base_config(cfg_train["axolotl_config"])
     recorded = render_config(base_cfg, cfg_train, base_model=args.base, data=args.data, output_dir=args.out)
 

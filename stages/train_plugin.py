@@ -120,6 +120,23 @@ class BrochureTrainPlugin(BasePlugin):
     def get_training_args(self, cfg):
         return {"use_cpu": True} if cfg.use_cpu else None
 
+    def register(self, cfg):
+        # Axolotl puts each process of a multi-process run on accelerator LOCAL_RANK (device_map
+        # {"": rank}, set after every config hook); with no CUDA (the CPU rehearsal's 2 gloo processes)
+        # loading fails: "Cannot access accelerator device". Load onto the CPU instead.
+        import os
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+            from axolotl.loaders.model import ModelLoader
+
+            original = ModelLoader._set_device_map_config
+
+            def cpu_device_map(loader):
+                original(loader)
+                loader.model_kwargs["device_map"] = {"": "cpu"}
+
+            ModelLoader._set_device_map_config = cpu_device_map
+
     def post_model_build(self, cfg, model):
         if not cfg.logits_on_labels_only:
             return
@@ -130,6 +147,10 @@ class BrochureTrainPlugin(BasePlugin):
         log.info("logits_on_labels_only: LM head computed only at labelled positions")
 
     def add_callbacks_post_trainer(self, cfg, trainer):
+        # No transformers model card (README.md) in the adapter folder: publish writes ours. Axolotl's call
+        # crashed a 2-process run after training (make_markdown_table: KeyError 'Active (gib)', eval log
+        # lines with different keys; found by the CPU rehearsal).
+        trainer.create_model_card = lambda *args, **kwargs: None
         callback = _RunCallback(bool(cfg.final_eval), cfg.state_file)
         # rows that survived Axolotl's filtering (rows longer than sequence_len are dropped)
         for key, dataset in (("train_examples", trainer.train_dataset), ("eval_examples", trainer.eval_dataset)):

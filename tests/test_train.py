@@ -71,6 +71,7 @@ def test_multi_gpu_renders_deepspeed_and_launches_one_process_per_gpu():
     assert cmd[1:] == [
         "-m",
         "accelerate.commands.launch",
+        "--multi_gpu",
         "--num_processes",
         "4",
         "-m",

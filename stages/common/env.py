@@ -52,10 +52,23 @@ def require_hub(profile: str, host: str = "huggingface.co", timeout: float = 5.0
         ) from exc
 
 
+def require_vram(profile: str, min_gb: float) -> None:
+    import torch
+
+    total = torch.cuda.get_device_properties(0).total_memory / 2**30
+    if total < min_gb:
+        raise UserError(
+            f"profile {profile!r} needs a GPU with at least {min_gb:g} GB but GPU 0 has {total:.1f} GB "
+            "(rent a bigger pod, or lower profiles.<name>.machine.min_vram_gb if you shrank the model/batch)"
+        )
+
+
 def check_machine(profile_params: dict) -> None:
     """Fail early when the active profile asks for hardware or network the machine lacks."""
     profile = profile_params.get("name", "?")
     if profile_params.get("requires_cuda"):
         require_cuda(profile)
+        if profile_params.get("min_vram_gb"):
+            require_vram(profile, float(profile_params["min_vram_gb"]))
     if not profile_params.get("offline", True):
         require_hub(profile)

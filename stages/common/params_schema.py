@@ -25,7 +25,7 @@ TOP_LEVEL: dict[str, Any] = {"profile": str, "profiles": dict}
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "data": {"pdf": str, "truth": str},
-    "machine": {"offline": bool, "requires_cuda": bool},
+    "machine": {"offline": bool, "requires_cuda": bool, "min_vram_gb": float},
     "parse": {
         "dpi": int,
         "image_dpi": int,

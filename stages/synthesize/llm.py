@@ -116,17 +116,19 @@ class ChatClient:
             return self.endpoint.complete(
                 [{"role": "user", "content": prompt}], temperature=self.temperature, max_tokens=self.max_new_tokens
             )
-        ids = self.tok.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt"
+        # transformers 5 returns a BatchEncoding here (not a tensor): ask for it explicitly and pass
+        # input_ids + attention_mask (the rehearsal found generate(BatchEncoding) -> AttributeError).
+        enc = self.tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
         ).to(self.lm.device)
         sample = self.temperature > 0
         out = self.lm.generate(
-            ids,
+            **enc,
             max_new_tokens=self.max_new_tokens,
             do_sample=sample,
             **({"temperature": self.temperature} if sample else {}),
         )
-        return self.tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+        return self.tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 def llm_candidates(chunk: dict[str, Any], client: Any, n: int, dropped: Counter | None = None) -> list[dict[str, Any]]:
