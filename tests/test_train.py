@@ -139,6 +139,69 @@ def test_rendered_config_passes_axolotl_validation(profile):
         assert not any(out[k] for k in ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel")), "Triton needs CUDA"
 
 
+@pytest.mark.parametrize("dtype, bf16, fp16", [("bfloat16", True, False), ("float32", False, False)])
+def test_resolved_dtype_is_rendered_and_base_configs_leave_it_to_params(dtype, bf16, fp16):
+    train = repo_train_params()
+    cfg = stage.render_config(
+        stage.load_base_config(REPO / train["axolotl_config"]), train, base_model=Path("b"), data=Path("d"),
+        output_dir=Path("o"), dtype=dtype,
+    )  # fmt: skip
+    assert (cfg["bf16"], cfg["fp16"]) == (bf16, fp16)
+    for profile in ("cpu", "runpod"):
+        base = yaml.safe_load((REPO / repo_train_params(profile)["axolotl_config"]).read_text(encoding="utf-8"))
+        assert "bf16" not in base and "fp16" not in base
+    with pytest.raises(UserError, match="train.dtype must be one of"):
+        render({**train, "dtype": "int8"}, base_cfg={})
+
+
+def test_lora_top_layers_renders_the_top_layer_indices():
+    train = {**repo_train_params(), "lora_top_layers": 6}
+    kw = {"base_model": Path("b"), "data": Path("d"), "output_dir": Path("o")}
+    cfg = stage.render_config({}, train, num_layers=18, **kw)
+    assert cfg["peft_layers_to_transform"] == list(range(12, 18))
+    assert "peft_layers_to_transform" not in stage.render_config({}, {**train, "lora_top_layers": 0}, **kw)
+    assert "peft_layers_to_transform" not in stage.render_config(
+        {}, {**train, "lora_top_layers": 18}, num_layers=18, **kw
+    )
+    with pytest.raises(UserError, match="number of layers"):
+        stage.render_config({}, train, **kw)
+    with pytest.raises(UserError, match="lora_top_layers must be >= 0"):
+        render({**train, "lora_top_layers": -1}, base_cfg={})
+
+
+def test_model_num_layers_reads_nested_text_config(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"text_config": {"num_hidden_layers": 26}}), encoding="utf-8")
+    assert stage.model_num_layers(tmp_path) == 26
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(UserError, match="num_hidden_layers"):
+        stage.model_num_layers(tmp_path)
+
+
+def test_auto_precision_follows_the_hardware():
+    from stages.common.precision import choose_dtype
+
+    assert choose_dtype("auto", "cpu", flags={"avx512f", "avx512_bf16"}) == (
+        "bfloat16",
+        "auto: CPU has native bf16 (avx512_bf16)",
+    )
+    dtype, why = choose_dtype("auto", "cpu", flags={"avx512f", "avx2"})
+    assert dtype == "float32" and "without native bf16" in why
+    assert choose_dtype("float32", "cpu", flags={"amx_bf16"}) == ("float32", "forced by params (float32)")
+    assert choose_dtype("auto", "cuda", cuda_has_bf16=True)[0] == "bfloat16"
+    assert choose_dtype("auto", "cuda", cuda_has_bf16=False)[0] == "float32"
+    with pytest.raises(ValueError):
+        choose_dtype("fp8")
+
+
+def test_cpu_flags_parse_proc_cpuinfo(tmp_path):
+    from stages.common.precision import cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16 avx512_bf16\n\nprocessor\t: 1\n", encoding="utf-8")
+    assert {"amx_bf16", "avx512_bf16", "avx2"} <= cpu_flags(info)
+    assert cpu_flags(tmp_path / "missing") == set()
+
+
 # ----------------------------------------------------------------------------- EOS labels
 
 
@@ -208,6 +271,7 @@ def test_tiny_axolotl_run_through_the_stage(tmp_path, tiny_model_dir, tiny_sft_d
     raw["profiles"]["cpu"]["train"]["axolotl_config"] = str(REPO / raw["profiles"]["cpu"]["train"]["axolotl_config"])
     small = {"sequence_len": 256, "max_steps": 3, "micro_batch_size": 2, "gradient_accumulation_steps": 1}
     small |= {"eval_steps": 2, "lora_r": 4, "lora_alpha": 8, "merge_adapter": True}
+    small |= {"dtype": "float32", "lora_top_layers": 1}  # the tiny model has 2 layers: LoRA on the top one
     for key, value in small.items():  # each key lives either in train: or in the profile
         where = raw["train"] if key in raw["train"] else raw["profiles"]["cpu"]["train"]
         where[key] = value
@@ -253,6 +317,13 @@ def test_tiny_axolotl_run_through_the_stage(tmp_path, tiny_model_dir, tiny_sft_d
     assert m["val_loss_first"] == pytest.approx(float(val_rows[0]["val_loss"]), abs=1e-5)
     for key in ("train_loss_first", "train_loss_last", "val_loss_last", "wall_seconds", "peak_rss_mb", "tokens"):
         assert m[key] is not None and math.isfinite(m[key]), key
+    assert (m["dtype"], m["dtype_reason"], m["lora_layers"]) == ("float32", "forced by params (float32)", [1])
+    assert recorded["bf16"] is False and recorded["peft_layers_to_transform"] == [1]
+    from safetensors import safe_open
+
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as fh:
+        layers = {k.split("layers.")[1].split(".")[0] for k in fh.keys()}
+    assert layers == {"1"}, "LoRA weights only in the top layer"
 
 
 # ----------------------------------------------------------------------------- the plugin's loss

@@ -24,11 +24,11 @@ from typing import Any
 from tqdm import tqdm
 
 from stages.common.errors import UserError
+from stages.common.precision import DTYPES, choose_dtype
 from stages.common.prompting import build_messages
 
 log = logging.getLogger("generation")
 
-DTYPES = ("bfloat16", "float32", "float16")
 BACKENDS = ("transformers", "vllm")
 
 
@@ -45,12 +45,21 @@ def build_prompts(
     ]
 
 
-def resolve_dtype(name: str):
-    import torch
+def generation_dtype(name: str, device: str = "cpu") -> tuple[str, str]:
+    """(dtype name, reason) that generation runs in: ``auto`` resolves by hardware (stages.common.precision).
 
+    The evaluate stage writes both into its metrics; ``load_model`` logs them.
+    """
     if name not in DTYPES:
         raise UserError(f"params: evaluate.dtype must be one of {', '.join(DTYPES)}, got {name!r}")
-    return getattr(torch, name)
+    return choose_dtype(name, device)
+
+
+def resolve_dtype(name: str, device: str = "cpu"):
+    """The torch dtype for a params value (``auto`` included)."""
+    import torch
+
+    return getattr(torch, generation_dtype(name, device)[0])
 
 
 def load_tokenizer(base: Path):
@@ -81,7 +90,8 @@ def load_model(base: Path, adapter: Path | None, device: str, dtype: str, backen
         raise UserError(f"{base}: not a model folder (run the prepare_model stage first)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"params: evaluate.device={device!r} but torch sees no CUDA GPU")
-    resolve_dtype(dtype)
+    dtype, why = generation_dtype(dtype, device)
+    log.info("generation dtype %s (%s)", dtype, why)
     if adapter is not None:
         check_adapter(adapter)
     if backend == "vllm":

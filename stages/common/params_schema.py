@@ -125,6 +125,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "rerank_from": str,
         "rerank_depth": int,
         "eval_k": list[int],
+        "embedding_decimals": int,
     },
     "index": {
         "embedder": str,
@@ -151,7 +152,15 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "device": str,
     },
     "prompt": {"system": str, "abstain": str},
-    "sft": {"seed": int, "gold_share": float, "max_context_chars": int},
+    "sft": {
+        "seed": int,
+        "views_per_question": int,
+        "abstain_share": float,
+        "distractor_depth": int,
+        "max_rows": int,
+        "max_val_rows": int,
+        "max_context_chars": int,
+    },
     "model": {
         "source": str,
         "package": str,
@@ -179,6 +188,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "max_steps": int,
         "num_gpus": int,
         "deepspeed_config": str,
+        "dtype": str,
+        "lora_top_layers": int,
     },
     "evaluate": {
         "max_new_tokens": int,

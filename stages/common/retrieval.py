@@ -196,6 +196,7 @@ class RetrievalOptions:
     fusion_weights: dict[str, float] = field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})
     rerank_from: str = "hybrid"
     rerank_depth: int = 20
+    embedding_decimals: int = 4
 
     @classmethod
     def from_params(cls, rcfg: dict[str, Any]) -> RetrievalOptions:
@@ -205,6 +206,10 @@ class RetrievalOptions:
         weights = opts.fusion_weights
         if not isinstance(weights, dict) or set(weights) != {"bm25", "dense"}:
             raise UserError("params: retrieval.fusion_weights must map exactly bm25 and dense to numbers")
+        if not isinstance(opts.embedding_decimals, int) or not 1 <= opts.embedding_decimals <= 6:
+            raise UserError(
+                f"params: retrieval.embedding_decimals must be an integer 1..6, got {opts.embedding_decimals!r}"
+            )
         if opts.rerank_from not in ("bm25", "dense", "hybrid", "dense_ft", "hybrid_ft"):
             raise UserError(f"params: retrieval.rerank_from must be a first-stage method, got {opts.rerank_from!r}")
         return opts
@@ -251,6 +256,7 @@ class Retriever:
         self.rrf_k = rrf_k
         self.fusion_depth = fusion_depth
         self.options = options or RetrievalOptions()
+        self._int_vectors: dict[bool, np.ndarray] = {}  # stored passage vectors as integers, per (fine_tuned)
 
     # -- what this index can serve
     def available_methods(self) -> dict[str, str | None]:
@@ -296,11 +302,12 @@ class Retriever:
         # keeps data/index byte-identical across runs (scores are the same either way).
         vocab = {t: i for i, t in enumerate(sorted({t for doc in tokens for t in doc}))}
         bm25.index(([[vocab[t] for t in doc] for doc in tokens], vocab), show_progress=False)
-        ft_index = _flat_index(ft_embedder.embed_passages(texts)) if ft_embedder is not None else None
+        decimals = options.embedding_decimals
+        ft_index = _flat_index(ft_embedder.embed_passages(texts), decimals) if ft_embedder is not None else None
         return cls(
             chunks,
             bm25,
-            _flat_index(embedder.embed_passages(texts)),
+            _flat_index(embedder.embed_passages(texts), decimals),
             embedder,
             rrf_k,
             fusion_depth,
@@ -379,8 +386,12 @@ class Retriever:
         if lazy._instance is None and lazy.spec is None:
             raise UserError("retriever loaded without a dense embedder")
         k = min(k, len(self._ids))
-        _, idx = index.search(lazy.get().embed_queries(queries), k)
-        return [[self._ids[int(i)] for i in row if i >= 0] for row in idx]
+        decimals = self.options.embedding_decimals
+        passages = self._int_vectors.get(fine_tuned)
+        if passages is None:
+            passages = self._int_vectors[fine_tuned] = to_int_vectors(index.reconstruct_n(0, index.ntotal), decimals)
+        idx = exact_top_k(to_int_vectors(lazy.get().embed_queries(queries), decimals), passages, k)
+        return [[self._ids[int(i)] for i in row] for row in idx]
 
     def _hybrid_rank(self, queries: list[str], k: int, fine_tuned: bool) -> list[list[str]]:
         # Fuse deeper lists than k so a document ranked k+1 by one retriever can still win.
@@ -420,9 +431,35 @@ class Retriever:
         return [self.by_id[cid] for cid in self.rank([query], k, method)[0]]
 
 
-def _flat_index(vectors: np.ndarray):
+# ---------------------------------------------------------------- reproducible dense search
+# Embeddings are float sums whose last bits depend on the CPU's SIMD path and thread split, and a
+# FAISS/BLAS inner product adds its own; a near-tie can then swap two chunks and change every
+# downstream file (sft prompts, the model trained on them). So vectors are rounded to
+# `retrieval.embedding_decimals` before they are stored, and search scores are exact integer dot
+# products of the rounded vectors, sorted with ties broken by chunk order: the same embeddings up
+# to the rounding give the same bytes and the same ranking on any machine and thread count.
+
+
+def round_vectors(vectors: np.ndarray, decimals: int) -> np.ndarray:
+    """float32 vectors rounded to `decimals` (what the index stores); -0.0 becomes 0.0 (other bytes)."""
+    return (np.round(np.asarray(vectors, dtype=np.float64), decimals) + 0.0).astype(np.float32)
+
+
+def to_int_vectors(vectors: np.ndarray, decimals: int) -> np.ndarray:
+    """Vectors as int64 multiples of 10**-decimals (exact for rounded vectors)."""
+    return np.rint(np.asarray(vectors, dtype=np.float64) * 10**decimals).astype(np.int64)
+
+
+def exact_top_k(queries: np.ndarray, passages: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the top-k passages per query by integer inner product; ties keep passage order."""
+    scores = queries @ passages.T  # int64: exact, independent of summation order
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return order[:, :k]
+
+
+def _flat_index(vectors: np.ndarray, decimals: int = RetrievalOptions.embedding_decimals):
     import faiss
 
     index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    index.add(np.ascontiguousarray(round_vectors(vectors, decimals)))
     return index
