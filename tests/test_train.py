@@ -26,7 +26,12 @@ def repo_train_params(profile: str = "cpu") -> dict:
 def render(train: dict, base_cfg: dict | None = None) -> dict:
     base_cfg = stage.load_base_config(REPO / train["axolotl_config"]) if base_cfg is None else base_cfg
     return stage.render_config(
-        base_cfg, train, base_model=Path("models/base"), data=Path("data/sft"), output_dir=Path("models/adapter")
+        base_cfg,
+        train,
+        base_model=Path("models/base"),
+        data=Path("data/sft"),
+        output_dir=Path("models/adapter"),
+        num_layers=18,  # Gemma-3-270M's depth (train.lora_top_layers needs it)
     )
 
 
@@ -144,7 +149,7 @@ def test_resolved_dtype_is_rendered_and_base_configs_leave_it_to_params(dtype, b
     train = repo_train_params()
     cfg = stage.render_config(
         stage.load_base_config(REPO / train["axolotl_config"]), train, base_model=Path("b"), data=Path("d"),
-        output_dir=Path("o"), dtype=dtype,
+        output_dir=Path("o"), dtype=dtype, num_layers=18,
     )  # fmt: skip
     assert (cfg["bf16"], cfg["fp16"]) == (bf16, fp16)
     for profile in ("cpu", "runpod"):
