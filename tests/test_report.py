@@ -262,6 +262,9 @@ def test_report_three_models_numbers_and_figures(fixture_dirs):
         "ci_high": 1.0,
     }
     assert t["pairs"]["finetuned-baseline_fewshot"]["em"]["delta"] == 0.5
+    # every non-optional metric has a row in every pair, undefined ones as None (the zero-shot never abstains)
+    assert set(t["pairs"]["finetuned-baseline"]) == {m.key for m in M.METRICS} - M.OPTIONAL_KEYS
+    assert t["pairs"]["finetuned-baseline"]["abstain_p"]["reference"] is None
     assert t["by_type"]["unanswerable"]["n"] == 2 and "em" not in t["by_type"]["unanswerable"]
     assert t["by_style"]["policy"]["abstain_r"] == {"baseline": 0.0, "baseline_fewshot": 0.5, "finetuned": 1.0}
     assert t["failures"]["finetuned"]["ok"] == 6 and t["wrong_abstention_share"]["finetuned"] == 0.0

@@ -249,8 +249,8 @@ def compare_pair(
     )
     out = {}
     for key, r in raw.items():
-        if r["baseline"] is None and r["finetuned"] is None:
-            continue  # optional metric (LLM judge) not produced, or undefined on this subset
+        if key in M.OPTIONAL_KEYS and r["baseline"] is None and r["finetuned"] is None:
+            continue  # optional metric (LLM judge) not produced: left out, as in the metrics files
         out[key] = {
             "reference": r["baseline"],
             "finetuned": r["finetuned"],
