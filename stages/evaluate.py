@@ -314,12 +314,13 @@ def main(argv: list[str] | None = None) -> None:
     limit = P.require(ecfg, "limit", int, "evaluate")
     backend = P.require(ecfg, "backend", str, "evaluate")
 
-    retriever = Retriever.load(args.index, with_dense=params["retrieval"]["method"] != "bm25")
     if args.testset == "natural":
         reason = natural_skip_reason(args.natural)
-        if reason:
+        if reason:  # before loading anything: a skipped set costs nothing
             write_skipped(args.out, args.metrics, args.model, args.testset, reason)
             return
+    retriever = Retriever.load(args.index, with_dense=params["retrieval"]["method"] != "bm25")
+    if args.testset == "natural":
         questions = load_natural_questions(args.natural, retriever.chunks, limit)
     else:
         questions = load_questions(args.qa, limit)
@@ -343,8 +344,10 @@ def main(argv: list[str] | None = None) -> None:
         if examples:
             write_json(tmp / "fewshot.json", [{k: ex[k] for k in ("id", "question", "answer")} for ex in examples])
     # wall_seconds: the whole run (index + model load + generation + scoring) — what the pipeline budget pays.
-    info = {**run_info(args.model, args.testset, preds, examples), "wall_seconds": None}
-    info["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    info = {
+        **run_info(args.model, args.testset, preds, examples),
+        "wall_seconds": round(time.perf_counter() - t_start, 1),
+    }
     write_json(args.metrics, {**info, **report})
     a = report["answer"]
     log.info(

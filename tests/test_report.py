@@ -21,7 +21,21 @@ PARAMS = {
     "prompt": {"system": "문서로만 답하세요.", "abstain": ABSTAIN},
     "train": {"lora_r": 16, "learning_rate": 0.0002},
     "evaluate": EVALUATE_PARAMS,
-    "report": {"seed": 13, "n_resamples": 300, "ci": 0.95, "max_example_chars": 80, "figure_dpi": 40},
+    "report": {
+        "seed": 13,
+        "n_resamples": 300,
+        "ci": 0.95,
+        "max_example_chars": 80,
+        "figure_dpi": 40,
+        "targets": {
+            "natural": {"abstain_r": [{"min": 0.8}]},
+            "template": {
+                "f1_char": [{"vs": "baseline", "delta_min": 0.4}, {"vs": "baseline_fewshot", "ci_low_above": 0.0}],
+                "wrong_abstention_share": [{"max": 0.15}],
+                "citation_ok": [{"min": 1.01}],
+            },
+        },
+    },
     "profiles": {"cpu": {"model": {"name": "tiny-gemma"}, "index": {"embedder": "fake"}, "evaluate": EVALUATE_PROFILE}},
 }
 CONTEXT = "[c001] 케이블카\n주소: 제천시 청풍면 문화재길 166 전화 043-641-5532"
@@ -245,6 +259,18 @@ def test_report_three_models_numbers_and_figures(fixture_dirs):
     assert "| 베이스라인(few-shot) | 4 | 800.0 | 12.5 | 0.50 |" in md
     assert "train loss 2.500 (step 1) → 0.750 (step 3)" in md
     assert md.count("**예시 ") >= 3
+    # issue targets from params report.targets: met / missed / not measured (skipped test set)
+    assert (
+        "| 템플릿 테스트셋 | 문자 F1 | 파인튜닝 − 베이스라인(zero-shot): Δ ≥ +0.40 | +1.000 [+1.000, +1.000] | ✅ 충족 |"
+        in md
+    )
+    assert (
+        "| 템플릿 테스트셋 | 문자 F1 | 파인튜닝 − 베이스라인(few-shot): 95% CI 하한 > +0.00 | +0.500 [+0.000, +1.000] | ❌ 미달 |"
+        in md
+    )
+    assert "| 템플릿 테스트셋 | 잘못된 기권 비율 | 파인튜닝: ≤ 0.15 | 0.000 | ✅ 충족 |" in md
+    assert "| 템플릿 테스트셋 | 인용 정확도 | 파인튜닝: ≥ 1.01 | 1.000 | ❌ 미달 |" in md
+    assert "| 자연 질문 테스트셋 | 기권 재현율 | 파인튜닝: ≥ 0.80 | – | – 측정 안 됨 |" in md
     assert "자연 질문 테스트셋 | 건너뜀 — natural.jsonl: not found" in md
     assert "_건너뜀: natural.jsonl: not found_" in md
     for name in ("loss_curve", "metrics_template", "by_style_template", "failures_template"):
@@ -268,6 +294,7 @@ def test_report_three_models_numbers_and_figures(fixture_dirs):
     assert t["by_type"]["unanswerable"]["n"] == 2 and "em" not in t["by_type"]["unanswerable"]
     assert t["by_style"]["policy"]["abstain_r"] == {"baseline": 0.0, "baseline_fewshot": 0.5, "finetuned": 1.0}
     assert t["failures"]["finetuned"]["ok"] == 6 and t["wrong_abstention_share"]["finetuned"] == 0.0
+    assert [r["status"] for r in comp["targets"]] == ["not measured", "missed", "met", "missed", "met"]
     assert t["cost"]["baseline_fewshot"] == {"wall_seconds": 12.5, "prompt_tokens_mean": 800.0, "fewshot_k": 4}
     # rows derive from METRICS: every metric with values is in comparison.json, judge off -> no judge keys
     assert {m.key for m in M.METRICS} - set(t["values"]) == {"judge_correct"}
@@ -384,3 +411,8 @@ def test_report_with_judge_verdicts_shows_agreement(fixture_dirs, tmp_path):
     assert "#### LLM 판정과 결정적 지표의 일치도" in md
     assert "| 파인튜닝 | 6 | 0 | 0.833 | 0.000 | 5 | 1 | 0 | 0 |" in md
     assert "| 베이스라인(zero-shot) | 6 | 0 | 1.000 | – | 0 | 0 | 0 | 6 |" in md
+
+
+def test_bad_target_condition_is_one_clear_error():
+    with pytest.raises(UserError, match="report.targets.template.f1_char: conditions use"):
+        R.check_targets({"testsets": {}}, {"template": {"f1_char": [{"above": 0.5}]}})

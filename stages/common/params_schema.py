@@ -224,6 +224,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "ci": float,
         "max_example_chars": int,
         "figure_dpi": int,
+        "targets": dict,  # {testset: {metric: [condition]}}: checked by stages/report (check_targets)
     },
     "publish": {
         "dataset_repo": str,

@@ -339,6 +339,7 @@ def build_comparison(runs: dict[str, dict[str, Any]], cfg: dict[str, Any]) -> di
         out["testsets"][ts] = (
             {"skipped": True, "reason": run["skipped"]} if "skipped" in run else build_testset(run, cfg)
         )
+    out["targets"] = check_targets(out, cfg.get("targets") or {})
     return out
 
 
@@ -799,6 +800,78 @@ def top_failure(counts: dict[str, int]) -> str | None:
     return f"{failure_label(key)} {counts[key]}건"
 
 
+TARGET_KEYS = {"min", "max", "vs", "delta_min", "ci_low_above"}
+
+
+def check_targets(comp: dict[str, Any], targets: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target condition of params report.targets against the fine-tuned model's numbers.
+
+    A condition is `{min|max: x}` on the fine-tuned value, or `{vs: <baseline>, delta_min: x}` /
+    `{vs: <baseline>, ci_low_above: x}` on the paired delta. `wrong_abstention_share` is read from
+    its own entry. Status: met | missed | not measured (test set skipped, metric or model absent).
+    """
+    rows = []
+    for ts in sorted(targets or {}):
+        for key in sorted(targets[ts] or {}):
+            conds = targets[ts][key]
+            for cond in conds if isinstance(conds, list) else [conds]:
+                if not isinstance(cond, dict) or not cond or set(cond) - TARGET_KEYS:
+                    raise UserError(f"params: report.targets.{ts}.{key}: conditions use {sorted(TARGET_KEYS)}")
+                rows.append({"testset": ts, "metric": key, **_check(comp["testsets"].get(ts) or {}, key, cond)})
+    return rows
+
+
+def _check(t: dict[str, Any], key: str, cond: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"condition": cond, "value": None, "status": "not measured"}
+    if not t or t.get("skipped"):
+        return out
+    if "vs" in cond:
+        r = t["pairs"].get(_pair_key("finetuned", cond["vs"]), {}).get(key)
+        if not r or r["delta"] is None:
+            return out
+        out["value"], out["ci"] = r["delta"], [r["ci_low"], r["ci_high"]]
+        ok = "delta_min" not in cond or r["delta"] >= cond["delta_min"]
+        if "ci_low_above" in cond:
+            ok = ok and r["ci_low"] is not None and r["ci_low"] > cond["ci_low_above"]
+    else:
+        source = t.get(key) if key == "wrong_abstention_share" else t["values"].get(key)
+        value = (source or {}).get("finetuned")
+        if value is None:
+            return out
+        out["value"] = value
+        ok = ("min" not in cond or value >= cond["min"]) and ("max" not in cond or value <= cond["max"])
+    out["status"] = "met" if ok else "missed"
+    return out
+
+
+def targets_table(rows: list[dict[str, Any]], pct: int) -> str:
+    status_ko = {"met": "✅ 충족", "missed": "❌ 미달", "not measured": "– 측정 안 됨"}
+    body = []
+    for r in rows:
+        c = r["condition"]
+        if "vs" in c:
+            what = f"파인튜닝 − {MODEL_KO.get(c['vs'], c['vs'])}:"
+            parts = [f"Δ ≥ {c['delta_min']:+.2f}"] if "delta_min" in c else []
+            parts += [f"{pct}% CI 하한 > {c['ci_low_above']:+.2f}"] if "ci_low_above" in c else []
+            measured = fmt_delta(r["value"]) + (f" {fmt_ci(*r['ci'])}" if r.get("ci") else "")
+        else:
+            what = "파인튜닝:"
+            parts = [f"≥ {c['min']:.2f}"] if "min" in c else []
+            parts += [f"≤ {c['max']:.2f}"] if "max" in c else []
+            measured = fmt(r["value"])
+        name = "잘못된 기권 비율" if r["metric"] == "wrong_abstention_share" else label(r["metric"])
+        body.append(
+            [
+                TESTSET_KO.get(r["testset"], r["testset"]),
+                name,
+                f"{what} {' 그리고 '.join(parts)}",
+                measured,
+                status_ko[r["status"]],
+            ]
+        )
+    return md_table(["테스트셋", "지표", "목표", "측정값", "판정"], body) if body else ""
+
+
 def _ci_width(r: dict[str, Any] | None) -> str | None:
     if not r or r.get("ci_low") is None or r.get("ci_high") is None:
         return None
@@ -955,6 +1028,7 @@ def build_context(
         if train
         else "",
         "figures": drawn,
+        "targets_table": targets_table(comp.get("targets") or [], int(round(float(cfg["ci"]) * 100))),
         "loss": loss,
         "failure_docs": FAILURE_DOCS,
         "model_ko": MODEL_KO,
