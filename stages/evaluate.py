@@ -319,11 +319,11 @@ def main(argv: list[str] | None = None) -> None:
         if reason:  # before loading anything: a skipped set costs nothing
             write_skipped(args.out, args.metrics, args.model, args.testset, reason)
             return
+    # The template questions are checked before the (slower) index loads; natural ones need its chunks.
+    questions = load_questions(args.qa, limit) if args.testset == "template" else []
     retriever = Retriever.load(args.index, with_dense=params["retrieval"]["method"] != "bm25")
     if args.testset == "natural":
         questions = load_natural_questions(args.natural, retriever.chunks, limit)
-    else:
-        questions = load_questions(args.qa, limit)
     examples = select_fewshot(args.model, args.qa, retriever.by_id, params)
     t0 = time.perf_counter()
     model, tokenizer = load_model(args.base, args.adapter, device, dtype, backend=backend)
