@@ -704,3 +704,21 @@ def test_cli_with_judge_stores_verdicts_and_agreement(world, monkeypatch):
     # judge off (the default): no judge block at all
     _, off = _cli(world, "baseline")
     assert "judge" not in off
+
+
+def test_dvc_matrix_runs_every_model_on_both_sets_and_baselines_ignore_training():
+    """dvc.yaml: evaluate@<model>-<testset> for 3 x 2; a training change (adapter, train params) never reruns a baseline."""
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text(encoding="utf-8"))
+    stage = spec["stages"]["evaluate"]
+    items = stage["foreach"]
+    assert {(v["model"], v["testset"]) for v in items.values()} == {(m, t) for m in E.MODELS for t in E.TESTSETS}
+    assert all(key == f"{v['model']}-{v['testset']}" for key, v in items.items())
+    assert not any(str(p).startswith("train") for p in stage["do"]["params"])
+    for v in items.values():
+        deps = [
+            d.replace("${item.weights}", v["weights"]).replace("${item.questions}", v["questions"])
+            for d in stage["do"]["deps"]
+        ]
+        uses_adapter = any(d.startswith("models/adapter") for d in deps) or "adapter" in v["adapter_arg"]
+        assert uses_adapter == (v["model"] == "finetuned"), v
+    assert "${item.model}/${item.testset}" in stage["do"]["cmd"] and "--testset ${item.testset}" in stage["do"]["cmd"]
