@@ -2,7 +2,7 @@
 
 Everything on the card comes from files: hyperparameters from the adapter's resolved
 ``axolotl.yaml`` (what actually ran), numbers from ``metrics/`` (train.json,
-eval/<name>.json, comparison.json), the base model and prompt from params.yaml.
+eval/<model>/<testset>.json, comparison.json), the base model and prompt from params.yaml.
 A missing metrics file leaves its part of the card out rather than failing: a
 card without numbers is still better than no adapter on the Hub, and the card says so.
 """
@@ -75,13 +75,22 @@ def read_json_if(path: Path) -> Any | None:
         raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
 
 
+# The evaluate stage's models and test sets (metrics/eval/<model>/<testset>.json) and the report's
+# comparisons (comparison.json testsets.<testset>.pairs."finetuned-<reference>").
+MODELS: tuple[str, ...] = ("baseline", "baseline_fewshot", "finetuned")
+MODEL_LABELS = {"baseline": "base, zero-shot", "baseline_fewshot": "base, few-shot", "finetuned": "fine-tuned"}
+TESTSETS: dict[str, str] = {
+    "template": "template test split (questions from chunks no training question uses)",
+    "natural": "hand-written natural questions (frozen, never used for a choice)",
+}
+
+
 def load_metrics(metrics_dir: Path) -> dict[str, Any]:
-    """train.json, eval/baseline.json, eval/finetuned.json and comparison.json, each None when absent."""
+    """train.json, comparison.json and eval/<model>/<testset>.json, each None when absent."""
     return {
         "train": read_json_if(metrics_dir / "train.json"),
-        "baseline": read_json_if(metrics_dir / "eval" / "baseline.json"),
-        "finetuned": read_json_if(metrics_dir / "eval" / "finetuned.json"),
         "comparison": read_json_if(metrics_dir / "comparison.json"),
+        "eval": {ts: {m: read_json_if(metrics_dir / "eval" / m / f"{ts}.json") for m in MODELS} for ts in TESTSETS},
     }
 
 
@@ -109,35 +118,72 @@ def _fmt(value: Any, signed: bool = False) -> str:
     return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
-def metrics_table(metrics: dict[str, Any]) -> str:
-    """Markdown table baseline vs fine-tuned; with comparison.json, the delta and its bootstrap CI."""
+def _ordered(keys) -> list[str]:
+    keys = list(keys)
+    return [k for k in METRIC_LABELS if k in keys] + [k for k in keys if k not in METRIC_LABELS]
+
+
+def metrics_table(metrics: dict[str, Any], testset: str) -> str:
+    """Markdown table of one test set: every model present, then Δ [CI] of fine-tuned vs each baseline.
+
+    From comparison.json when the report ran; else the bare values of metrics/eval/<model>/<testset>.json.
+    """
     comparison = metrics.get("comparison") or {}
-    overall = comparison.get("overall") or {}
-    if overall:
+    node = (comparison.get("testsets") or {}).get(testset) or {}
+    if node.get("values"):
+        models = [m for m in MODELS if any((v or {}).get(m) is not None for v in node["values"].values())]
+        pairs = list(node.get("pairs") or {})
         ci = comparison.get("ci")
         ci_label = f"{round(ci * 100)}% bootstrap CI" if isinstance(ci, int | float) else "bootstrap CI"
-        lines = [f"| metric | baseline | fine-tuned | Δ [{ci_label}] |", "|---|---|---|---|"]
-        keys = [k for k in METRIC_LABELS if k in overall] + [k for k in overall if k not in METRIC_LABELS]
-        for key in keys:
-            row = overall[key]
-            if not isinstance(row, dict):
-                continue
-            delta = _fmt(row.get("delta"), signed=True)
-            if row.get("ci_low") is not None and row.get("ci_high") is not None:
-                delta += f" [{_fmt(row['ci_low'], signed=True)}, {_fmt(row['ci_high'], signed=True)}]"
-            label = METRIC_LABELS.get(key, key)
-            lines.append(f"| {label} | {_fmt(row.get('baseline'))} | {_fmt(row.get('finetuned'))} | {delta} |")
+        head = [MODEL_LABELS[m] for m in models] + [
+            f"Δ vs {MODEL_LABELS.get(p.split('-', 1)[1], p)} [{ci_label}]" for p in pairs
+        ]
+        lines = ["| metric | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 1)]
+        for key in _ordered(node["values"]):
+            row = node["values"][key]
+            cells = [_fmt(row.get(m)) for m in models]
+            for p in pairs:
+                r = node["pairs"][p].get(key) or {}
+                delta = _fmt(r.get("delta"), signed=True)
+                if r.get("ci_low") is not None and r.get("ci_high") is not None:
+                    delta += f" [{_fmt(r['ci_low'], signed=True)}, {_fmt(r['ci_high'], signed=True)}]"
+                cells.append(delta)
+            lines.append(f"| {METRIC_LABELS.get(key, key)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
-    base, tuned = metrics.get("baseline"), metrics.get("finetuned")
-    if not base and not tuned:
+    runs = {m: f for m, f in ((metrics.get("eval") or {}).get(testset) or {}).items() if f and not f.get("skipped")}
+    if not runs:
         return ""
-    lines = ["| metric | baseline | fine-tuned |", "|---|---|---|"]
+    models = [m for m in MODELS if m in runs]
+    lines = ["| metric | " + " | ".join(MODEL_LABELS[m] for m in models) + " |", "|" + "---|" * (len(models) + 1)]
     for key, path in EVAL_PATHS.items():
-        b, t = get_path(base, path), get_path(tuned, path)
-        if b is None and t is None:
+        vals = [get_path(runs[m], path) for m in models]
+        if all(v is None for v in vals):
             continue
-        lines.append(f"| {METRIC_LABELS[key]} | {_fmt(b)} | {_fmt(t)} |")
+        lines.append(f"| {METRIC_LABELS[key]} | " + " | ".join(_fmt(v) for v in vals) + " |")
     return "\n".join(lines)
+
+
+def _testset_n(metrics: dict[str, Any], testset: str) -> int | None:
+    node = ((metrics.get("comparison") or {}).get("testsets") or {}).get(testset) or {}
+    tuned = ((metrics.get("eval") or {}).get(testset) or {}).get("finetuned") or {}
+    return node.get("n") or tuned.get("n") or None
+
+
+def evaluation_section(metrics: dict[str, Any]) -> str:
+    parts = []
+    for ts, what in TESTSETS.items():
+        table = metrics_table(metrics, ts)
+        if not table:
+            continue
+        n = _testset_n(metrics, ts)
+        parts.append(f"### {ts}: {what}{f', n={n}' if n else ''}\n\n{table}\n")
+    if not parts:
+        return "\nNo evaluation metrics were found (metrics/eval/*/*.json, metrics/comparison.json): run `dvc repro`.\n"
+    return (
+        "\nThree models answer the same questions with the same retriever and greedy decoding: the base model "
+        "zero-shot, the base model with solved train-split examples in the prompt (few-shot), and the base model "
+        "+ this adapter. Copied from `metrics/` of the run that produced this adapter.\n\n" + "\n".join(parts)
+    )
 
 
 def hyperparameter_table(cfg: dict[str, Any]) -> str:
@@ -213,8 +259,6 @@ def build_model_card(
         base_line += f" (source: {model.get('source', '?')}" + (
             f", package `{model['package']}`)" if model.get("package") else ")"
         )
-    n = get_path(metrics, ("comparison", "n")) or get_path(metrics, ("finetuned", "n"))
-    table = metrics_table(metrics)
     if dataset_repo and is_hub_id(dataset_repo):
         dataset_line = f"[`{dataset_repo}`](https://huggingface.co/datasets/{dataset_repo})"
     else:
@@ -235,7 +279,7 @@ chunk it used (`[c012]`), or exactly "{abstain}" when the chunks do not contain 
 |---|---|
 | base model | {base_line}{quantised} |
 | training data | the `sft` stage's chat examples built from the **train** split of {dataset_line}: real retriever top-k context, the gold chunk removed in a share of examples (RAFT-style abstention targets), chunks shuffled |
-| evaluation data | the test split of the same dataset (questions from chunks no training question uses) |
+| evaluation data | the test split of the same dataset (questions from chunks no training question uses) and, for the sample brochure, hand-written natural questions |
 
 ## Training hyperparameters
 
@@ -247,16 +291,7 @@ Training: {_train_summary(metrics.get("train"))}
 
 ## Evaluation
 """
-    if table:
-        body += f"""
-Test split{f", n={n}" if n else ""}; baseline = the base model alone. Retriever, prompt and greedy decoding are
-identical for both; only the adapter differs. Copied from `metrics/` of the run that produced this adapter.
-
-{table}
-"""
-    else:
-        body += "\nNo evaluation metrics were found (metrics/eval/*.json, metrics/comparison.json): run `dvc repro`.\n"
-
+    body += evaluation_section(metrics)
     body += f"""
 ## How to use
 

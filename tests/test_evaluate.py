@@ -71,6 +71,50 @@ QUESTIONS = [
         "chunk_id": "c003",
     },
 ]
+# TRAIN questions for the few-shot examples: two answered (phone, price) and one abstention.
+TRAIN = [
+    {
+        "id": "t0001",
+        "question": "케이블카 전화번호는?",
+        "answer": "케이블카 전화번호는 043-641-5532입니다.",
+        "answer_short": "043-641-5532",
+        "answer_kind": "phone",
+        "answerable": True,
+        "type": "factual",
+        "chunk_id": "c001",
+    },
+    {
+        "id": "t0002",
+        "question": "약채락 비빔밥은 얼마인가요?",
+        "answer": "약채락의 약초 비빔밥은 12,000원입니다.",
+        "answer_short": "12,000원",
+        "answer_kind": "price",
+        "answerable": True,
+        "type": "factual",
+        "chunk_id": "c003",
+    },
+    {
+        "id": "t0003",
+        "question": "약채락 주차장은 몇 대인가요?",
+        "answer": "브로셔에 해당 정보가 없습니다.",
+        "answer_short": "",
+        "answer_kind": "abstain",
+        "answerable": False,
+        "type": "unanswerable",
+        "chunk_id": "c003",
+    },
+    {
+        "id": "t0004",
+        "question": "의림지 입장료는?",  # its answer is not in the chunk's first characters: never an example
+        "answer": "의림지 입장료는 무료입니다.",
+        "answer_short": "무료",
+        "answer_kind": "price",
+        "answerable": True,
+        "type": "factual",
+        "chunk_id": "c002",
+    },
+]
+FEWSHOT = {"fewshot_k": 3, "fewshot_chunk_chars": 80, "fewshot_seed": 13}
 MAX_NEW = 5
 
 
@@ -80,7 +124,7 @@ def params_yaml(method: str = "bm25", limit: int = 0, batch_size: int = 2, **eva
         "retrieval": {"method": method, "top_k": 2, "rrf_k": 60},
         "prompt": {"system": SYSTEM, "abstain": ABSTAIN},
         "sft": {"max_context_chars": 60},
-        "evaluate": {**EVALUATE_PARAMS, "max_new_tokens": MAX_NEW, "batch_size": batch_size, **evaluate},
+        "evaluate": {**EVALUATE_PARAMS, **FEWSHOT, "max_new_tokens": MAX_NEW, "batch_size": batch_size, **evaluate},
         "profiles": {"cpu": {"machine": {"offline": True}, "evaluate": {**EVALUATE_PROFILE, "limit": limit}}},
     }
     return yaml.safe_dump(params, allow_unicode=True)
@@ -139,15 +183,27 @@ def world(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     (root / "qa" / "test.jsonl").write_text(
         "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in QUESTIONS), encoding="utf-8"
     )
+    (root / "qa" / "train.jsonl").write_text(
+        "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in TRAIN), encoding="utf-8"
+    )
     (root / "params.yaml").write_text(params_yaml(), encoding="utf-8")
     return {"root": root}
 
 
-def _cli(world, name: str, base: str = "base", adapter: str | None = None, params: str = "params.yaml") -> tuple:
+def _cli(
+    world,
+    name: str,
+    base: str = "base",
+    adapter: str | None = None,
+    params: str = "params.yaml",
+    model: str | None = None,
+    extra: list[str] | None = None,
+) -> tuple:
+    """Run the CLI into eval/<name>; the model is finetuned with an adapter, else baseline unless given."""
     root = world["root"]
     argv = [
-        "--name",
-        name,
+        "--model",
+        model or ("finetuned" if adapter else "baseline"),
         "--base",
         str(root / base),
         "--index",
@@ -163,12 +219,19 @@ def _cli(world, name: str, base: str = "base", adapter: str | None = None, param
     ]
     if adapter:
         argv += ["--adapter", str(root / adapter)]
-    E.main(argv)
+    E.main(argv + (extra or []))
     return read_jsonl(root / "eval" / name / "predictions.jsonl"), read_json(root / "metrics" / f"{name}.json")
 
 
 FIELDS = {
     "id",
+    "testset",
+    "model",
+    "gold_answer_short",
+    "gold_key_facts",
+    "answer_kind",
+    "style",
+    "gold_chunk_ids",
     "question",
     "type",
     "answerable",
@@ -196,9 +259,13 @@ def test_cli_baseline_predictions_and_metrics(world):
         assert "<pad>" not in p["answer"] and "<eos>" not in p["answer"]
     assert preds[0]["retrieved_ids"][0] == "c001"  # bm25 finds the cable-car chunk first
     assert metrics["n"] == 3 and metrics["n_answerable"] == 2
-    assert set(metrics["answer"]) == {"em", "contains", "f1_morph", "f1_char", "rouge_l_char"}
-    assert {"precision", "recall", "f1", "rate"} == set(metrics["abstention"])
+    assert set(metrics["answer"]) == {"em", "contains", "f1_morph", "f1_char", "rouge_l_char", "slot_exact", "key_fact_recall"}
+    assert {"precision", "recall", "f1", "rate", "wrong_rate"} == set(metrics["abstention"])
     assert metrics["tokens_per_s"] > 0 and metrics["latency_s_mean"] > 0
+    assert {p["model"] for p in preds} == {"baseline"} and {p["testset"] for p in preds} == {"template"}
+    assert metrics["model"] == "baseline" and metrics["testset"] == "template" and metrics["skipped"] is False
+    assert metrics["fewshot_k"] == 0 and metrics["wall_seconds"] > 0
+    assert metrics["prompt_tokens_mean"] == pytest.approx(sum(p["prompt_tokens"] for p in preds) / 3, abs=0.05)
 
 
 def test_cli_finetuned_merges_adapter(world):
@@ -228,13 +295,145 @@ def test_run_in_memory_dense_retriever_and_identical_prompts(world):
     assert len(preds) == 3 and metrics["n"] == 3
     # the prompt is the shared prompting code, chunks in retrieval order, rendered by the chat template
     contexts = E.retrieve(retriever, QUESTIONS[:1], 2, "dense")
-    prompt = G.build_prompts(tok, QUESTIONS[:1], contexts, SYSTEM, 60)[0]
+    prompt = E.render_prompts(tok, E.prompt_messages(QUESTIONS[:1], contexts, SYSTEM, 60, [], 60))[0]
+    assert prompt == G.build_prompts(tok, QUESTIONS[:1], contexts, SYSTEM, 60)[0]  # the demo's prompt too
     # What the model sees, checked on the text itself: system, every chunk in retrieval order, the question last.
     assert prompt.endswith("<start_of_turn>model\n") and SYSTEM in prompt
     positions = [prompt.index(f"[{c['chunk_id']}]") for c in contexts[0]]
     assert positions == sorted(positions)
     assert prompt.index(QUESTIONS[0]["question"]) > positions[-1]
     assert [c["chunk_id"] for c in contexts[0]] == preds[0]["retrieved_ids"]
+
+
+# ---------------------------------------------------------------- few-shot baseline
+def _chunks_by_id() -> dict:
+    return {c["chunk_id"]: c for c in CHUNKS}
+
+
+def test_fewshot_examples_pick_answered_kinds_and_one_abstention():
+    from stages.common.prompting import fewshot_examples
+
+    ex = fewshot_examples(TRAIN, _chunks_by_id(), 3, 80, ABSTAIN, seed=13)
+    assert sorted(e["id"] for e in ex) == ["t0001", "t0002", "t0003"]  # t0004's "무료" is not in its chunk
+    by_id = {e["id"]: e for e in ex}
+    assert by_id["t0001"]["answer"] == "케이블카 전화번호는 043-641-5532입니다. [c001]"  # sentence + citation
+    assert by_id["t0002"]["answer"] == "약채락의 약초 비빔밥은 12,000원입니다. [c003]"
+    assert by_id["t0003"]["answer"] == ABSTAIN and not by_id["t0003"]["answerable"]
+    assert ex == fewshot_examples(TRAIN, _chunks_by_id(), 3, 80, ABSTAIN, seed=13)  # seeded
+    # k=2: one answered + the abstention; a cut that hides the phone number drops that example
+    two = fewshot_examples(TRAIN, _chunks_by_id(), 2, 80, ABSTAIN, seed=13)
+    assert len(two) == 2 and sum(not e["answerable"] for e in two) == 1
+    short = fewshot_examples(TRAIN, _chunks_by_id(), 3, 20, ABSTAIN, seed=13)
+    assert "t0001" not in {e["id"] for e in short}
+    assert fewshot_examples(TRAIN, _chunks_by_id(), 0, 80, ABSTAIN, seed=13) == []
+
+
+def test_fewshot_prompt_puts_examples_before_the_question(tiny_tokenizer):
+    from stages.common.prompting import fewshot_examples
+
+    ex = fewshot_examples(TRAIN, _chunks_by_id(), 3, 40, ABSTAIN, seed=13)
+    ctx = [[CHUNKS[1], CHUNKS[0]]]
+    zero = E.render_prompts(tiny_tokenizer, E.prompt_messages(QUESTIONS[:1], ctx, SYSTEM, 60, [], 40))[0]
+    few = E.render_prompts(tiny_tokenizer, E.prompt_messages(QUESTIONS[:1], ctx, SYSTEM, 60, ex, 40))[0]
+    assert few.count(SYSTEM) == 1 and few.endswith(zero[zero.index("<start_of_turn>user\n", 1) :][-80:])
+    q_pos = few.rindex(QUESTIONS[0]["question"])
+    for e in ex:  # every example question and its answer (ended by EOS, as a finished turn) precede the question
+        assert few.index(e["question"]) < q_pos
+        assert few.index(e["answer"] + "<eos>") < q_pos
+    # the example chunks are cut to fewshot_chunk_chars; the real context keeps max_context_chars
+    assert "…" in few.split(QUESTIONS[0]["question"])[0]
+    assert len(tiny_tokenizer(few)["input_ids"]) > len(tiny_tokenizer(zero)["input_ids"])
+
+
+def test_cli_fewshot_model(world):
+    root = world["root"]
+    base, _ = _cli(world, "baseline")
+    preds, metrics = _cli(world, "fewshot", model="baseline_fewshot")
+    assert [p["id"] for p in preds] == [p["id"] for p in base]
+    assert [p["retrieved_ids"] for p in preds] == [p["retrieved_ids"] for p in base]  # same retrieval
+    assert all(f["prompt_tokens"] > b["prompt_tokens"] for f, b in zip(preds, base, strict=True))
+    assert {p["model"] for p in preds} == {"baseline_fewshot"}
+    assert metrics["fewshot_k"] == 3 and metrics["model"] == "baseline_fewshot"
+    shots = read_json(root / "eval" / "fewshot" / "fewshot.json")
+    assert sorted(s["id"] for s in shots) == ["t0001", "t0002", "t0003"]
+    assert not (root / "eval" / "baseline" / "fewshot.json").exists()
+    with pytest.raises(UserError, match="--adapter is required for --model finetuned"):
+        _cli(world, "noadapter", model="finetuned")
+    (root / "k9.yaml").write_text(params_yaml(fewshot_k=9), encoding="utf-8")
+    with pytest.raises(UserError, match="only 3 usable few-shot examples"):
+        _cli(world, "k9", model="baseline_fewshot", params="k9.yaml")
+
+
+# ---------------------------------------------------------------- natural test set
+NATURAL = [
+    {
+        "id": "n001",
+        "question": "케이블카에 전화하려면 어디로 하나요?",
+        "answer": "청풍호반 케이블카 전화번호는 043-641-5532입니다.",
+        "answer_short": "043-641-5532",
+        "key_facts": ["043-641-5532"],
+        "answerable": True,
+        "type": "factual",
+        "style": "how_to",
+        "answer_kind": "phone",
+        "gold_pages": [1],
+    },
+    {
+        "id": "n002",
+        "question": "의림지에 반려견 데려가도 되나요?",
+        "answer": ABSTAIN,
+        "answer_short": "",
+        "key_facts": [],
+        "answerable": False,
+        "type": "unanswerable",
+        "style": "policy",
+        "answer_kind": "abstain",
+        "gold_pages": [],
+    },
+]
+
+
+@pytest.fixture()
+def natural_stand_in(monkeypatch):
+    """Until stages.common.natural lands: its two functions, the agreed signatures, minimal behaviour."""
+    import sys
+    import types
+
+    mod = types.ModuleType("stages.common.natural")
+    mod.load_natural = lambda path: read_jsonl(path)
+    mod.resolve_gold_chunks = lambda record, chunks: [
+        c["chunk_id"]
+        for c in chunks
+        if set(c["pages"]) & set(record["gold_pages"]) and all(f in c["text"] for f in record["key_facts"])
+    ]
+    monkeypatch.setitem(sys.modules, "stages.common.natural", mod)
+    return mod
+
+
+def test_cli_natural_testset(world, natural_stand_in):
+    root = world["root"]
+    path = root / "natural.jsonl"
+    path.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in NATURAL), encoding="utf-8")
+    preds, metrics = _cli(world, "nat", extra=["--testset", "natural", "--natural", str(path)])
+    assert [p["id"] for p in preds] == ["n001", "n002"]
+    n1, n2 = preds
+    assert n1["gold_chunk_id"] == "c001" and n1["gold_chunk_ids"] == ["c001"]  # resolved from page + key facts
+    assert n1["gold_key_facts"] == ["043-641-5532"] and n1["gold_answer_short"] == "043-641-5532"
+    assert (n1["style"], n1["answer_kind"], n1["testset"], n1["gold_pages"]) == ("how_to", "phone", "natural", [1])
+    assert n2["gold_chunk_ids"] == [] and n2["gold_chunk_id"] is None and n2["style"] == "policy"
+    assert metrics["testset"] == "natural" and metrics["n"] == 2 and metrics["n_unanswerable"] == 1
+
+
+def test_natural_testset_missing_is_skipped(world):
+    root = world["root"]
+    for extra in (["--natural", str(root / "nope.jsonl")], []):
+        preds, metrics = _cli(world, "natskip", extra=["--testset", "natural", *extra])
+        assert preds == []
+        assert metrics["skipped"] is True and metrics["testset"] == "natural" and metrics["n"] == 0
+    assert "empty" in metrics["reason"]
+    assert E.natural_skip_reason(root / "nope.jsonl").endswith(
+        "(hand-written questions exist for the sample brochure only)"
+    )
 
 
 def test_limit_and_bad_inputs(world, tmp_path):
@@ -505,3 +704,21 @@ def test_cli_with_judge_stores_verdicts_and_agreement(world, monkeypatch):
     # judge off (the default): no judge block at all
     _, off = _cli(world, "baseline")
     assert "judge" not in off
+
+
+def test_dvc_matrix_runs_every_model_on_both_sets_and_baselines_ignore_training():
+    """dvc.yaml: evaluate@<model>-<testset> for 3 x 2; a training change (adapter, train params) never reruns a baseline."""
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text(encoding="utf-8"))
+    stage = spec["stages"]["evaluate"]
+    items = stage["foreach"]
+    assert {(v["model"], v["testset"]) for v in items.values()} == {(m, t) for m in E.MODELS for t in E.TESTSETS}
+    assert all(key == f"{v['model']}-{v['testset']}" for key, v in items.items())
+    assert not any(str(p).startswith("train") for p in stage["do"]["params"])
+    for v in items.values():
+        deps = [
+            d.replace("${item.weights}", v["weights"]).replace("${item.questions}", v["questions"])
+            for d in stage["do"]["deps"]
+        ]
+        uses_adapter = any(d.startswith("models/adapter") for d in deps) or "adapter" in v["adapter_arg"]
+        assert uses_adapter == (v["model"] == "finetuned"), v
+    assert "${item.model}/${item.testset}" in stage["do"]["cmd"] and "--testset ${item.testset}" in stage["do"]["cmd"]

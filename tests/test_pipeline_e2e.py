@@ -44,7 +44,7 @@ def small_params(tmp: Path) -> Path:
     raw["sft"]["max_context_chars"] = 60
     for key, value in {"micro_batch_size": 2, "gradient_accumulation_steps": 1, "eval_steps": 1, "lora_r": 4}.items():
         (raw["train"] if key in raw["train"] else cpu["train"])[key] = value  # each key lives in one place
-    raw["evaluate"].update(max_new_tokens=8, batch_size=3)
+    raw["evaluate"].update(max_new_tokens=8, batch_size=3, fewshot_k=2, fewshot_chunk_chars=60)
     raw["report"]["n_resamples"] = 50
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
@@ -89,25 +89,30 @@ def test_pipeline_end_to_end(tmp_path, tiny_model_dir):
               "--plots", str(d / "plots"), "--metrics", str(d / "m/train.json"), cwd=d)
     assert json.loads((d / "m/train.json").read_text())["steps"] == 2
 
-    for name, extra in (("baseline", []), ("finetuned", ["--adapter", str(d / "adapter")])):
-        run_stage("evaluate", "--name", name, "--base", str(tiny_model_dir), *extra, "--index", str(d / "index"),
-                  "--qa", str(d / "qa"), "--out", str(d / f"eval/{name}"), "--metrics", str(d / f"m/eval/{name}.json"),
-                  cwd=d)
-        preds = [json.loads(line) for line in (d / f"eval/{name}/predictions.jsonl").read_text().splitlines()]
+    models = (("baseline", []), ("baseline_fewshot", []), ("finetuned", ["--adapter", str(d / "adapter")]))
+    for name, extra in models:
+        for testset in ("template", "natural"):  # no hand-written set for this cut: natural is recorded as skipped
+            run_stage("evaluate", "--model", name, "--testset", testset, "--base", str(tiny_model_dir), *extra,
+                      "--index", str(d / "index"), "--qa", str(d / "qa"), "--natural", str(d / "no_natural.jsonl"),
+                      "--out", str(d / f"eval/{name}/{testset}"), "--metrics", str(d / f"m/eval/{name}/{testset}.json"),
+                      cwd=d)
+        preds = [json.loads(line) for line in (d / f"eval/{name}/template/predictions.jsonl").read_text().splitlines()]
         assert len(preds) == min(6, sum(1 for _ in (d / "qa/test.jsonl").open()))
-        assert all(p["new_tokens"] <= 8 for p in preds)
+        assert all(p["new_tokens"] <= 8 and p["model"] == name for p in preds)
+        assert json.loads((d / f"m/eval/{name}/natural.json").read_text())["skipped"] is True
 
-    run_stage("report", "--baseline", str(d / "eval/baseline"), "--finetuned", str(d / "eval/finetuned"),
-              "--metrics-dir", str(d / "m"), "--plots", str(d / "plots"), "--qa", str(d / "qa"),
-              "--adapter", str(d / "adapter"), "--out", str(d / "report"), "--comparison", str(d / "m/comparison.json"),
-              cwd=d)
+    run_stage("report", "--eval", str(d / "eval"), "--metrics-dir", str(d / "m"), "--plots", str(d / "plots"),
+              "--qa", str(d / "qa"), "--adapter", str(d / "adapter"), "--out", str(d / "report"),
+              "--comparison", str(d / "m/comparison.json"), cwd=d)
     report = (d / "report/REPORT.md").read_text(encoding="utf-8")
     comparison = json.loads((d / "m/comparison.json").read_text())
     assert "## 1." in report and (d / "report/figures/loss_curve.png").stat().st_size > 1000
     from stages.common.metrics import METRICS
 
-    assert comparison["n"] == len(preds)
-    for metric in ("correct", "f1_char", "abstain_f1", "format_fail"):
-        row = comparison["overall"][metric]
-        assert {"baseline", "finetuned", "delta", "ci_low", "ci_high"} <= set(row), metric
-    assert set(comparison["overall"]) <= {m.key for m in METRICS}
+    template = comparison["testsets"]["template"]
+    assert template["n"] == len(preds) and comparison["testsets"]["natural"]["skipped"] is True
+    assert set(template["pairs"]) == {"finetuned-baseline", "finetuned-baseline_fewshot"}
+    for pair in template["pairs"].values():
+        for metric in ("correct", "f1_char", "abstain_f1", "format_fail"):
+            assert {"reference", "finetuned", "delta", "ci_low", "ci_high"} <= set(pair[metric]), metric
+        assert set(pair) <= {m.key for m in METRICS}

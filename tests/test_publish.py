@@ -34,12 +34,47 @@ PARAMS = {
 
 # Distinctive numbers that must reach the card unchanged.
 COMPARISON = {
-    "n": 12,
     "ci": 0.95,
-    "overall": {
-        "correct": {"baseline": 0.125, "finetuned": 0.6667, "delta": 0.5417, "ci_low": 0.3333, "ci_high": 0.75},
-        "f1_char": {"baseline": 0.2041, "finetuned": 0.8123, "delta": 0.6082, "ci_low": 0.4411, "ci_high": 0.7702},
-        "abstain_p": {"baseline": None, "finetuned": 0.9, "delta": None, "ci_low": None, "ci_high": None},
+    "testsets": {
+        "template": {
+            "n": 12,
+            "values": {
+                "correct": {"baseline": 0.125, "baseline_fewshot": 0.25, "finetuned": 0.6667},
+                "f1_char": {"baseline": 0.2041, "baseline_fewshot": 0.3, "finetuned": 0.8123},
+                "abstain_p": {"baseline": None, "baseline_fewshot": 0.5, "finetuned": 0.9},
+            },
+            "pairs": {
+                "finetuned-baseline": {
+                    "correct": {
+                        "reference": 0.125,
+                        "finetuned": 0.6667,
+                        "delta": 0.5417,
+                        "ci_low": 0.3333,
+                        "ci_high": 0.75,
+                    },
+                    "f1_char": {
+                        "reference": 0.2041,
+                        "finetuned": 0.8123,
+                        "delta": 0.6082,
+                        "ci_low": 0.4411,
+                        "ci_high": 0.7702,
+                    },
+                    "abstain_p": {"reference": None, "finetuned": 0.9, "delta": None, "ci_low": None, "ci_high": None},
+                },
+                "finetuned-baseline_fewshot": {
+                    "correct": {
+                        "reference": 0.25,
+                        "finetuned": 0.6667,
+                        "delta": 0.4167,
+                        "ci_low": 0.1667,
+                        "ci_high": 0.6667,
+                    },
+                    "f1_char": {"reference": 0.3, "finetuned": 0.8123, "delta": 0.5123, "ci_low": 0.3, "ci_high": 0.7},
+                    "abstain_p": {"reference": 0.5, "finetuned": 0.9, "delta": 0.4, "ci_low": 0.0, "ci_high": 0.8},
+                },
+            },
+        },
+        "natural": {"skipped": True, "reason": "no hand-written questions"},
     },
 }
 TRAIN = {
@@ -95,10 +130,12 @@ def make_inputs(root: Path) -> dict[str, Path]:
         encoding="utf-8",
     )
     metrics = root / "metrics"
-    (metrics / "eval").mkdir(parents=True)
+    (metrics / "eval" / "finetuned").mkdir(parents=True)
     (metrics / "comparison.json").write_text(json.dumps(COMPARISON), encoding="utf-8")
     (metrics / "train.json").write_text(json.dumps(TRAIN), encoding="utf-8")
-    (metrics / "eval" / "finetuned.json").write_text(json.dumps({"n": 12, "correct": 0.6667}), encoding="utf-8")
+    (metrics / "eval" / "finetuned" / "template.json").write_text(
+        json.dumps({"n": 12, "correct": 0.6667}), encoding="utf-8"
+    )
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump(PARAMS, allow_unicode=True), encoding="utf-8")
     return {"qa": qa, "adapter": adapter, "metrics": metrics, "params": params, "rows": rows}
@@ -168,10 +205,17 @@ def test_dry_run_writes_exactly_the_upload_and_touches_no_network(inputs, tmp_pa
     assert meta["library_name"] == "peft" and "qlora" in meta["tags"]
     assert "axolotl's card" not in card
     # Metrics table rows come from comparison.json, with the delta and its CI.
-    assert "| correct (failure taxonomy 'ok') | 0.125 | 0.667 | +0.542 [+0.333, +0.750] |" in card
-    assert "| answer F1, characters | 0.204 | 0.812 | +0.608 [+0.441, +0.770] |" in card
-    assert "| abstention precision | – | 0.900 | – |" in card
-    assert "95% bootstrap CI" in card and "n=12" in card
+    # columns: zero-shot, few-shot, fine-tuned, Δ vs zero-shot [CI], Δ vs few-shot [CI]; a skipped test set: no table
+    assert (
+        "| correct (failure taxonomy 'ok') | 0.125 | 0.250 | 0.667 | +0.542 [+0.333, +0.750] | +0.417 [+0.167, +0.667] |"
+        in card
+    )
+    assert (
+        "| answer F1, characters | 0.204 | 0.300 | 0.812 | +0.608 [+0.441, +0.770] | +0.512 [+0.300, +0.700] |" in card
+    )
+    assert "| abstention precision | – | 0.500 | 0.900 | – | +0.400 [+0.000, +0.800] |" in card
+    assert "Δ vs base, few-shot [95% bootstrap CI]" in card and "### template:" in card and "n=12" in card
+    assert "### natural" not in card
     assert "validation loss 2.250 → 0.432" in card and "optimizer steps 7" in card
     assert "| `lora_r` | 8 |" in card and "| `learning_rate` | 0.00013 |" in card
     assert "| `lora_target_modules` | q_proj, v_proj |" in card
@@ -192,11 +236,15 @@ def test_dry_run_writes_exactly_the_upload_and_touches_no_network(inputs, tmp_pa
 
 def test_dry_run_without_comparison_falls_back_to_eval_files(inputs, tmp_path):
     (inputs["metrics"] / "comparison.json").unlink()
-    (inputs["metrics"] / "eval" / "baseline.json").write_text(
+    (inputs["metrics"] / "eval" / "baseline").mkdir()
+    (inputs["metrics"] / "eval" / "baseline" / "template.json").write_text(
         json.dumps({"correct": 0.0833, "answer": {"f1_char": 0.3456}}), encoding="utf-8"
     )
-    (inputs["metrics"] / "eval" / "finetuned.json").write_text(
+    (inputs["metrics"] / "eval" / "finetuned" / "template.json").write_text(
         json.dumps({"n": 12, "correct": 0.9167, "answer": {"f1_char": 0.8771}}), encoding="utf-8"
+    )
+    (inputs["metrics"] / "eval" / "finetuned" / "natural.json").write_text(
+        json.dumps({"skipped": True, "reason": "none", "n": 0}), encoding="utf-8"
     )
     out = tmp_path / "preview"
     hub.main([*cli_args(inputs), "--dry-run", str(out), "--only", "adapter", "--adapter-repo", "org/x"])

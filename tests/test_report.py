@@ -12,6 +12,7 @@ from conftest import ABSTAIN, EVALUATE_PARAMS, EVALUATE_PROFILE
 
 from stages import report as R
 from stages.common import metrics as M
+from stages.common.errors import UserError
 from stages.common.prompting import cited_ids
 
 PARAMS = {
@@ -20,7 +21,21 @@ PARAMS = {
     "prompt": {"system": "문서로만 답하세요.", "abstain": ABSTAIN},
     "train": {"lora_r": 16, "learning_rate": 0.0002},
     "evaluate": EVALUATE_PARAMS,
-    "report": {"seed": 13, "n_resamples": 300, "ci": 0.95, "max_example_chars": 80, "figure_dpi": 40},
+    "report": {
+        "seed": 13,
+        "n_resamples": 300,
+        "ci": 0.95,
+        "max_example_chars": 80,
+        "figure_dpi": 40,
+        "targets": {
+            "natural": {"abstain_r": [{"min": 0.8}]},
+            "template": {
+                "f1_char": [{"vs": "baseline", "delta_min": 0.4}, {"vs": "baseline_fewshot", "ci_low_above": 0.0}],
+                "wrong_abstention_share": [{"max": 0.15}],
+                "citation_ok": [{"min": 1.01}],
+            },
+        },
+    },
     "profiles": {"cpu": {"model": {"name": "tiny-gemma"}, "index": {"embedder": "fake"}, "evaluate": EVALUATE_PROFILE}},
 }
 CONTEXT = "[c001] 케이블카\n주소: 제천시 청풍면 문화재길 166 전화 043-641-5532"
@@ -33,22 +48,28 @@ GOLD = {
 CFG = M.ScoreConfig.from_params(EVALUATE_PARAMS, {"abstain": ABSTAIN})
 
 
-def _records(model: str) -> list[dict]:
+def _records(model: str, testset: str = "template") -> list[dict]:
+    """finetuned: all right; baseline: all wrong; baseline_fewshot: first two answerable right, abstains on q0005."""
     out = []
-    for qid, gold in GOLD.items():
-        answer = f"{gold} [c001]" if model == "finetuned" else "단양군 매포읍 999번지"
-        out.append(_rec(qid, "factual", True, gold, answer))
+    for n, (qid, gold) in enumerate(GOLD.items()):
+        right = model == "finetuned" or (model == "baseline_fewshot" and n < 2)
+        answer = f"{gold} [c001]" if right else "단양군 매포읍 999번지"
+        out.append(_rec(qid, "factual", True, gold, answer, style="direct" if n % 2 == 0 else "yes_no"))
     for qid in ("q0005", "q0006"):
-        answer = ABSTAIN if model == "finetuned" else "케이블카 요금은 99,000원입니다"
-        out.append(_rec(qid, "unanswerable", False, ABSTAIN, answer))
+        abstains = model == "finetuned" or (model == "baseline_fewshot" and qid == "q0005")
+        answer = ABSTAIN if abstains else "케이블카 요금은 99,000원입니다"
+        out.append(_rec(qid, "unanswerable", False, ABSTAIN, answer, style="policy"))
+    if testset == "natural":
+        out = [{**r, "id": r["id"].replace("q", "n"), "testset": "natural"} for r in out]
     return out
 
 
-def _rec(qid, qtype, answerable, gold, answer):
+def _rec(qid, qtype, answerable, gold, answer, style="direct"):
     p = {
         "id": qid,
         "question": f"{qid} 질문은?",
         "type": qtype,
+        "style": style,
         "answerable": answerable,
         "gold_answer": gold,
         "gold_chunk_id": "c001",
@@ -63,18 +84,37 @@ def _rec(qid, qtype, answerable, gold, answer):
     return p
 
 
+def write_eval(eval_dir: Path, metrics_dir: Path, testsets=("template",), models=None, records=_records) -> None:
+    """predictions + metrics files as evaluate writes them; test sets not listed are recorded as skipped."""
+    for model in models or R.MODELS:
+        for ts in R.TESTSETS:
+            d = eval_dir / model / ts
+            d.mkdir(parents=True, exist_ok=True)
+            recs = records(model, ts) if ts in testsets else []
+            (d / "predictions.jsonl").write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8"
+            )
+            info = {"model": model, "testset": ts, "skipped": ts not in testsets}
+            if ts in testsets:
+                info.update(
+                    {
+                        "wall_seconds": 12.5,
+                        "prompt_tokens_mean": 800.0 if model == "baseline_fewshot" else 400.0,
+                        "fewshot_k": 4 if model == "baseline_fewshot" else 0,
+                    }
+                )
+            else:
+                info["reason"] = "natural.jsonl: not found"
+            (metrics_dir / "eval" / model).mkdir(parents=True, exist_ok=True)
+            (metrics_dir / "eval" / model / f"{ts}.json").write_text(json.dumps(info), encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def fixture_dirs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report")
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS, allow_unicode=True), encoding="utf-8")
-    for model in R.MODELS:
-        d = root / "eval" / model
-        d.mkdir(parents=True)
-        (d / "predictions.jsonl").write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _records(model)), encoding="utf-8"
-        )
     m = root / "metrics"
-    m.mkdir()
+    write_eval(root / "eval", m, testsets=("template",))
     (m / "dataset.json").write_text(
         json.dumps(
             {
@@ -137,10 +177,8 @@ def fixture_dirs(tmp_path_factory) -> Path:
 
 def _run(root: Path, out: str, **extra) -> Path:
     argv = [
-        "--baseline",
-        str(extra.get("eval", root / "eval") / "baseline"),
-        "--finetuned",
-        str(extra.get("eval", root / "eval") / "finetuned"),
+        "--eval",
+        str(extra.get("eval", root / "eval")),
         "--metrics-dir",
         str(extra.get("metrics", root / "metrics")),
         "--plots",
@@ -156,78 +194,184 @@ def _run(root: Path, out: str, **extra) -> Path:
         "--plot-metrics",
         str(root / f"{out}_plots" / "metrics.csv"),
         "--plot-types",
-        str(root / f"{out}_plots" / "types.csv"),
+        str(root / f"{out}_plots" / "styles.csv"),
     ]
     R.main(argv)
     return root / out
 
 
-def test_report_tables_numbers_and_figures(fixture_dirs):
+SECTIONS = (
+    "## 1. 개요",
+    "## 2. 데이터셋 구축",
+    "### PDF 전처리",
+    "## 3. 베이스라인 모델과 지표 선택",
+    "## 4. 파인튜닝",
+    "### 하이퍼파라미터",
+    "### 손실 곡선",
+    "### 만난 문제와 해결",
+    "## 5. 비교",
+    "#### 정성 비교",
+    "#### 실패 분석 — 실패 유형별",
+    "#### 실패 분석 — 질문 스타일별",
+    "### 개선점과 한계",
+    "## 6. 코드",
+    "## 7. 결론과 다음 단계",
+)
+
+
+def _row(md: str, first_cell: str, after: str = "## 5. 비교") -> str:
+    """The first markdown table row starting with `| first_cell |` after the heading `after`."""
+    rows = [line for line in md[md.index(after) :].splitlines() if line.startswith(f"| {first_cell} |")]
+    assert rows, first_cell
+    return rows[0]
+
+
+def test_report_three_models_numbers_and_figures(fixture_dirs):
     out = _run(fixture_dirs, "report")
     md = (out / "REPORT.md").read_text(encoding="utf-8")
-    for heading in (
-        "## 1. 개요",
-        "## 2. 데이터셋 구축",
-        "## 3. 베이스라인 평가",
-        "## 4. 파인튜닝",
-        "## 5. 비교",
-        "## 6. 코드",
-        "## 7. 결론",
-    ):
-        assert heading in md
-    # all 4 answerable wrong -> all right: a constant +1, so the bootstrap CI is [+1, +1]
-    assert "| EM | 0.000 | 1.000 | +1.000 | [+1.000, +1.000] | ▲ 개선 |" in md
-    assert "| 정답률 | 0.000 | 1.000 | +1.000 | [+1.000, +1.000] | ▲ 개선 |" in md
-    # the baseline never abstains: its precision is undefined, not 0
-    assert "| 기권 정밀도 | – | 1.000 | – | – | – |" in md
-    assert "| 기권 재현율 | 0.000 | 1.000 | +1.000 | [+1.000, +1.000] | ▲ 개선 |" in md
+    for heading in SECTIONS:
+        assert heading in md, heading
+    assert "{{" not in md and "{%" not in md  # the template rendered fully
+    # columns: zero-shot, few-shot, fine-tuned, then Δ [CI] verdict vs zero-shot and vs few-shot.
+    # All 4 answerable: zero-shot wrong, few-shot 2 right, fine-tuned right -> EM 0 / 0.5 / 1.
+    em = _row(md, "EM")
+    assert em.startswith("| EM | 0.000 | 0.500 | 1.000 | +1.000 [+1.000, +1.000] ▲ 개선 | +0.500 [")
+    assert em.endswith("▲ 개선 |") or em.endswith("= 차이 불확실 |")
+    # the zero-shot baseline never abstains: its abstention precision is undefined, not 0
+    assert _row(md, "기권 정밀도").startswith("| 기권 정밀도 | – | 1.000 | 1.000 | – | +0.000 ")
+    assert _row(md, "기권 재현율").startswith(
+        "| 기권 재현율 | 0.000 | 0.500 | 1.000 | +1.000 [+1.000, +1.000] ▲ 개선 |"
+    )
     # dataset and retrieval tables come from the metrics files
     assert "| train | 10 | 7 | 3 | 4 | 7 | 3 |" in md
     assert "| **hybrid** (사용) | 0.900 | 1.000 | 0.950 | 0.960 |" in md
-    # failure taxonomy: baseline 4 hallucinations + 2 missed abstentions, fine-tuned none
-    assert "| 환각 | 답의 숫자/내용이 문맥에 없음 | 4 | 0 |" in md
-    assert "| 기권 누락 | 답이 없는 질문에 답을 지어냄 | 2 | 0 |" in md
+    # failure taxonomy per model: zero-shot 4 hallucinations + 2 missed abstentions; few-shot 2 + 1; fine-tuned none
+    assert "| 환각 | 답의 숫자/내용이 문맥에 없음 | 4 | 2 | 0 |" in md
+    assert "| 기권 누락 | 답이 없는 질문에 답을 지어냄 | 2 | 1 | 0 |" in md
+    # per style: direct = q0001, q0003; yes_no = q0002, q0004; policy = the two unanswerable
+    assert _row(md, "direct").startswith("| direct | 2 | 0.000 | 0.500 | 1.000 | – |")  # fine-tuned: no failure
+    assert _row(md, "yes_no").startswith("| yes_no | 2 | 0.000 | 0.500 | 1.000 |")
+    assert _row(md, "policy").startswith("| policy | 2 | 0.000 | 0.500 | 1.000 |")
+    # one example per failure type and per style (fine-tuned has none: from the other models)
+    assert "| 환각 | 베이스라인(few-shot) | `q0003` |" in md
+    assert "| yes_no | 베이스라인(few-shot) | 환각 | `q0004` |" in md
+    # cost table from metrics/eval/<model>/template.json
+    assert "| 베이스라인(few-shot) | 4 | 800.0 | 12.5 | 0.50 |" in md
     assert "train loss 2.500 (step 1) → 0.750 (step 3)" in md
     assert md.count("**예시 ") >= 3
-    for name in ("loss_curve", "metrics", "by_type", "failures"):
+    # issue targets from params report.targets: met / missed / not measured (skipped test set)
+    assert (
+        "| 템플릿 테스트셋 | 문자 F1 | 파인튜닝 − 베이스라인(zero-shot): Δ ≥ +0.40 | +1.000 [+1.000, +1.000] | ✅ 충족 |"
+        in md
+    )
+    assert (
+        "| 템플릿 테스트셋 | 문자 F1 | 파인튜닝 − 베이스라인(few-shot): 95% CI 하한 > +0.00 | +0.500 [+0.000, +1.000] | ❌ 미달 |"
+        in md
+    )
+    assert "| 템플릿 테스트셋 | 잘못된 기권 비율 | 파인튜닝: ≤ 0.15 | 0.000 | ✅ 충족 |" in md
+    assert "| 템플릿 테스트셋 | 인용 정확도 | 파인튜닝: ≥ 1.01 | 1.000 | ❌ 미달 |" in md
+    assert "| 자연 질문 테스트셋 | 기권 재현율 | 파인튜닝: ≥ 0.80 | – | – 측정 안 됨 |" in md
+    assert "자연 질문 테스트셋 | 건너뜀 — natural.jsonl: not found" in md
+    assert "_건너뜀: natural.jsonl: not found_" in md
+    for name in ("loss_curve", "metrics_template", "by_style_template", "failures_template"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+    assert not (out / "figures" / "metrics_natural.png").exists()
     comp = json.loads((fixture_dirs / "report.json").read_text(encoding="utf-8"))
-    assert comp["overall"]["em"] == {"baseline": 0.0, "finetuned": 1.0, "delta": 1.0, "ci_low": 1.0, "ci_high": 1.0}
-    assert comp["by_type"]["unanswerable"]["n"] == 2 and "em" not in comp["by_type"]["unanswerable"]
-    assert comp["failures"]["finetuned"]["ok"] == 6
-    # judge off: no judge row, no agreement section, nothing about it in comparison.json
-    assert "judge_correct" not in comp["overall"] and "judge_agreement" not in comp
-    assert "LLM 판정 정답률" not in md and "일치도" not in md
-    # the CSVs `dvc plots` draws: one bar per (metric, model) with a value, per (type, model)
+    t = comp["testsets"]["template"]
+    assert comp["testsets"]["natural"] == {"skipped": True, "reason": "natural.jsonl: not found"}
+    assert t["values"]["em"] == {"baseline": 0.0, "baseline_fewshot": 0.5, "finetuned": 1.0}
+    assert t["pairs"]["finetuned-baseline"]["em"] == {
+        "reference": 0.0,
+        "finetuned": 1.0,
+        "delta": 1.0,
+        "ci_low": 1.0,
+        "ci_high": 1.0,
+    }
+    assert t["pairs"]["finetuned-baseline_fewshot"]["em"]["delta"] == 0.5
+    # every non-optional metric has a row in every pair, undefined ones as None (the zero-shot never abstains)
+    assert set(t["pairs"]["finetuned-baseline"]) == {m.key for m in M.METRICS} - M.OPTIONAL_KEYS
+    assert t["pairs"]["finetuned-baseline"]["abstain_p"]["reference"] is None
+    assert t["by_type"]["unanswerable"]["n"] == 2 and "em" not in t["by_type"]["unanswerable"]
+    assert t["by_style"]["policy"]["abstain_r"] == {"baseline": 0.0, "baseline_fewshot": 0.5, "finetuned": 1.0}
+    assert t["failures"]["finetuned"]["ok"] == 6 and t["wrong_abstention_share"]["finetuned"] == 0.0
+    assert [r["status"] for r in comp["targets"]] == ["not measured", "missed", "met", "missed", "met"]
+    assert t["cost"]["baseline_fewshot"] == {"wall_seconds": 12.5, "prompt_tokens_mean": 800.0, "fewshot_k": 4}
+    # rows derive from METRICS: every metric with values is in comparison.json, judge off -> no judge keys
+    assert {m.key for m in M.METRICS} - set(t["values"]) == {"judge_correct"}
+    assert "judge_agreement" not in t and "LLM 판정 정답률" not in md and "일치도" not in md
+    # the CSVs `dvc plots` draws: one bar per (metric, model, test set) with a value, per (style, model)
     with open(fixture_dirs / "report_plots" / "metrics.csv", encoding="utf-8") as fh:
         bars = {r["label"]: float(r["value"]) for r in csv.DictReader(fh)}
-    assert bars["em · baseline"] == 0.0 and bars["em · finetuned"] == 1.0
-    assert "abstain_p · baseline" not in bars and bars["abstain_p · finetuned"] == 1.0  # undefined: no bar
-    with open(fixture_dirs / "report_plots" / "types.csv", encoding="utf-8") as fh:
-        types = [(r["label"], float(r["correct"])) for r in csv.DictReader(fh)]
-    assert types == [
-        ("factual (n=4) · baseline", 0.0),
-        ("factual (n=4) · finetuned", 1.0),
-        ("unanswerable (n=2) · baseline", 0.0),
-        ("unanswerable (n=2) · finetuned", 1.0),
-    ]
+    assert bars["em · baseline · template"] == 0.0 and bars["em · baseline_fewshot · template"] == 0.5
+    assert "abstain_p · baseline · template" not in bars  # undefined: no bar
+    with open(fixture_dirs / "report_plots" / "styles.csv", encoding="utf-8") as fh:
+        styles = {r["label"]: float(r["correct"]) for r in csv.DictReader(fh)}
+    assert styles["template yes_no (n=2) · baseline_fewshot"] == 0.5
+    assert styles["template policy (n=2) · finetuned"] == 1.0
+
+
+def test_report_both_test_sets(fixture_dirs, tmp_path):
+    write_eval(tmp_path / "eval", tmp_path / "metrics", testsets=("template", "natural"))
+    out = _run(fixture_dirs, "both", eval=tmp_path / "eval", metrics=tmp_path / "metrics")
+    md = (out / "REPORT.md").read_text(encoding="utf-8")
+    assert "### 자연 질문 테스트셋" in md and "건너뜀" not in md
+    assert md.count("| EM | 0.000 | 0.500 | 1.000 |") == 2  # one table per test set
+    assert "`n0001`" in md
+    assert (out / "figures" / "metrics_natural.png").is_file()
+    comp = json.loads((fixture_dirs / "both.json").read_text(encoding="utf-8"))
+    assert comp["testsets"]["natural"]["n"] == 6
+
+
+def test_report_without_fewshot_and_misaligned(fixture_dirs, tmp_path):
+    write_eval(tmp_path / "eval", tmp_path / "metrics", models=("baseline", "finetuned"))
+    out = _run(fixture_dirs, "twomodels", eval=tmp_path / "eval", metrics=tmp_path / "metrics")
+    md = (out / "REPORT.md").read_text(encoding="utf-8")
+    assert _row(md, "EM").startswith("| EM | 0.000 | – | 1.000 | +1.000 [+1.000, +1.000] ▲ 개선 | – |")
+    assert "few-shot 베이스라인 예측이 없어 그 비교는 하지 않았다" in md
+    comp = json.loads((fixture_dirs / "twomodels.json").read_text(encoding="utf-8"))
+    assert list(comp["testsets"]["template"]["pairs"]) == ["finetuned-baseline"]
+    # different questions per model: one clear error; no fine-tuned predictions: another
+    (tmp_path / "eval" / "finetuned" / "template" / "predictions.jsonl").write_text(
+        json.dumps(_records("finetuned")[0], ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    with pytest.raises(UserError, match="cover different questions"):
+        _run(fixture_dirs, "bad", eval=tmp_path / "eval", metrics=tmp_path / "metrics")
+    (tmp_path / "eval" / "finetuned" / "template" / "predictions.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(UserError, match="template test set lacks predictions of finetuned"):
+        _run(fixture_dirs, "bad", eval=tmp_path / "eval", metrics=tmp_path / "metrics")
 
 
 def test_report_is_deterministic(fixture_dirs):
     a = (_run(fixture_dirs, "r1") / "REPORT.md").read_bytes()
     b = (_run(fixture_dirs, "r2") / "REPORT.md").read_bytes()
     assert a == b
-    assert (fixture_dirs / "r1/figures/metrics.png").read_bytes() == (
-        fixture_dirs / "r2/figures/metrics.png"
+    assert (fixture_dirs / "r1/figures/metrics_template.png").read_bytes() == (
+        fixture_dirs / "r2/figures/metrics_template.png"
     ).read_bytes()
 
 
 def test_report_tolerates_missing_optional_inputs(fixture_dirs, tmp_path):
-    out = _run(fixture_dirs, "bare", metrics=tmp_path / "no-metrics", plots=tmp_path / "no-plots")
+    write_eval(tmp_path / "eval", tmp_path / "no-metrics")
+    for f in (tmp_path / "no-metrics" / "eval").rglob("*.json"):
+        f.unlink()  # no run-info files either: prompt tokens fall back to the predictions
+    out = _run(fixture_dirs, "bare", eval=tmp_path / "eval", metrics=tmp_path / "no-metrics", plots=tmp_path / "no")
     md = (out / "REPORT.md").read_text(encoding="utf-8")
     assert "metrics/dataset.json` 없음" in md and "손실 곡선 생략" in md
+    assert "| 베이스라인(zero-shot) | – | 0.0 | – | 0.50 |" in md
     assert not (out / "figures" / "loss_curve.png").exists()
-    assert (out / "figures" / "metrics.png").is_file()
+    assert (out / "figures" / "metrics_template.png").is_file()
+
+
+def test_prose_lives_in_the_template(fixture_dirs, tmp_path):
+    """Rewording the template changes the report without touching code; a typo in it fails loudly."""
+    import jinja2
+
+    ctx_file = tmp_path / "REPORT.md.j2"
+    ctx_file.write_text("# {{ model_name }} — {{ template.n }}문항\n", encoding="utf-8")
+    assert R.render({"model_name": "tiny", "template": {"n": 6}}, ctx_file) == "# tiny — 6문항\n"
+    ctx_file.write_text("{{ no_such_number }}\n", encoding="utf-8")
+    with pytest.raises(jinja2.UndefinedError):
+        R.render({}, ctx_file)
 
 
 def test_pick_examples_rules():
@@ -242,29 +386,33 @@ def test_pick_examples_rules():
 
 def test_report_with_judge_verdicts_shows_agreement(fixture_dirs, tmp_path):
     """Judge verdicts in the predictions: judge row with CI, kappa/agreement table, comparison.json entry."""
-    for model in R.MODELS:
-        recs = _records(model)
+
+    def judged(model, ts):
+        recs = _records(model, ts)
         for n, r in enumerate(recs):
             # the judge agrees with `correct` except on the fine-tuned model's first example
             verdict = int(r["scores"]["correct"]) ^ int(model == "finetuned" and n == 0)
             r["judge"] = {"correct": verdict, "reason": "테스트"}
             r["scores"]["judge_correct"] = bool(verdict)
-        d = tmp_path / "eval" / model
-        d.mkdir(parents=True)
-        (d / "predictions.jsonl").write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8"
-        )
-    out = _run(fixture_dirs, "judged", eval=tmp_path / "eval")
+        return recs
+
+    write_eval(tmp_path / "eval", tmp_path / "metrics", models=("baseline", "finetuned"), records=judged)
+    out = _run(fixture_dirs, "judged", eval=tmp_path / "eval", metrics=tmp_path / "metrics")
     md = (out / "REPORT.md").read_text(encoding="utf-8")
-    comp = json.loads((fixture_dirs / "judged.json").read_text(encoding="utf-8"))
+    t = json.loads((fixture_dirs / "judged.json").read_text(encoding="utf-8"))["testsets"]["template"]
     # baseline: all 6 wrong by both -> agreement 1, kappa undefined; fine-tuned: 5/6 agree, judge says 5 correct
-    assert comp["overall"]["judge_correct"]["baseline"] == 0.0
-    assert comp["overall"]["judge_correct"]["finetuned"] == pytest.approx(5 / 6, abs=1e-4)
-    base_a, tuned_a = comp["judge_agreement"]["baseline"], comp["judge_agreement"]["finetuned"]
+    assert t["values"]["judge_correct"]["baseline"] == 0.0
+    assert t["values"]["judge_correct"]["finetuned"] == pytest.approx(5 / 6, abs=1e-4)
+    base_a, tuned_a = t["judge_agreement"]["baseline"], t["judge_agreement"]["finetuned"]
     assert base_a["agreement"] == 1.0 and base_a["kappa"] is None and base_a["both_wrong"] == 6
     assert tuned_a["agreement"] == pytest.approx(5 / 6, abs=1e-4) and tuned_a["only_deterministic"] == 1
     assert tuned_a["kappa"] == 0.0  # `correct` is constant (all 1): no agreement beyond chance
-    assert "| LLM 판정 정답률 | 0.000 | 0.833 | +0.833 |" in md
-    assert "### LLM 판정과 결정적 지표의 일치도" in md
+    assert _row(md, "LLM 판정 정답률").startswith("| LLM 판정 정답률 | 0.000 | – | 0.833 | +0.833 ")
+    assert "#### LLM 판정과 결정적 지표의 일치도" in md
     assert "| 파인튜닝 | 6 | 0 | 0.833 | 0.000 | 5 | 1 | 0 | 0 |" in md
-    assert "| 베이스라인 | 6 | 0 | 1.000 | – | 0 | 0 | 0 | 6 |" in md
+    assert "| 베이스라인(zero-shot) | 6 | 0 | 1.000 | – | 0 | 0 | 0 | 6 |" in md
+
+
+def test_bad_target_condition_is_one_clear_error():
+    with pytest.raises(UserError, match="report.targets.template.f1_char: conditions use"):
+        R.check_targets({"testsets": {}}, {"template": {"f1_char": [{"above": 0.5}]}})

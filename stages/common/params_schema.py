@@ -203,6 +203,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "loop_word_ngram": int,
         "loop_char_ngram": int,
         "loop_repeats": int,
+        "fewshot_k": int,
+        "fewshot_chunk_chars": int,
+        "fewshot_seed": int,
+        "natural_questions": str,
         "device": str,
         "dtype": str,
         "limit": int,
@@ -233,6 +237,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "ci": float,
         "max_example_chars": int,
         "figure_dpi": int,
+        "targets": dict,  # {testset: {metric: [condition]}}: checked by stages/report (check_targets)
     },
     "publish": {
         "dataset_repo": str,

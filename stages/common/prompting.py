@@ -47,3 +47,93 @@ def cited_ids(text: str) -> list[str]:
 
 def strip_citations(text: str) -> str:
     return re.sub(r"\s+", " ", CITATION.sub("", text)).strip()
+
+
+# ---------------------------------------------------------------- few-shot (the baseline_fewshot model)
+# The few-shot baseline is the same base model shown k solved examples from the TRAIN split as earlier
+# chat turns: the fairest "good prompt" a reviewer would compare a fine-tune against. Each example is
+# compact (one chunk, cut to a few hundred characters) because every prompt token is CPU prefill time.
+
+
+def fewshot_examples(
+    train: list[dict[str, Any]],
+    chunks_by_id: dict[str, dict[str, Any]],
+    k: int,
+    max_chars: int,
+    abstain: str,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """k solved examples from the train split: k-1 answered (one per answer kind, round-robin) + 1 abstention.
+
+    Answered examples are single-chunk questions whose short answer (or whole answer)
+    lies inside the chunk's first `max_chars` characters, so the cut chunk still backs
+    it; their target is the answer sentence plus its `[cNNN]` citation. The abstention
+    example shows an unanswerable question with the chunk it was asked about. Returns
+    `{"id", "question", "chunk", "answer", "answerable"}` records in a seeded order.
+    """
+    import random
+
+    if k <= 0:
+        return []
+    rng = random.Random(seed)
+
+    def backed(q: dict[str, Any]) -> bool:
+        chunk = chunks_by_id.get(q.get("chunk_id") or "")
+        ids = q.get("chunk_ids") or [q.get("chunk_id")]
+        if chunk is None or len(ids) != 1:
+            return False
+        value = (q.get("answer_short") or q.get("answer") or "").strip()
+        return bool(value) and _squash(value) in _squash(chunk["text"][:max_chars])
+
+    answerable = sorted((q for q in train if q.get("answerable") and backed(q)), key=lambda q: q["id"])
+    unanswerable = sorted(
+        (q for q in train if not q.get("answerable") and q.get("chunk_id") in chunks_by_id), key=lambda q: q["id"]
+    )
+    n_abstain = 1 if unanswerable and k >= 2 else 0
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for q in answerable:
+        by_kind.setdefault(str(q.get("answer_kind") or q.get("fact") or q.get("type")), []).append(q)
+    for group in by_kind.values():
+        rng.shuffle(group)
+    picked: list[dict[str, Any]] = []
+    kinds = sorted(by_kind)
+    while len(picked) < k - n_abstain and any(by_kind.values()):
+        for kind in kinds:
+            if by_kind[kind] and len(picked) < k - n_abstain:
+                picked.append(by_kind[kind].pop())
+    if n_abstain:
+        picked.append(rng.choice(unanswerable))
+    rng.shuffle(picked)
+    out = []
+    for q in picked:
+        chunk = chunks_by_id[q["chunk_id"]]
+        answer = target_answer(q["answer"], [chunk["chunk_id"]]) if q["answerable"] else abstain
+        out.append(
+            {"id": q["id"], "question": q["question"], "chunk": chunk, "answer": answer, "answerable": q["answerable"]}
+        )
+    return out
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def fewshot_turns(examples: list[dict[str, Any]], max_chars: int) -> list[dict[str, str]]:
+    """The examples as earlier user/assistant turns, in the same user-message shape as the real question."""
+    turns: list[dict[str, str]] = []
+    for ex in examples:
+        turns.append({"role": "user", "content": user_message(ex["question"], [ex["chunk"]], max_chars)})
+        turns.append({"role": "assistant", "content": ex["answer"]})
+    return turns
+
+
+def build_fewshot_messages(
+    question: str,
+    chunks: list[dict[str, Any]],
+    system: str,
+    max_chars: int,
+    turns: list[dict[str, str]],
+) -> list[dict[str, str]]:
+    """`build_messages` with solved example turns (`fewshot_turns`) between the system prompt and the question."""
+    system_msg, user_msg = build_messages(question, chunks, system, max_chars)
+    return [system_msg, *turns, user_msg]

@@ -1,0 +1,406 @@
+"""The report's numbers: loading every model x test set, paired-bootstrap comparisons, targets, plot rows.
+
+Pure functions of predictions and params (no text, no figures): ``metrics/comparison.json`` is
+``build_comparison``'s output. Metric rows come from ``stages.common.metrics.METRICS``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+from stages.common import metrics as M
+from stages.common import params as P
+from stages.common.errors import UserError
+from stages.common.io import atomic_path, read_json, read_jsonl
+
+log = logging.getLogger("report")
+
+MODELS = ("baseline", "baseline_fewshot", "finetuned")
+TESTSETS = ("template", "natural")
+REQUIRED = ("baseline", "finetuned")  # a test set that runs at all must have these two
+# The comparisons the report makes: fine-tuned minus each baseline.
+PAIRS = (("finetuned", "baseline"), ("finetuned", "baseline_fewshot"))
+MODEL_KO = {"baseline": "베이스라인(zero-shot)", "baseline_fewshot": "베이스라인(few-shot)", "finetuned": "파인튜닝"}
+TESTSET_KO = {"template": "템플릿 테스트셋", "natural": "자연 질문 테스트셋"}
+# Metrics that describe behaviour or cost rather than answer quality: the "detail" table.
+DETAIL_KEYS = ("abstain_rate", "empty", "looping", "over_length", "latency_s", "tokens_per_s")
+
+# label, definition, why this metric — for the metric keys known when this was written. A metric
+# added to stages.common.metrics.METRICS later still gets its rows (labelled by its key).
+METRIC_DOCS: dict[str, tuple[str, str, str]] = {
+    "correct": (
+        "정답률",
+        "실패 유형 분류에서 'ok'인 비율 (답변 가능: 채점기 기준 정답, 불가: 기권)",
+        "질문 유형이 섞인 테스트셋 전체를 한 숫자로 요약",
+    ),
+    "em": (
+        "EM",
+        "정규화(NFC·인용·문장부호·공백) 후 완전 일치 — 답변 가능 질문",
+        "값 하나가 답인 사실 질문의 엄격한 기준",
+    ),
+    "contains": (
+        "포함 일치",
+        "정규화·공백 제거 후 정답이 답변 안에 들어 있음",
+        "정답을 말하고 덧붙인 답을 0점 처리하지 않음",
+    ),
+    "f1_morph": (
+        "형태소 F1",
+        "Kiwi 내용 형태소(조사·어미 제외) 집합 F1",
+        "조사가 붙는 한국어에서 공백 토큰 F1은 부정확",
+    ),
+    "f1_char": ("문자 F1", "공백 제외 문자 집합 F1", "띄어쓰기 차이와 형태소 분석 오류에 강함"),
+    "rouge_l_char": (
+        "ROUGE-L(문자)",
+        "공백 제외 문자열의 LCS 기반 F1",
+        "rouge_score 기본 토크나이저는 한글을 버림 — 문자 단위로 순서까지 반영",
+    ),
+    "key_fact_recall": (
+        "핵심 사실 재현율",
+        "정답의 핵심 사실(숫자·이름·값) 중 답변에 (한국어 정규화 후) 들어 있는 비율",
+        "문장으로 답한 정답을 오답으로 치지 않는 문장형 답의 지표",
+    ),
+    "abstain_p": ("기권 정밀도", "기권한 답 중 실제로 답이 없는 질문의 비율", "불필요한 기권(정보 누락) 측정"),
+    "abstain_r": ("기권 재현율", "답이 없는 질문 중 기권한 비율", "환각 대신 모른다고 말하는 능력"),
+    "abstain_f1": ("기권 F1", "기권 정밀도·재현율의 조화평균 (양성 = 답변 불가)", "기권의 두 오류를 한 숫자로"),
+    "abstain_rate": ("기권 비율", "전체 질문 중 기권한 비율", "과도한 기권 여부 확인용 (높낮이에 좋고 나쁨 없음)"),
+    "citation_ok": (
+        "인용 정확도",
+        "정답 청크가 검색된 답변 가능 질문에서 그 청크를 [cNNN]으로 인용한 비율",
+        "출처 표시가 RAG 답변의 검증 가능성을 만든다",
+    ),
+    "supported": (
+        "충실도",
+        "기권하지 않은 답 중 숫자는 그대로, 내용 형태소는 모두 문맥에 있는 비율",
+        "문맥에 없는 내용(환각)을 결정적으로 검출",
+    ),
+    "format_fail": (
+        "형식 실패율",
+        "빈 답·반복(n-gram 반복)·EOS 없이 길이 한도 도달 중 하나",
+        "멈추지 못하는 모델을 드러냄",
+    ),
+    "empty": ("빈 답", "인용·문장부호를 빼면 빈 답", "형식 실패 세부"),
+    "looping": ("반복", "단어 n-gram 또는 문자 n-gram이 여러 번 반복", "형식 실패 세부"),
+    "over_length": ("길이 초과", "EOS 없이 max_new_tokens 도달", "형식 실패 세부"),
+    "latency_s": ("지연(초)", "질문당 생성 시간 (배치 시간의 균등 분배)", "서비스 비용"),
+    "tokens_per_s": ("토큰/초", "생성 토큰 수 / 생성 시간", "하드웨어 처리량"),
+    "judge_correct": (
+        "LLM 판정 정답률",
+        "OpenAI 호환 LLM 채점자가 정답과 비교해 1로 판정한 비율 (선택, evaluate.judge)",
+        "어휘 지표가 놓치는 바꿔 말한 정답을 잡고, 결정적 지표를 교차 검증",
+    ),
+}
+
+FAILURE_DOCS: dict[str, tuple[str, str]] = {
+    "format": ("형식 실패", "빈 답·반복, 또는 내용은 맞지만 EOS 없이 길이 한도 도달"),
+    "missed_abstention": ("기권 누락", "답이 없는 질문에 답을 지어냄"),
+    "retrieval_miss": ("검색 실패", "정답 청크가 top-k에 없어 맞히지 못함"),
+    "wrong_abstention": ("잘못된 기권", "정답 청크가 문맥에 있는데 기권"),
+    "hallucination": ("환각", "답의 숫자/내용이 문맥에 없음"),
+    "wrong_fact": ("오답", "문맥에 있는 내용이지만 정답이 아님"),
+}
+
+
+def label(key: str) -> str:
+    return METRIC_DOCS.get(key, (key, "", ""))[0]
+
+
+def quality_keys() -> list[str]:
+    return [m.key for m in M.METRICS if m.key not in DETAIL_KEYS]
+
+
+def failure_label(key: str) -> str:
+    return FAILURE_DOCS.get(key, (key, ""))[0] if key != "ok" else "정상"
+
+
+# ---------------------------------------------------------------- loading
+def load_predictions(path: Path) -> list[dict[str, Any]] | None:
+    """Predictions of one model on one test set; None when the run is absent or was skipped (empty file)."""
+    if not path.is_file():
+        return None
+    preds = read_jsonl(path)
+    if not preds:
+        return None
+    if any("scores" not in p for p in preds):
+        raise UserError(f"{path}: predictions without scores (re-run the evaluate stage)")
+    return preds
+
+
+def align(ref: list[dict[str, Any]], other: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+    """`other` in the order of `ref`; both runs must cover the same questions."""
+    by_id = {p["id"]: p for p in other}
+    if set(by_id) != {p["id"] for p in ref}:
+        raise UserError(f"{what}: the models' predictions cover different questions (same evaluate.limit?)")
+    return [by_id[p["id"]] for p in ref]
+
+
+def load_runs(eval_dir: Path, metrics_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per test set: {'preds': {model: aligned predictions}, 'metrics': {model: json}} or {'skipped': reason}."""
+    runs: dict[str, dict[str, Any]] = {}
+    for ts in TESTSETS:
+        preds = {m: load_predictions(eval_dir / m / ts / "predictions.jsonl") for m in MODELS}
+        mfiles = {m: optional_json(metrics_dir / "eval" / m / f"{ts}.json") for m in MODELS}
+        present = {m: p for m, p in preds.items() if p is not None}
+        if not present:
+            if ts == "template":
+                raise UserError(f"{eval_dir}/*/template/predictions.jsonl: not found (run the evaluate stage first)")
+            reasons = [f.get("reason") for f in mfiles.values() if f and f.get("skipped")]
+            runs[ts] = {"skipped": reasons[0] if reasons else "no predictions (evaluate did not run on it)"}
+            continue
+        missing = [m for m in REQUIRED if m not in present]
+        if missing:
+            raise UserError(f"{eval_dir}: {ts} test set lacks predictions of {', '.join(missing)}")
+        ref = present["baseline"]
+        aligned = {m: ref if m == "baseline" else align(ref, p, f"{ts} test set") for m, p in present.items()}
+        runs[ts] = {"preds": aligned, "metrics": {m: mfiles[m] for m in aligned}}
+    return runs
+
+
+def optional_json(path: Path) -> Any:
+    if not path.is_file():
+        log.info("%s: not found, its part is left out", path)
+        return None
+    return read_json(path)
+
+
+def read_curve(path: Path, column: str) -> list[tuple[float, float]]:
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for row in rows:
+        try:
+            out.append((float(row["step"]), float(row[column])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+# ---------------------------------------------------------------- comparison (numbers)
+def _pair_key(tuned: str, ref: str) -> str:
+    return f"{tuned}-{ref}"
+
+
+def compare_pair(
+    ref: list[dict[str, Any]], tuned: list[dict[str, Any]], cfg: dict[str, Any]
+) -> dict[str, dict[str, float | None]]:
+    """Every metric of METRICS: reference and fine-tuned values, delta (tuned − ref) and its paired-bootstrap CI."""
+    raw = M.compare(
+        [p["scores"] for p in ref],
+        [p["scores"] for p in tuned],
+        ref,
+        tuned,
+        P.require(cfg, "n_resamples", int, "report"),
+        P.require(cfg, "seed", int, "report"),
+        float(P.require(cfg, "ci", (int, float), "report")),
+    )
+    out = {}
+    for key, r in raw.items():
+        if key in M.OPTIONAL_KEYS and r["baseline"] is None and r["finetuned"] is None:
+            continue  # optional metric (LLM judge) not produced: left out, as in the metrics files
+        out[key] = {
+            "reference": r["baseline"],
+            "finetuned": r["finetuned"],
+            "delta": r["delta"],
+            "ci_low": r["ci_low"],
+            "ci_high": r["ci_high"],
+        }
+    return out
+
+
+def values_by_group(preds: dict[str, list[dict[str, Any]]], field: str) -> dict[str, dict[str, Any]]:
+    """Per value of `field` (type, style): n and every metric per model."""
+    base = preds["baseline"]
+    groups = sorted({str(p.get(field) or "–") for p in base})
+    out: dict[str, dict[str, Any]] = {}
+    for g in groups:
+        idx = [i for i, p in enumerate(base) if str(p.get(field) or "–") == g]
+        node: dict[str, Any] = {"n": len(idx), "n_answerable": sum(bool(base[i]["answerable"]) for i in idx)}
+        per_model = {
+            m: M.metric_values([ps[i]["scores"] for i in idx], [ps[i] for i in idx]) for m, ps in preds.items()
+        }
+        for key in (mm.key for mm in M.METRICS):
+            vals = {m: per_model[m][key] for m in preds}
+            if any(v is not None for v in vals.values()):
+                node[key] = {m: _round(v) for m, v in vals.items()}
+        node["failures"] = {
+            m: M.failure_counts([p["scores"] for p in ps if str(p.get(field) or "–") == g]) for m, ps in preds.items()
+        }
+        out[g] = node
+    return out
+
+
+def build_testset(run: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    preds: dict[str, list[dict[str, Any]]] = run["preds"]
+    base = preds["baseline"]
+    n_ans = sum(bool(p["answerable"]) for p in base)
+    out: dict[str, Any] = {
+        "n": len(base),
+        "n_answerable": n_ans,
+        "n_unanswerable": len(base) - n_ans,
+        "models": list(preds),
+        "values": {},
+        "pairs": {},
+    }
+    per_model = {m: M.metric_values([p["scores"] for p in ps], ps) for m, ps in preds.items()}
+    for mm in M.METRICS:
+        vals = {m: _round(per_model[m][mm.key]) for m in preds}
+        if mm.key in M.OPTIONAL_KEYS and all(v is None for v in vals.values()):
+            continue
+        out["values"][mm.key] = vals
+    for tuned, ref in PAIRS:
+        if tuned in preds and ref in preds:
+            out["pairs"][_pair_key(tuned, ref)] = compare_pair(preds[ref], preds[tuned], cfg)
+    out["by_type"] = values_by_group(preds, "type")
+    out["by_style"] = values_by_group(preds, "style")
+    out["failures"] = {m: M.failure_counts([p["scores"] for p in ps]) for m, ps in preds.items()}
+    # Wrong abstentions as a share of answerable questions (issue #13's target: ≤ 15% on the natural set).
+    out["wrong_abstention_share"] = {
+        m: _round(out["failures"][m].get("wrong_abstention", 0) / n_ans) if n_ans else None for m in preds
+    }
+    runinfo = run.get("metrics") or {}
+    out["cost"] = {
+        m: {
+            "wall_seconds": (runinfo.get(m) or {}).get("wall_seconds"),
+            "prompt_tokens_mean": (runinfo.get(m) or {}).get("prompt_tokens_mean")
+            or _round(sum(float(p.get("prompt_tokens") or 0) for p in ps) / len(ps), 1),
+            "fewshot_k": (runinfo.get(m) or {}).get("fewshot_k"),
+        }
+        for m, ps in preds.items()
+    }
+    agreement = {m: M.judge_agreement([p["scores"] for p in ps]) for m, ps in preds.items()}
+    if any(v is not None for v in agreement.values()):
+        out["judge_agreement"] = agreement
+    return out
+
+
+def build_comparison(runs: dict[str, dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+    """metrics/comparison.json: per test set, values of all models and the fine-tuned − baseline pairs."""
+    out: dict[str, Any] = {
+        "ci": float(P.require(cfg, "ci", (int, float), "report")),
+        "n_resamples": P.require(cfg, "n_resamples", int, "report"),
+        "seed": P.require(cfg, "seed", int, "report"),
+        "testsets": {},
+    }
+    for ts, run in runs.items():
+        out["testsets"][ts] = (
+            {"skipped": True, "reason": run["skipped"]} if "skipped" in run else build_testset(run, cfg)
+        )
+    out["targets"] = check_targets(out, cfg.get("targets") or {})
+    return out
+
+
+def _round(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+def plot_rows(comp: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of the CSVs `dvc plots` draws: per (metric, model, test set) and per (style, model, test set).
+
+    Bar labels carry model and test set: DVC's bar template offsets bars by revision only,
+    so several series in one revision would otherwise stack.
+    """
+    metric_rows, style_rows = [], []
+    for ts, t in comp["testsets"].items():
+        if t.get("skipped"):
+            continue
+        for key in quality_keys():
+            for m, v in t["values"].get(key, {}).items():
+                if v is not None:
+                    metric_rows.append(
+                        {"label": f"{key} · {m} · {ts}", "metric": key, "model": m, "testset": ts, "value": v}
+                    )
+        for style, sub in t["by_style"].items():
+            for m in t["models"]:
+                style_rows.append(
+                    {
+                        "label": f"{ts} {style} (n={sub['n']}) · {m}",
+                        "testset": ts,
+                        "style": style,
+                        "model": m,
+                        "correct": sub["correct"][m],
+                    }
+                )
+    return metric_rows, style_rows
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["label"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# ---------------------------------------------------------------- qualitative examples
+def pick_examples(base: list[dict[str, Any]], tuned: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """(why, index) by rule: largest char-F1 gain, worst regression, an unanswerable case."""
+    chosen: list[tuple[str, int]] = []
+    used: set[int] = set()
+    ans = [i for i, p in enumerate(base) if p["answerable"]]
+
+    def gain(i: int) -> float:
+        return (tuned[i]["scores"].get("f1_char") or 0.0) - (base[i]["scores"].get("f1_char") or 0.0)
+
+    if ans:
+        best = max(ans, key=lambda i: (gain(i), -i))
+        chosen.append((f"문자 F1 개선이 가장 큰 질문 (Δ {gain(best):+.3f})", best))
+        used.add(best)
+        rest = [i for i in ans if i not in used]
+        if rest:
+            worst = min(rest, key=lambda i: (gain(i), i))
+            why = "문자 F1 하락이 가장 큰 질문" if gain(worst) < 0 else "하락 사례 없음 — 개선 폭이 가장 작은 질문"
+            chosen.append((f"{why} (Δ {gain(worst):+.3f})", worst))
+            used.add(worst)
+    unans = [i for i, p in enumerate(base) if not p["answerable"] and i not in used]
+    if unans:
+        flipped = [i for i in unans if tuned[i]["scores"]["abstained"] != base[i]["scores"]["abstained"]]
+        i = (flipped or unans)[0]
+        chosen.append(("답변 불가 질문 (기권 여부)", i))
+    return chosen
+
+
+TARGET_KEYS = {"min", "max", "vs", "delta_min", "ci_low_above"}
+
+
+def check_targets(comp: dict[str, Any], targets: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target condition of params report.targets against the fine-tuned model's numbers.
+
+    A condition is `{min|max: x}` on the fine-tuned value, or `{vs: <baseline>, delta_min: x}` /
+    `{vs: <baseline>, ci_low_above: x}` on the paired delta. `wrong_abstention_share` is read from
+    its own entry. Status: met | missed | not measured (test set skipped, metric or model absent).
+    """
+    rows = []
+    for ts in sorted(targets or {}):
+        for key in sorted(targets[ts] or {}):
+            conds = targets[ts][key]
+            for cond in conds if isinstance(conds, list) else [conds]:
+                if not isinstance(cond, dict) or not cond or set(cond) - TARGET_KEYS:
+                    raise UserError(f"params: report.targets.{ts}.{key}: conditions use {sorted(TARGET_KEYS)}")
+                rows.append({"testset": ts, "metric": key, **_check(comp["testsets"].get(ts) or {}, key, cond)})
+    return rows
+
+
+def _check(t: dict[str, Any], key: str, cond: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"condition": cond, "value": None, "status": "not measured"}
+    if not t or t.get("skipped"):
+        return out
+    if "vs" in cond:
+        r = t["pairs"].get(_pair_key("finetuned", cond["vs"]), {}).get(key)
+        if not r or r["delta"] is None:
+            return out
+        out["value"], out["ci"] = r["delta"], [r["ci_low"], r["ci_high"]]
+        ok = "delta_min" not in cond or r["delta"] >= cond["delta_min"]
+        if "ci_low_above" in cond:
+            ok = ok and r["ci_low"] is not None and r["ci_low"] > cond["ci_low_above"]
+    else:
+        source = t.get(key) if key == "wrong_abstention_share" else t["values"].get(key)
+        value = (source or {}).get("finetuned")
+        if value is None:
+            return out
+        out["value"] = value
+        ok = ("min" not in cond or value >= cond["min"]) and ("max" not in cond or value <= cond["max"])
+    out["status"] = "met" if ok else "missed"
+    return out

@@ -1,0 +1,552 @@
+"""The template's context: numbers formatted into tables and short strings, then rendered with Jinja2.
+
+The prose and layout live in ``REPORT.md.j2`` beside this file; nothing here writes a sentence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages.common import metrics as M
+from stages.common.io import read_jsonl
+from stages.report.compare import (
+    DETAIL_KEYS,
+    FAILURE_DOCS,
+    METRIC_DOCS,
+    MODEL_KO,
+    MODELS,
+    PAIRS,
+    TESTSET_KO,
+    TESTSETS,
+    _pair_key,
+    failure_label,
+    label,
+    optional_json,
+    pick_examples,
+    quality_keys,
+)
+
+log = logging.getLogger("report")
+
+TEMPLATE = Path(__file__).with_name("REPORT.md.j2")
+
+# Axolotl keys worth a row in the hyper-parameter table (in this order, when present).
+HYPER_KEYS = (
+    "base_model",
+    "adapter",
+    "load_in_4bit",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "sequence_len",
+    "sample_packing",
+    "micro_batch_size",
+    "gradient_accumulation_steps",
+    "num_epochs",
+    "max_steps",
+    "learning_rate",
+    "lr_scheduler",
+    "warmup_ratio",
+    "optimizer",
+    "weight_decay",
+    "bf16",
+    "train_on_inputs",
+    "eval_steps",
+    "val_set_size",
+    "seed",
+)
+
+
+# ---------------------------------------------------------------- formatting (used by the template as filters)
+def fmt(x: Any, nd: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "예" if x else "아니오"
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def fmt_delta(x: float | None) -> str:
+    return "–" if x is None else f"{x:+.3f}"
+
+
+def fmt_ci(lo: float | None, hi: float | None) -> str:
+    return "–" if lo is None or hi is None else f"[{lo:+.3f}, {hi:+.3f}]"
+
+
+def cell(text: Any, limit: int = 0) -> str:
+    """Text safe inside a markdown table cell."""
+    s = str(text)
+    if limit and len(s) > limit:
+        s = s[:limit].rstrip() + " …"
+    return s.replace("|", "\\|").replace("\r", "").replace("\n", "<br>") or "(빈 답)"
+
+
+def md_table(headers: list[Any], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def verdict(key: str, r: dict[str, Any]) -> str:
+    """▲ better / ▼ worse when the CI excludes 0, else '='."""
+    m = M.BY_KEY.get(key)
+    lo, hi = r.get("ci_low"), r.get("ci_high")
+    if m is None or lo is None or hi is None or m.higher_is_better is None:
+        return "–"
+    if lo > 0 or hi < 0:
+        return "▲ 개선" if (lo > 0) == m.higher_is_better else "▼ 악화"
+    return "= 동일" if lo == hi == 0 else "= 차이 불확실"
+
+
+# ---------------------------------------------------------------- the report's context (numbers only)
+def main_table(t: dict[str, Any], keys: list[str]) -> list[list[str]]:
+    """One row per metric: the three models, then Δ [CI] verdict of fine-tuned vs each baseline."""
+    rows = []
+    for key in keys:
+        vals = t["values"].get(key)
+        if not vals or all(v is None for v in vals.values()):
+            continue
+        row = [label(key), *[fmt(vals.get(m)) for m in MODELS]]
+        for tuned, ref in PAIRS:
+            r = t["pairs"].get(_pair_key(tuned, ref), {}).get(key)
+            defined = r is not None and r["delta"] is not None
+            row.append(
+                f"{fmt_delta(r['delta'])} {fmt_ci(r['ci_low'], r['ci_high'])} {verdict(key, r)}" if defined else "–"
+            )
+        rows.append(row)
+    return rows
+
+
+def significant(t: dict[str, Any], pair: str) -> dict[str, list[str]]:
+    """Metrics whose CI excludes 0, by direction: what the conclusion may claim, and nothing more."""
+    out: dict[str, list[str]] = {"better": [], "worse": [], "unclear": []}
+    for key in quality_keys():
+        r = t["pairs"].get(pair, {}).get(key)
+        if not r:
+            continue
+        v = verdict(key, r)
+        text = f"{label(key)} ({fmt_delta(r['delta'])})"
+        if v.startswith("▲"):
+            out["better"].append(text)
+        elif v.startswith("▼"):
+            out["worse"].append(text)
+        elif v.startswith("= 차이"):
+            out["unclear"].append(label(key))
+    return out
+
+
+def example_blocks(preds: dict[str, list[dict[str, Any]]], ref_model: str, limit: int) -> list[dict[str, Any]]:
+    """Qualitative examples (rules in pick_examples, fine-tuned vs `ref_model`), every model's answer shown."""
+    blocks = []
+    for why, i in pick_examples(preds[ref_model], preds["finetuned"]):
+        b = preds["baseline"][i]
+        rows = [[MODEL_KO[m], cell(ps[i]["answer"], limit)] for m, ps in preds.items()]
+        scores = []
+        for key in ("f1_char", "key_fact_recall", "judge_correct"):
+            if any(ps[i]["scores"].get(key) is not None for ps in preds.values()):
+                scores.append([label(key), *[fmt(ps[i]["scores"].get(key)) for ps in preds.values()]])
+        scores.append(["기권", *[fmt(ps[i]["scores"]["abstained"]) for ps in preds.values()]])
+        scores.append(["실패 유형", *[ps[i]["scores"]["failure"] for ps in preds.values()]])
+        gold_ids = b.get("gold_chunk_ids") or ([b["gold_chunk_id"]] if b.get("gold_chunk_id") else [])
+        blocks.append(
+            {
+                "why": why,
+                "id": b["id"],
+                "type": b["type"],
+                "style": b.get("style") or "–",
+                "question": cell(b["question"]),
+                "gold": cell(b["gold_answer"]),
+                "gold_ids": ", ".join(f"`{g}`" for g in gold_ids) or "–",
+                "retrieved": ", ".join(f"`{x}`" for x in b["retrieved_ids"]),
+                "hit": "포함" if gold_ids and all(g in b["retrieved_ids"] for g in gold_ids) else "없음",
+                "answers": md_table(["모델", "답변"], rows),
+                "scores": md_table(["지표", *[MODEL_KO[m] for m in preds]], scores),
+            }
+        )
+    return blocks
+
+
+def failure_examples(preds: dict[str, list[dict[str, Any]]], field: str | None, limit: int) -> list[list[str]]:
+    """One example per failure type (field None) or per style (the fine-tuned model's failures first)."""
+    rows = []
+    order = [m for m in ("finetuned", "baseline_fewshot", "baseline") if m in preds]
+    if field is None:
+        for key in M.FAILURES:
+            ex = next(((m, p) for m in order for p in preds[m] if p["scores"]["failure"] == key), None)
+            if ex:
+                m, p = ex
+                rows.append(
+                    [
+                        failure_label(key),
+                        MODEL_KO[m],
+                        f"`{p['id']}`",
+                        cell(p["question"]),
+                        cell(p["gold_answer"], limit),
+                        cell(p["answer"], limit),
+                    ]
+                )
+        return rows
+    for g in sorted({str(p.get(field) or "–") for p in preds["baseline"]}):
+        ex = next(
+            (
+                (m, p)
+                for m in order
+                for p in preds[m]
+                if str(p.get(field) or "–") == g and p["scores"]["failure"] != "ok"
+            ),
+            None,
+        )
+        if ex:
+            m, p = ex
+            rows.append(
+                [
+                    g,
+                    MODEL_KO[m],
+                    failure_label(p["scores"]["failure"]),
+                    f"`{p['id']}`",
+                    cell(p["question"]),
+                    cell(p["answer"], limit),
+                ]
+            )
+    return rows
+
+
+def testset_context(ts: str, t: dict[str, Any], run: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    if t.get("skipped"):
+        return {"name": ts, "ko": TESTSET_KO[ts], "skipped": True, "reason": t["reason"]}
+    preds = run["preds"]
+    limit = cfg["max_example_chars"]
+    pct = int(round(float(cfg["ci"]) * 100))
+    models = t["models"]
+    headers = ["지표", *[MODEL_KO[m] for m in MODELS]] + [
+        f"{MODEL_KO[a]} − {MODEL_KO[b]} Δ [{pct}% CI]" for a, b in PAIRS
+    ]
+    style_rows = []
+    for style, sub in t["by_style"].items():
+        style_rows.append(
+            [
+                style,
+                sub["n"],
+                *[fmt(sub.get("correct", {}).get(m)) for m in MODELS],
+                *[fmt(sub.get("key_fact_recall", {}).get(m)) for m in MODELS if "key_fact_recall" in sub],
+                top_failure(sub["failures"]["finetuned"]) or "–",
+            ]
+        )
+    has_kfr = any("key_fact_recall" in sub for sub in t["by_style"].values())
+    style_headers = ["스타일", "n", *[f"정답률 {MODEL_KO[m]}" for m in MODELS]]
+    if has_kfr:
+        style_headers += [f"핵심 사실 재현율 {MODEL_KO[m]}" for m in MODELS]
+    style_headers.append("파인튜닝의 가장 흔한 실패")
+    type_rows = [
+        [
+            qtype,
+            sub["n"],
+            *[fmt(sub.get("correct", {}).get(m)) for m in MODELS],
+            *[fmt(sub.get("f1_char", {}).get(m)) for m in MODELS],
+        ]
+        for qtype, sub in t["by_type"].items()
+    ]
+    failure_rows = [
+        [failure_label(k), FAILURE_DOCS[k][1], *[t["failures"].get(m, {}).get(k, "–") for m in MODELS]]
+        for k in M.FAILURES
+    ] + [["정상(ok)", "실패 없음", *[t["failures"].get(m, {}).get("ok", "–") for m in MODELS]]]
+    cost_rows = [
+        [
+            MODEL_KO[m],
+            fmt(t["cost"][m]["fewshot_k"]),
+            fmt(t["cost"][m]["prompt_tokens_mean"], 1),
+            fmt(t["cost"][m]["wall_seconds"], 1),
+            fmt(t["values"].get("latency_s", {}).get(m), 2),
+        ]
+        for m in models
+    ]
+    ref_model = "baseline_fewshot" if "baseline_fewshot" in preds else "baseline"
+    judge_rows = []
+    for m, a in (t.get("judge_agreement") or {}).items():
+        if a:
+            judge_rows.append(
+                [
+                    MODEL_KO[m],
+                    a["n_judged"],
+                    a["n_unparsed"],
+                    fmt(a["agreement"]),
+                    fmt(a["kappa"]),
+                    a.get("both_correct", 0),
+                    a.get("only_deterministic", 0),
+                    a.get("only_judge", 0),
+                    a.get("both_wrong", 0),
+                ]
+            )
+    return {
+        "name": ts,
+        "ko": TESTSET_KO[ts],
+        "skipped": False,
+        "n": t["n"],
+        "n_answerable": t["n_answerable"],
+        "n_unanswerable": t["n_unanswerable"],
+        "has_fewshot": "baseline_fewshot" in models,
+        "main_table": md_table(headers, main_table(t, quality_keys())),
+        "detail_table": md_table(headers, main_table(t, list(DETAIL_KEYS))),
+        "type_table": md_table(
+            ["유형", "n", *[f"정답률 {MODEL_KO[m]}" for m in MODELS], *[f"문자 F1 {MODEL_KO[m]}" for m in MODELS]],
+            type_rows,
+        ),
+        "style_table": md_table(style_headers, style_rows),
+        "failure_table": md_table(["유형", "정의", *[MODEL_KO[m] for m in MODELS]], failure_rows),
+        "failure_examples": md_table(
+            ["실패 유형", "모델", "id", "질문", "정답", "답변"], failure_examples(preds, None, limit // 2)
+        ),
+        "style_examples": md_table(
+            ["스타일", "모델", "실패 유형", "id", "질문", "답변"], failure_examples(preds, "style", limit // 2)
+        ),
+        "wrong_abstention": {m: fmt(v) for m, v in t["wrong_abstention_share"].items()},
+        "cost_table": md_table(
+            ["모델", "few-shot k", "프롬프트 토큰(평균)", "평가 전체 시간(s)", "질문당 지연(s)"], cost_rows
+        ),
+        "examples": example_blocks(preds, ref_model, limit),
+        "ref_model_ko": MODEL_KO[ref_model],
+        "vs_baseline": significant(t, _pair_key("finetuned", "baseline")),
+        "vs_fewshot": significant(t, _pair_key("finetuned", "baseline_fewshot"))
+        if "baseline_fewshot" in models
+        else None,
+        "judge_table": md_table(
+            ["모델", "판정 수", "판정 실패", "일치율", "κ", "둘 다 정답", "결정적만 정답", "LLM만 정답", "둘 다 오답"],
+            judge_rows,
+        )
+        if judge_rows
+        else "",
+        "top_failure": {m: top_failure(t["failures"][m]) for m in models},
+        "correct_ci_width": _ci_width(t["pairs"].get(_pair_key("finetuned", "baseline"), {}).get("correct")),
+    }
+
+
+def top_failure(counts: dict[str, int]) -> str | None:
+    """'label (n건)' of the most frequent failure type (first in M.FAILURES order on ties); None without failures."""
+    if not any(counts.get(k, 0) for k in M.FAILURES):
+        return None
+    key = max(M.FAILURES, key=lambda k: (counts.get(k, 0), -M.FAILURES.index(k)))
+    return f"{failure_label(key)} {counts[key]}건"
+
+
+def targets_table(rows: list[dict[str, Any]], pct: int) -> str:
+    status_ko = {"met": "✅ 충족", "missed": "❌ 미달", "not measured": "– 측정 안 됨"}
+    body = []
+    for r in rows:
+        c = r["condition"]
+        if "vs" in c:
+            what = f"파인튜닝 − {MODEL_KO.get(c['vs'], c['vs'])}:"
+            parts = [f"Δ ≥ {c['delta_min']:+.2f}"] if "delta_min" in c else []
+            parts += [f"{pct}% CI 하한 > {c['ci_low_above']:+.2f}"] if "ci_low_above" in c else []
+            measured = fmt_delta(r["value"]) + (f" {fmt_ci(*r['ci'])}" if r.get("ci") else "")
+        else:
+            what = "파인튜닝:"
+            parts = [f"≥ {c['min']:.2f}"] if "min" in c else []
+            parts += [f"≤ {c['max']:.2f}"] if "max" in c else []
+            measured = fmt(r["value"])
+        name = "잘못된 기권 비율" if r["metric"] == "wrong_abstention_share" else label(r["metric"])
+        body.append(
+            [
+                TESTSET_KO.get(r["testset"], r["testset"]),
+                name,
+                f"{what} {' 그리고 '.join(parts)}",
+                measured,
+                status_ko[r["status"]],
+            ]
+        )
+    return md_table(["테스트셋", "지표", "목표", "측정값", "판정"], body) if body else ""
+
+
+def _ci_width(r: dict[str, Any] | None) -> str | None:
+    if not r or r.get("ci_low") is None or r.get("ci_high") is None:
+        return None
+    return f"{r['ci_high'] - r['ci_low']:.3f}"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def hyperparameters(adapter: Path | None, train_cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    path = adapter / "axolotl.yaml" if adapter else None
+    if path and path.is_file():
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return {k: cfg[k] for k in HYPER_KEYS if k in cfg}, f"`{path.as_posix()}`"
+    return dict(train_cfg), "params.yaml `train`"
+
+
+def qa_samples(qa_dir: Path) -> list[dict[str, Any]]:
+    path = qa_dir / "train.jsonl"
+    if not path.is_file():
+        return []
+    seen: dict[str, dict[str, Any]] = {}
+    for q in read_jsonl(path):
+        seen.setdefault(q["type"], q)
+    return [seen[t] for t in sorted(seen)]
+
+
+def dataset_context(ds: dict[str, Any] | None, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"present": bool(ds)}
+    if ds:
+        splits = [k for k, v in ds.items() if isinstance(v, dict) and "questions" in v]
+        types = sorted({t for s in splits for t in ds[s].get("by_type", {})})
+        rows = [
+            [
+                s,
+                ds[s].get("questions"),
+                ds[s].get("answerable"),
+                ds[s].get("unanswerable"),
+                ds[s].get("chunks"),
+                *[ds[s].get("by_type", {}).get(t, 0) for t in types],
+            ]
+            for s in splits
+        ]
+        out["split_table"] = md_table(["분할", "질문", "답변 가능", "답변 불가", "원천 청크", *types], rows)
+        facts = sorted({f for s in splits for f in ds[s].get("by_fact", {})})
+        out["fact_table"] = (
+            md_table(
+                ["사실 유형", *splits], [[f, *[ds[s].get("by_fact", {}).get(f, 0) for s in splits]] for f in facts]
+            )
+            if facts
+            else ""
+        )
+    out["samples_table"] = (
+        md_table(
+            ["유형", "사실", "질문", "정답", "근거 청크"],
+            [[q["type"], q.get("fact", "–"), cell(q["question"]), cell(q["answer"]), q["chunk_id"]] for q in samples],
+        )
+        if samples
+        else ""
+    )
+    return out
+
+
+def retrieval_context(ret: dict[str, Any] | None, rcfg: dict[str, Any]) -> dict[str, Any]:
+    if not ret:
+        return {"present": False}
+    methods = [k for k, v in ret.items() if isinstance(v, dict) and "mrr" in v]
+    ks = sorted({k for m in methods for k in ret[m] if k.startswith("recall@")}, key=lambda s: int(s[7:]))
+    extra = [k for k in ("ndcg@10", "latency_ms_per_query") if any(k in ret[m] for m in methods)]
+    active = rcfg.get("method")
+    rows = [
+        [
+            f"**{m}** (사용)" if m == active else m,
+            *[fmt(ret[m].get(k)) for k in [*ks, "mrr"]],
+            *[fmt(ret[m].get(k), 3 if k == "ndcg@10" else 2) for k in extra],
+        ]
+        for m in methods
+    ]
+    k = rcfg.get("top_k")
+    recall_k = ret[active].get(f"recall@{k}") if isinstance(ret.get(active), dict) else None
+    return {
+        "present": True,
+        "table": md_table(["방식", *ks, "MRR", *extra], rows),
+        "n_questions": fmt(ret.get("n_questions")),
+        "n_chunks": fmt(ret.get("n_chunks")),
+        "embedder": ret.get("embedder", "–"),
+        "recall_at_k": fmt(recall_k) if recall_k is not None else None,
+    }
+
+
+def build_context(
+    args: argparse.Namespace,
+    params: dict[str, Any],
+    runs: dict[str, Any],
+    comp: dict[str, Any],
+    drawn: dict[str, Any],
+    train_curve,
+    val_curve,
+) -> dict[str, Any]:
+    cfg = params["report"]
+    hyper, hyper_src = hyperparameters(args.adapter, params["train"])
+    train = optional_json(args.metrics_dir / "train.json")
+    ret = optional_json(args.metrics_dir / "retrieval.json")
+    ecfg = params["evaluate"]
+    testsets = {ts: testset_context(ts, comp["testsets"][ts], runs[ts], cfg) for ts in TESTSETS}
+    loss: dict[str, Any] = {"train": None, "val": None}
+    if train_curve:
+        loss["train"] = (
+            f"{train_curve[0][1]:.3f}",
+            int(train_curve[0][0]),
+            f"{train_curve[-1][1]:.3f}",
+            int(train_curve[-1][0]),
+        )
+    if val_curve:
+        loss["val"] = (f"{val_curve[0][1]:.3f}", f"{val_curve[-1][1]:.3f}", f"{min(v for _, v in val_curve):.3f}")
+    return {
+        "p": params,
+        "model_name": params["model"].get("name", "–"),
+        "embedder": (ret or {}).get("embedder") or params["index"].get("embedder", "–"),
+        "pct": int(round(float(cfg["ci"]) * 100)),
+        "n_resamples": comp["n_resamples"],
+        "seed": comp["seed"],
+        "fewshot_k": ecfg.get("fewshot_k"),
+        "fewshot_chars": ecfg.get("fewshot_chunk_chars"),
+        "ts": testsets,
+        "template": testsets["template"],
+        "natural": testsets["natural"],
+        "dataset": dataset_context(optional_json(args.metrics_dir / "dataset.json"), qa_samples(args.qa)),
+        "retrieval": retrieval_context(ret, params["retrieval"]),
+        "metric_docs": md_table(
+            ["지표", "정의", "선택 이유"],
+            [
+                list(METRIC_DOCS.get(k, (k, "–", "–")))
+                for k in [*quality_keys(), "latency_s", "tokens_per_s"]
+                if any(not t.get("skipped") and k in t["values"] for t in comp["testsets"].values())
+            ],
+        ),
+        "judge_model": (ecfg.get("judge") or {}).get("model", "–"),
+        "judge_on": any(t.get("judge_table") for t in testsets.values()),
+        "hyper_source": hyper_src,
+        "hyper_table": md_table(["키", "값"], [[f"`{k}`", cell(v)] for k, v in hyper.items()]) if hyper else "",
+        "train_table": md_table(
+            ["항목", "값"],
+            [[f"`{k}`", fmt(v)] for k, v in _flatten(train).items() if isinstance(v, int | float | str | bool)],
+        )
+        if train
+        else "",
+        "figures": drawn,
+        "targets_table": targets_table(comp.get("targets") or [], int(round(float(cfg["ci"]) * 100))),
+        "loss": loss,
+        "failure_docs": FAILURE_DOCS,
+        "model_ko": MODEL_KO,
+    }
+
+
+def render(ctx: dict[str, Any], template: Path = TEMPLATE) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template.parent)),
+        undefined=jinja2.StrictUndefined,  # a typo in the template fails the stage instead of printing nothing
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # markdown, not HTML
+    )
+    env.filters.update({"fmt": fmt, "delta": fmt_delta, "cell": cell})
+    text = env.get_template(template.name).render(**ctx)
+    # Collapse the blank-line runs that conditional blocks leave behind.
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.strip() == "" and lines and lines[-1].strip() == "":
+            continue
+        lines.append(line.rstrip())
+    return "\n".join(lines).strip() + "\n"
