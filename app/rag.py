@@ -42,6 +42,7 @@ class Settings:
     abstain: str
     max_chars: int
     max_new_tokens: int
+    stop_at_line_end: bool
     device: str
     dtype: str
     backend: str  # evaluate.backend: transformers | vllm (runpod)
@@ -66,6 +67,7 @@ class Settings:
             abstain=P.require(pr, "abstain", str, "prompt"),
             max_chars=P.require(s, "max_context_chars", int, "sft"),
             max_new_tokens=P.require(e, "max_new_tokens", int, "evaluate"),
+            stop_at_line_end=P.require(e, "stop_at_line_end", bool, "evaluate"),
             device=P.require(e, "device", str, "evaluate"),
             dtype=P.require(e, "dtype", str, "evaluate"),
             backend=str(e.get("backend", "transformers")),  # load_model's own default where the key is absent
@@ -180,7 +182,7 @@ class Engine:
             chunks = [self.retriever.by_id[c] for c in ids]
             prompts = build_prompts(tokenizer, [{"question": question}], [chunks], s.system, s.max_chars)
             t0 = time.perf_counter()
-            gen = generate(model, tokenizer, prompts, s.max_new_tokens, 1)[0]
+            gen = generate(model, tokenizer, prompts, s.max_new_tokens, 1, s.stop_at_line_end)[0]
             elapsed = time.perf_counter() - t0
         answer = interpret(question, choice, gen["answer"], ids, set(self.retriever.by_id), s)
         answer.latency_s = round(elapsed, 2)

@@ -242,7 +242,8 @@ def run(
     example_chars = int(ecfg.get("fewshot_chunk_chars", max_chars)) if examples else max_chars
     messages = prompt_messages(questions, contexts, pcfg["system"], max_chars, examples or [], example_chars)
     prompts = render_prompts(tokenizer, messages)
-    generations = generate(model, tokenizer, prompts, max_new, batch_size)
+    stop_at_line_end = P.require(ecfg, "stop_at_line_end", bool, "evaluate")
+    generations = generate(model, tokenizer, prompts, max_new, batch_size, stop_at_line_end)
     preds = make_predictions(
         questions, contexts, generations, M.ScoreConfig.from_params(ecfg, pcfg), max_chars, model_name, testset
     )

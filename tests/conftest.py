@@ -192,6 +192,7 @@ def tiny_sft_dir(tmp_path) -> Path:
 ABSTAIN = "브로셔에 해당 정보가 없습니다."
 EVALUATE_PARAMS = {
     "max_new_tokens": 16,
+    "stop_at_line_end": True,
     "batch_size": 2,
     "abstain_markers": ["정보가 없"],
     "abstain_window": 60,

@@ -722,3 +722,23 @@ def test_dvc_matrix_runs_every_model_on_both_sets_and_baselines_ignore_training(
         uses_adapter = any(d.startswith("models/adapter") for d in deps) or "adapter" in v["adapter_arg"]
         assert uses_adapter == (v["model"] == "finetuned"), v
     assert "${item.model}/${item.testset}" in stage["do"]["cmd"] and "--testset ${item.testset}" in stage["do"]["cmd"]
+
+
+def test_answers_end_at_the_first_line_break_after_content(tiny_tokenizer):
+    """Every model's answer ends at its first line break after content (evaluate.stop_at_line_end): the criterion
+    stops exactly those rows during generation, and the kept text is the first line."""
+    import torch
+
+    from stages.common.generation import _line_end_criteria, cut_at_line_end
+
+    assert cut_at_line_end("주소는 제천시 의림대로 33입니다. [c001]\n질문: 다음") == ("주소는 제천시 의림대로 33입니다. [c001]", True)
+    assert cut_at_line_end("\n\n답입니다.\n더") == ("\n\n답입니다.", True)  # leading blank lines are not an ending
+    assert cut_at_line_end("끝나지 않은 답") == ("끝나지 않은 답", False)
+    prompt = tiny_tokenizer("user model\n", add_special_tokens=False)["input_ids"]
+    rows = ["answer\nnext", "\n\n", "answer"]
+    new = [tiny_tokenizer(t, add_special_tokens=False)["input_ids"] for t in rows]
+    width = max(map(len, new))
+    pad = tiny_tokenizer.pad_token_id  # a finished row keeps receiving pad tokens, which decode to nothing
+    batch = torch.tensor([prompt + x + [pad] * (width - len(x)) for x in new])
+    crit = _line_end_criteria(tiny_tokenizer, len(prompt))[0]
+    assert crit(batch, None).tolist() == [True, False, False]

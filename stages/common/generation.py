@@ -128,13 +128,42 @@ def eos_ids(model, tokenizer) -> list[int]:
     return sorted({i for i in ids if i is not None})
 
 
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[dict[str, Any]]:
+def cut_at_line_end(text: str) -> tuple[str, bool]:
+    """The answer up to the first line break that follows some content, and whether there was one.
+
+    Answers are one sentence by contract; a line break after content ends the answer for every model
+    alike (a base model otherwise keeps writing the next turn until the token budget runs out).
+    """
+    start = len(text) - len(text.lstrip())
+    cut = text.find("\n", start)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _line_end_criteria(tokenizer, prompt_len: int):
+    """A per-row stopping criterion: stop a row once its new text has a line break after content."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class LineEnd(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            new = input_ids[:, prompt_len:].tolist()
+            texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+            return torch.tensor([cut_at_line_end(t)[1] for t in texts], device=input_ids.device)
+
+    return StoppingCriteriaList([LineEnd()])
+
+
+def generate(
+    model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int, stop_at_line_end: bool = False
+) -> list[dict[str, Any]]:
     """Greedy decoding, left-padded batches of similar length; per-example latency = share of batch time.
 
-    A ``VllmModel`` (backend vllm) generates all prompts in one continuous batch instead.
+    ``stop_at_line_end``: an answer also ends at its first line break after content (``hit_eos`` is then True:
+    the answer ended, it did not run out of budget). A ``VllmModel`` (backend vllm) generates all prompts in one
+    continuous batch instead.
     """
     if isinstance(model, VllmModel):
-        return generate_vllm(model, tokenizer, prompts, max_new_tokens)
+        return generate_vllm(model, tokenizer, prompts, max_new_tokens, stop_at_line_end)
     import torch
     from transformers import GenerationConfig
 
@@ -159,8 +188,9 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
             model.device
         )
         t0 = time.perf_counter()
+        stopping = _line_end_criteria(tokenizer, enc["input_ids"].shape[1]) if stop_at_line_end else None
         with torch.inference_mode():
-            out = model.generate(**enc, generation_config=gen_cfg)
+            out = model.generate(**enc, generation_config=gen_cfg, stopping_criteria=stopping)
         elapsed = time.perf_counter() - t0
         new = out[:, enc["input_ids"].shape[1] :].tolist()
         for row, i in enumerate(idx):
@@ -168,6 +198,9 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
             n_new = len(ids) + int(hit_eos)
             total_tokens += n_new
             text = tokenizer.decode(ids, skip_special_tokens=True)
+            if stop_at_line_end:
+                text, hit_line_end = cut_at_line_end(text)
+                hit_eos = hit_eos or hit_line_end
             results[i] = {
                 "answer": unicodedata.normalize("NFC", text).strip(),
                 "new_tokens": n_new,
@@ -244,14 +277,20 @@ def _generation_config(base: Path):
         return None
 
 
-def generate_vllm(model: VllmModel, tokenizer, prompts: list[str], max_new_tokens: int) -> list[dict[str, Any]]:
+def generate_vllm(
+    model: VllmModel, tokenizer, prompts: list[str], max_new_tokens: int, stop_at_line_end: bool = False
+) -> list[dict[str, Any]]:
     """Greedy (temperature 0) generation of every prompt; the same records as ``generate``."""
     from vllm import SamplingParams
 
     # Token ids, not text: the chat template already wrote BOS, and vLLM would add another.
     ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     sampling = SamplingParams(
-        temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=model.eos, skip_special_tokens=True
+        temperature=0.0,
+        max_tokens=max_new_tokens,
+        stop_token_ids=model.eos,
+        stop=["\n"] if stop_at_line_end else None,
+        skip_special_tokens=True,
     )
     t0 = time.perf_counter()
     outs = model.llm.generate(

@@ -193,6 +193,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "evaluate": {
         "max_new_tokens": int,
+        "stop_at_line_end": bool,
         "batch_size": int,
         "abstain_markers": list[str],
         "abstain_window": int,
