@@ -22,7 +22,8 @@ chunks no validation/test question is built from, validation prompts on chunks n
 test question is built from (a test chunk seen as a distractor in training leaks
 its text into the weights). Chunks are shuffled inside each prompt so the gold's
 position carries no signal. `sft.max_rows` / `sft.max_val_rows` cap the rows (the
-CPU cost budget: training time is linear in rows), keeping the abstention share.
+CPU cost budget: training time is linear in rows), keeping the abstention share; when the cap
+binds, view-0 rows go first, so questions get one gold context each before any gets a second.
 
     python -m stages.sft --qa data/qa --index data/index --out data/sft
 """

@@ -61,6 +61,10 @@ RUNPOD_OVERRIDES: dict[str, object] = {
     "profiles.runpod.train.deepspeed_config": "",
     # the cross-encoder also picks the context of sft and evaluate (runpod default: hybrid; index measures both)
     "retrieval.method": "reranked",
+    # the natural set is about the whole brochure: skipped on the 3-page cut (its wiring: tests/test_natural.py,
+    # tests/test_evaluate.py); few-shot examples come from the cut's few train questions
+    "evaluate.natural_questions": "",
+    "evaluate.fewshot_k": 2,
     # the brochure cut
     "data.pdf": "data/sample/rehearsal.pdf",
     "data.truth": "data/sample/rehearsal_truth.jsonl",
@@ -205,13 +209,21 @@ def test_runpod_profile_rehearsal_through_dvc_repro(tmp_path):
     assert '"world_size": 2' in log and "[RANK:1] Training completed" in log  # two processes trained
     assert (repo / "models/adapter/adapter_model.safetensors").stat().st_size > 0
 
-    # evaluate (both) + report
-    for name in ("baseline", "finetuned"):
-        preds = read_jsonl(repo / f"data/eval/{name}/predictions.jsonl")
-        assert len(preds) == len(qa["test"])
+    # evaluate (three models x two test sets) + report
+    for name in ("baseline", "baseline_fewshot", "finetuned"):
+        preds = read_jsonl(repo / f"data/eval/{name}/template/predictions.jsonl")
+        assert len(preds) == len(qa["test"]) and all(p["model"] == name for p in preds)
+        assert all(p["retrieved_ids"] for p in preds)
+        assert json.loads((repo / f"metrics/eval/{name}/natural.json").read_text())["skipped"] is True
+    fewshot = json.loads((repo / "data/eval/baseline_fewshot/template/fewshot.json").read_text())
+    train_ids = {q["id"] for q in qa["train"]}
+    assert len(fewshot) == 2 and {e["id"] for e in fewshot} <= train_ids  # examples from TRAIN only
     comparison = json.loads((repo / "metrics/comparison.json").read_text())
-    assert comparison["n"] == len(qa["test"])
-    assert (repo / "report/REPORT.md").read_text(encoding="utf-8").startswith("#")
+    template = comparison["testsets"]["template"]
+    assert template["n"] == len(qa["test"])
+    assert {"finetuned-baseline", "finetuned-baseline_fewshot"} <= set(template["pairs"])
+    report = (repo / "report/REPORT.md").read_text(encoding="utf-8")
+    assert "베이스라인(few-shot)" in report and "템플릿 테스트셋" in report  # all three models, the template set
 
     # publish --dry-run: the dataset and the adapter as they would go to the Hub
     run([sys.executable, "-m", "publish", "--dry-run", "hub-preview"], repo, env)

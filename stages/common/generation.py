@@ -289,7 +289,6 @@ def generate_vllm(
         temperature=0.0,
         max_tokens=max_new_tokens,
         stop_token_ids=model.eos,
-        stop=["\n"] if stop_at_line_end else None,
         skip_special_tokens=True,
     )
     t0 = time.perf_counter()
@@ -298,7 +297,7 @@ def generate_vllm(
     )
     elapsed = time.perf_counter() - t0
     results = [
-        vllm_record(o.outputs[0], len(x), model.eos, tokenizer, elapsed / max(len(prompts), 1))
+        vllm_record(o.outputs[0], len(x), model.eos, tokenizer, elapsed / max(len(prompts), 1), stop_at_line_end)
         for o, x in zip(outs, ids, strict=True)
     ]
     total = sum(r["new_tokens"] for r in results)
@@ -306,14 +305,23 @@ def generate_vllm(
     return results
 
 
-def vllm_record(output, prompt_tokens: int, eos: list[int], tokenizer, latency_s: float) -> dict[str, Any]:
-    """One vLLM CompletionOutput as a generation record (EOS counted like the transformers path)."""
+def vllm_record(
+    output, prompt_tokens: int, eos: list[int], tokenizer, latency_s: float, stop_at_line_end: bool = False
+) -> dict[str, Any]:
+    """One vLLM CompletionOutput as a generation record (EOS and line ends counted like the transformers path).
+
+    The line-end cut is applied here, not through vLLM's `stop=`, which would also stop at a leading line break.
+    """
     tokens, saw_eos = split_generation(list(output.token_ids), eos)
     hit_eos = saw_eos or output.finish_reason == "stop"  # vLLM may drop the stop id from token_ids
+    n_new = len(tokens) + int(hit_eos)
     text = tokenizer.decode(tokens, skip_special_tokens=True)
+    if stop_at_line_end:
+        text, hit_line_end = cut_at_line_end(text)
+        hit_eos = hit_eos or hit_line_end
     return {
         "answer": unicodedata.normalize("NFC", text).strip(),
-        "new_tokens": len(tokens) + int(hit_eos),
+        "new_tokens": n_new,
         "hit_eos": hit_eos,
         "prompt_tokens": prompt_tokens,
         "latency_s": round(latency_s, 4),
