@@ -630,3 +630,30 @@ def test_payment_and_age_questions_are_asked_of_places_that_charge_not_of_a_moun
     assert qs and not any(
         w in q["question"] for q in qs for w in ("결제", "카드", "현금", "어린이", "나이", "캐리어", "와이파이")
     )
+
+
+def test_questions_near_a_natural_test_question_are_dropped_from_every_split():
+    """Decontamination: the frozen natural test set is never trained (or validated) on."""
+    chunks = [HOTELS_A, HOTELS_B, LODGING, ATTRACTION, COURSE]
+    base = build_dataset(chunks, CFG, ABSTAIN)
+    rows = [r for s in base.values() for r in s]
+    by_q = next(r for r in rows if r["answerable"] and r["type"] == "factual")
+    by_a = next(r for r in rows if r["answerable"] and r["answer"] != by_q["answer"] and r["question"] != by_q["question"])
+    natural = [
+        # near-verbatim: one extra space and a question mark less
+        {"question": by_q["question"].rstrip("?") + " ", "answer": "다른 답입니다.", "answerable": True},
+        # a different wording with the same gold sentence
+        {"question": "완전히 다른 질문은 무엇일까요", "answer": by_a["answer"], "answerable": True},
+        # unanswerable natural answers are the abstention phrase: never a reason to drop
+        {"question": "반려동물 동반이 되나요 혹시", "answer": ABSTAIN, "answerable": False},
+    ]
+    report: dict = {}
+    kept = build_dataset(chunks, CFG, ABSTAIN, report=report, natural=natural)
+    kept_rows = [r for s in kept.values() for r in s]
+    assert by_q["question"] not in {r["question"] for r in kept_rows}
+    assert by_a["answer"] not in {r["answer"] for r in kept_rows}
+    assert any(not r["answerable"] for r in kept_rows)
+    assert report["filtered"]["natural_overlap"] >= 2
+    clean: dict = {}
+    build_dataset(chunks, CFG, ABSTAIN, report=clean)
+    assert clean["filtered"]["natural_overlap"] == 0

@@ -31,6 +31,7 @@ from pathlib import Path
 from stages.common import params as P
 from stages.common.errors import UserError
 from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
+from stages.common.natural import load_natural
 from stages.synthesize.card import dataset_card
 from stages.synthesize.dataset import build_dataset, counts, quality
 from stages.synthesize.limits import TYPES, Limits
@@ -48,8 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=P.DEFAULT_PARAMS)
     args = ap.parse_args(argv)
 
-    params = P.load(args.params, "synthesize", "prompt", "data")
+    params = P.load(args.params, "synthesize", "prompt", "data", "evaluate")
     cfg, abstain = params["synthesize"], params["prompt"]["abstain"]
+    # The natural test set is decontaminated out of every split ('' = another brochure: no natural set).
+    natural_path = params["evaluate"].get("natural_questions", "")
+    natural = load_natural(natural_path, abstain) if natural_path else []
     chunks_path = args.chunks / "chunks.jsonl"
     if not chunks_path.is_file():
         raise UserError(f"{chunks_path}: not found (run the chunk stage first)")
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
             "(no extractable facts: no address, phone, price, hours, table, list or descriptive sentence found)"
         )
     report: dict = {}
-    splits = build_dataset(chunks, cfg, abstain, report=report)
+    splits = build_dataset(chunks, cfg, abstain, report=report, natural=natural)
     total = sum(len(v) for v in splits.values())
     if not total:
         raise UserError(f"{chunks_path}: no questions could be generated from {len(chunks)} chunks")

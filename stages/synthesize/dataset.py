@@ -10,7 +10,7 @@ from typing import Any
 from stages.common import params as P
 from stages.common.errors import UserError
 from stages.synthesize.crosschunk import comparison_questions, multihop_questions
-from stages.synthesize.filters import filter_records
+from stages.synthesize.filters import drop_natural_overlap, filter_records
 from stages.synthesize.limits import SPLITS, TYPES, Limits
 from stages.synthesize.llm import ChatClient, llm_candidates
 from stages.synthesize.questions import rules_candidates
@@ -28,10 +28,13 @@ def build_dataset(
     abstain: str,
     client: Any = None,
     report: dict[str, Any] | None = None,
+    natural: list[dict[str, Any]] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """All questions, split by source chunk; cross-chunk questions only within one split.
 
-    `report`, when given, receives the quality gates: candidates, drops per filter, content chunks."""
+    `report`, when given, receives the quality gates: candidates, drops per filter, content chunks.
+    `natural` (the hand-written test set): generated questions near one of it are dropped from
+    every split (counted as ``natural_overlap``), so no natural test question is ever trained on."""
     from tqdm import tqdm
 
     lim = Limits.from_cfg(cfg)
@@ -61,6 +64,7 @@ def build_dataset(
     else:
         raise UserError(f"params: synthesize.generator={generator!r} is not available (available: rules, llm)")
     n_candidates = len(singles)
+    singles = drop_natural_overlap(singles, natural or [], near_dup, dropped)
     singles = filter_records(singles, by_id, near_dup, min_share, dropped)
     # Cap per chunk (seeded), keeping fact types varied: round-robin over facts.
     capped: list[dict[str, Any]] = []
@@ -76,6 +80,7 @@ def build_dataset(
         capped += ranked[:per_chunk]
         dropped["cap"] += len(ranked[per_chunk:])
     unans = [u for c in chunks for u in unanswerable_candidates(c, chunks, lim, abstain, rng, n_unanswerable)]
+    unans = drop_natural_overlap(unans, natural or [], near_dup, dropped)
     unans = filter_records(unans, by_id, near_dup, stats=dropped)
     share = float(mix.get("unanswerable", 0.0))
     n_u = round(share / max(1e-9, 1 - share) * len(capped))
@@ -93,6 +98,7 @@ def build_dataset(
         n_ans = sum(r["answerable"] for r in rows)
         extra = comparison_questions(mine, lim, rng, round(float(mix.get("comparison", 0)) * n_ans))
         extra += multihop_questions(mine, lim, rng, round(float(mix.get("multihop", 0)) * n_ans))
+        extra = drop_natural_overlap(extra, natural or [], near_dup, dropped)
         extra = filter_records(extra, by_id, near_dup)
         rows = sorted(rows + extra, key=lambda r: (r["chunk_id"], TYPES.index(r["type"]), r["question"]))
         out[name] = rows

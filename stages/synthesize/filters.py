@@ -104,3 +104,32 @@ def filter_records(
         seen.append(g)
         out.append(r)
     return out
+
+
+def drop_natural_overlap(
+    records: list[dict[str, Any]],
+    natural: list[dict[str, Any]],
+    near_dup: float,
+    stats: Counter | None = None,
+) -> list[dict[str, Any]]:
+    """Decontamination: the hand-written natural test set must never be trained on (or validated on).
+
+    Drops every generated question whose wording is near a natural question (character-trigram
+    Jaccard >= near_dup) or, if answerable, whose full-sentence answer equals a natural answer.
+    Unanswerable answers are the shared abstention phrase, so they are not compared."""
+    stats = Counter() if stats is None else stats
+    stats["natural_overlap"] += 0  # reported even when nothing overlapped
+    if not natural:
+        return records
+    nat_grams = [_grams(n["question"]) for n in natural]
+    nat_answers = {_squash(n["answer"]) for n in natural if n.get("answerable")}
+    out = []
+    for r in records:
+        g = _grams(r["question"])
+        if any(len(g & o) / max(1, len(g | o)) >= near_dup for o in nat_grams) or (
+            r["answerable"] and _squash(r["answer"]) in nat_answers
+        ):
+            stats["natural_overlap"] += 1
+            continue
+        out.append(r)
+    return out
