@@ -657,3 +657,19 @@ def test_questions_near_a_natural_test_question_are_dropped_from_every_split():
     clean: dict = {}
     build_dataset(chunks, CFG, ABSTAIN, report=clean)
     assert clean["filtered"]["natural_overlap"] == 0
+
+
+def test_differences_compare_prices_of_one_unit_never_subsidies():
+    subsidy = chunk(
+        "c080",
+        "지원금액",
+        "구분 | 당일 여행 | 1박2일 여행\n단체관광객 유치 | 35만원 / 1대 | 60만원 / 1대\n수학여행 | 1인당 6천원 | 1인당 1만원",
+        kind="table",
+        path="준비 > 단체관광객 유치 인센티브 > 지원금액",
+    )
+    assert not [q for q in _questions(subsidy, questions_per_fact=2) if q["style"] == "difference"]
+    # the same table as prices: '35만원 / 1대' and '1인당 6천원' are per different units, never subtracted
+    text = subsidy["text"].replace("\n수학", "\n소형버스 | 25만원 / 1대 | 40만원 / 1대\n수학")
+    fares = {**subsidy, "text": text, "chunk_id": "c081", "title": "요금", "section_path": "교통 > 전세버스 > 요금"}
+    diff = [q for q in _questions(fares, questions_per_fact=2) if q["style"] == "difference"]
+    assert diff and {q["answer_short"] for q in diff} <= {"100,000원", "200,000원"}  # per 1대 vs per 1대 only

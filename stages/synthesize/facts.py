@@ -446,6 +446,17 @@ def _money(value: str) -> float | None:
     return n * {"만": 10000, "천": 1000}.get(m.group(2) or "", 1)
 
 
+# Amounts that are given, not paid: never compared as 'more expensive'.
+NOT_PRICE = re.compile(r"지원|인센티브|할인|혜택|적립")
+# '60만원 / 1대', '1인당 1만원', '1박 5만원': the unit an amount is per ('' = none stated).
+PER_UNIT = re.compile(r"(?<![\d.,])1\s*(인|대|박|일|회|개)(?![0-9가-힣]*일)")
+
+
+def _per_unit(value: str) -> str:
+    m = PER_UNIT.search(value)
+    return m.group(1) if m else ""
+
+
 def _table_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
     rows = _rows(chunk)
     owner = course_owner(chunk)
@@ -485,9 +496,16 @@ def _table_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
                 prices.setdefault(col, []).append((entity_name(key), value, n))
             value = re.sub(r"\s*/\s*1대$", "", value) if fact == "price" else value
             facts.append((fact, row_subject(chunk, key), value, fact, ""))
-    # '5시간권과 8시간권의 요금 차이는?': two rows of one price column, at most two pairs per column
+    # '5시간권과 8시간권의 요금 차이는?': two rows of one price column, at most two pairs per column.
+    # Only prices: a subsidy/discount table is not 'more expensive', and '60만원 / 1대' vs '1인당 1만원'
+    # are amounts of different units, so only cells with the same per-unit are compared.
+    where = f"{chunk.get('title', '')} {chunk.get('section_path', '')}"
     for col, cells in sorted(prices.items()):
-        pairs = [(a, b) for a, b in zip(cells, cells[1:], strict=False) if a[2] != b[2]][:2]
+        if NOT_PRICE.search(where) or NOT_PRICE.search(col):
+            continue
+        pairs = [
+            (a, b) for a, b in zip(cells, cells[1:], strict=False) if a[2] != b[2] and _per_unit(a[1]) == _per_unit(b[1])
+        ][:2]
         for a, b in pairs:
             lo, hi = sorted((a, b), key=lambda c: c[2])
             diff = f"{int(hi[2] - lo[2]):,}원"
