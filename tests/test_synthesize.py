@@ -673,3 +673,28 @@ def test_differences_compare_prices_of_one_unit_never_subsidies():
     fares = {**subsidy, "text": text, "chunk_id": "c081", "title": "요금", "section_path": "교통 > 전세버스 > 요금"}
     diff = [q for q in _questions(fares, questions_per_fact=2) if q["style"] == "difference"]
     assert diff and {q["answer_short"] for q in diff} <= {"100,000원", "200,000원"}  # per 1대 vs per 1대 only
+
+
+def test_llm_sentence_answers_are_grounded_too_not_only_the_bare_value():
+    from collections import Counter
+
+    from stages.synthesize.llm import llm_candidates
+
+    class Client:
+        def chat(self, prompt):
+            return json.dumps(
+                [
+                    {"question": "주소가 어디인가요?", "answer": "청풍호반 케이블카는 제천시 청풍면 문화재길 166에 있습니다.",
+                     "answer_short": "제천시 청풍면 문화재길 166", "answer_kind": "address", "type": "factual"},
+                    # bare value in the chunk, but the sentence invents a fare and an opening year
+                    {"question": "어디에 있고 요금은 얼마인가요?",
+                     "answer": "2019년 개장한 케이블카로 요금은 15,000원이며 제천시 청풍면 문화재길 166에 있습니다.",
+                     "answer_short": "제천시 청풍면 문화재길 166", "answer_kind": "address", "type": "factual"},
+                ],
+                ensure_ascii=False,
+            )  # fmt: skip
+
+    stats: Counter = Counter()
+    recs = llm_candidates(ATTRACTION, Client(), 2)
+    kept = filter_records(recs, {ATTRACTION["chunk_id"]: ATTRACTION}, 0.8, 0.8, stats)
+    assert [r["question"] for r in kept] == ["주소가 어디인가요?"] and stats["grounding"] == 1

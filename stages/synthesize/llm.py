@@ -159,6 +159,7 @@ def llm_candidates(chunk: dict[str, Any], client: Any, n: int, dropped: Counter 
             kind=kind,
             style=it.get("style", "direct"),
         )
-        rec["_parts"] = [(short, 0)]
+        # the bare value verbatim, and the free-form sentence through grounding_min_share (numbers verbatim)
+        rec["_parts"] = [(short, 0), (it["answer"], 0)]
         out.append(rec)
     return out
