@@ -200,6 +200,7 @@ EVALUATE_PARAMS = {
     "correct_f1": 0.5,
     "correct_key_fact_recall": 1.0,
     "echo_min_chars": 20,
+    "slot_max_extra_values": 0,
     "loop_word_ngram": 4,
     "loop_char_ngram": 12,
     "loop_repeats": 3,

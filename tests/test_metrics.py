@@ -699,3 +699,85 @@ def test_every_metric_has_a_label_and_definition():
     assert {"key_fact_recall", "slot_exact", "citation_p", "citation_r", "wrong_abstain", "prompt_echo"} <= set(
         M.BY_KEY
     )
+
+
+# ---------------------------------------------------------------- negation, listed candidates, ranges and lists
+def _pred(kind, gold_answer, short, facts, answer):
+    g = _gold("x", "factual", kind, gold_answer, short, facts)
+    return _new_pred(g, answer)
+
+
+@pytest.mark.parametrize(
+    ("answer", "fact"),
+    [
+        ("네, 반려동물 동반은 불가능합니다.", "가능"),
+        ("반려동물 동반은 가능하지 않습니다.", "가능"),
+        ("아니요, 무료가 아닙니다.", "무료"),
+        ("주차는 안 됩니다", "주차"),
+    ],
+)
+def test_negated_word_value_is_not_found(answer, fact):
+    assert not M.key_fact_found(answer, fact)
+    assert M.key_fact_recall(answer, [fact]) == 0.0
+    assert not M.value_found(answer, fact)
+    assert M.contains_match(answer, fact) == 0.0
+
+
+def test_negated_word_value_scores_zero_on_every_path():
+    for kind, answer, short in (
+        ("text", "네, 반려동물 동반은 불가능합니다. [c001]", "가능"),
+        ("text", "반려동물 동반은 가능하지 않습니다. [c001]", "가능"),
+        ("name", "아니요, 무료가 아닙니다. [c001]", "무료"),
+    ):
+        gold = f"네, {short}합니다." if short == "가능" else "입장료는 무료입니다."
+        s = M.score_example(_pred(kind, gold, short, [short], answer), f"[c001] 안내\n{short}", CFG)
+        assert s["key_fact_recall"] == 0.0 and not s["correct"], answer
+        slot = _pred("address", gold, short, [short], answer)
+        assert M.score_example(slot, f"[c001] 안내\n{short}", CFG)["slot_exact"] == 0.0, answer
+
+
+def test_unnegated_occurrence_still_counts():
+    assert M.key_fact_found("입장료 없어요, 무료예요", "무료")
+    s = M.score_example(_pred("text", "입장료는 무료입니다.", "무료", ["무료"], "입장료 없어요, 무료예요 [c001]"),
+                        "[c001] 안내\n입장료 없음, 무료", CFG)  # fmt: skip
+    assert s["key_fact_recall"] == 1.0 and s["correct"]
+    assert M.key_fact_found("네, 가능합니다", "가능")
+    assert M.key_fact_found("주차는 불가능합니다", "불가능")  # the gold's own prefix is no negation
+    assert M.key_fact_found("현장 결제는 안 되지만 온라인 예약은 가능합니다", "가능")
+    assert M.value_found("1,000원이 아닙니다", "1,000원")  # numbers keep the plain route
+
+
+def test_listing_several_phone_numbers_is_not_the_slot_value():
+    gold = "ES리조트 예약 문의는 043-648-0480로 하시면 됩니다."
+    p = _pred("phone", gold, "043-648-0480", ["043-648-0480"], "043-652-9222, 043-648-0480, 043-641-5114 [c001]")
+    ctx = "[c001] 안내\n043-652-9222 043-648-0480 043-641-5114"
+    s = M.score_example(p, ctx, CFG)
+    assert s["slot_exact"] == 0.0 and not s["correct"]
+    one = M.score_example({**p, "answer": "043-648-0480로 문의하세요 [c001]"}, ctx, CFG)
+    assert one["slot_exact"] == 1.0 and one["correct"]
+    loose = M.ScoreConfig(**{**CFG.__dict__, "slot_max_extra_values": 2})
+    assert M.score_example(p, ctx, loose)["slot_exact"] == 1.0
+    ref = M.gold_reference(p)
+    assert M.extra_values("043-652-9222, 043-648-0480, 043-641-5114", ref) == 2
+    assert M.slot_match(p["answer"], ref) and not M.slot_match(p["answer"], ref, 0)  # None: not checked
+    # another family is no candidate list: a price answer may give the phone number to call
+    price = M.gold_reference(_pred("price", "요금은 3,000원입니다.", "3,000원", ["3,000원"], ""))
+    assert M.slot_match("3,000원이며 문의는 043-641-5114입니다", price, 0)
+
+
+def test_closing_kkaji_and_a_gold_listing_several_values():
+    assert M.value_in("운영기간은 6월~9월 초입니다.", "6월부터 9월 초까지")
+    assert M.value_in("09:00부터 18:00까지 운영합니다", "09:00~18:00")
+    assert not M.value_in("운영기간은 6월~8월입니다.", "6월부터 9월 초까지")
+    closing = M.gold_reference(_pred("date", "휴무일은 월요일과 근로자의 날입니다.", "월요일과 근로자의 날", [], ""))
+    assert M.slot_match("매주 월요일 및 근로자의 날은 휴무입니다", closing, 0)
+    assert not M.slot_match("매주 월요일은 휴무입니다", closing, 0)
+    weekly = M.gold_reference(
+        _pred("date", "휴무일은 매주 월요일과 근로자의 날입니다.", "매주 월요일, 근로자의 날", [], "")
+    )
+    assert M.slot_match("근로자의 날과 월요일에 쉽니다", weekly, 0)  # a weekday closing is weekly anyway
+    monthly = M.gold_reference(
+        _pred("date", "휴무일은 매월 첫째 월요일과 설날입니다.", "매월 첫째 월요일과 설날", [], "")
+    )
+    assert not M.slot_match("월요일과 설날에 쉽니다", monthly, 0)
+    assert M._gold_parts("사과 농장") == []  # a split into a single letter is no list

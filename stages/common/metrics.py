@@ -89,6 +89,9 @@ _UNIT_RANGE = re.compile(rf"(\d+)\s*(월|일|원|명|개|년|분|시간|km|m)\s*
 # '09:00부터 18:00까지' reads as the range 09:00~18:00: 부터/에서 between two values is a dash.
 _FROM = re.compile(rf"(?<=[\d{_PH_CLOSE}])\s*(?:부터|에서)\s*(?=[\d{_PH_OPEN}])")
 _ATOM = re.compile(rf"{_PH_OPEN}(\d+){_PH_CLOSE}|\d+(?:\.\d+)?|[^\W\d_]")
+# '9월 초까지' is the value '9월 초': a closing 까지 ends a range, it is not part of the value
+# (only at the end of a word: '까지는', '까지만' stay, and the gold's run still matches there).
+_UNTIL = re.compile(r"(?<=\S)까지(?![가-힣])")
 
 
 def _canonical_number(tok: str) -> str:
@@ -134,6 +137,7 @@ def value_atoms(text: str) -> list[str]:
     t = _CHEON.sub(lambda m: str(int(m.group(1)) * 1000), t)
     t = _UNIT_RANGE.sub(r"\1~\3\2", t)
     t = _FROM.sub(" ", t)
+    t = _UNTIL.sub(" ", t)
     atoms = []
     for m in _ATOM.finditer(t):
         if m.group(1) is not None:
@@ -186,20 +190,59 @@ def _is_number_atom(atom: str) -> bool:
     return atom[0].isdigit() or atom.startswith(("tel:", "time:"))
 
 
+# Negation right at a word value: a prefix before it ('불가능', '비공개', '미운영', '무료' is a
+# word of its own, so the prefix only counts when the gold does not start with it), or a
+# negating predicate after it, particles allowed ('가능하지 않습니다', '무료가 아닙니다',
+# '주차 가능이 없습니다', '이용 안 됩니다'; 아닙/아닌/안됩 are the fused syllables).
+# Matched on the answer's letter atoms (spacing free).
+_NEG_PREFIXES = frozenset("불비미무")
+_NEG_AFTER = re.compile(r"^(?:이|가|은|는|도)?(?:아니|아닙|아닌|아님|아냐|아녜|하?지않|지못|없|안되|안돼|안됩|못)")
+_NEG_AFTER_SPAN = 6  # letters after the value that the pattern above can need ('는하지않' is 4 + slack)
+
+
+def _negated_at(hay: Sequence[str], start: int, end: int, needle: Sequence[str]) -> bool:
+    if start > 0 and hay[start - 1] in _NEG_PREFIXES and needle[0] not in _NEG_PREFIXES:
+        return True
+    after = []
+    for atom in hay[end : end + _NEG_AFTER_SPAN]:
+        if not (len(atom) == 1 and atom.isalpha()):
+            break
+        after.append(atom)
+    return bool(_NEG_AFTER.match("".join(after)))
+
+
+def value_found(text: str, value: str) -> bool:
+    """``value_in``, and for a value without numbers or urls ('가능', '무료', an address in
+    words) at least one occurrence that is not negated right there: '불가능합니다',
+    '가능하지 않습니다' and '무료가 아닙니다' do not give '가능' / '무료', '입장료 없어요,
+    무료예요' gives '무료'. Numbers keep the plain route (a digit run has no negation prefix)."""
+    needle = value_atoms(value)
+    hay = value_atoms(text)
+    if not needle or any(_is_number_atom(a) or a.startswith("url:") for a in needle):
+        return _contains_run(hay, needle)
+    n = len(needle)
+    return any(
+        list(hay[i : i + n]) == list(needle)
+        and not _continues(hay, i + n, needle)
+        and not _negated_at(hay, i, i + n, needle)
+        for i in range(len(hay) - n + 1)
+    )
+
+
 def number_atoms(text: str) -> list[str]:
     """The numeric atoms (numbers, phone numbers, clock times) of ``text``, canonical."""
     return [a for a in value_atoms(text) if _is_number_atom(a)]
 
 
 def key_fact_found(answer: str, fact: str, answer_morphs: set[str] | None = None) -> bool:
-    """A key fact is in the answer: exact normalised match (see ``value_in``), or — for a
+    """A key fact is in the answer: exact normalised match, not negated (see ``value_found``), or — for a
     fact without numbers — every content morpheme of the fact is a content morpheme of
     the answer (word order and particles free: '박달도령과 금봉낭자의 설화' is in
     '금봉낭자와 박달도령의 설화'). Morphemes must match whole: '가능' is not in '불가능'.
     Facts with numbers need the exact path: a number next to the wrong unit is wrong;
     and an answer with a negation the fact lacks needs it too.
     """
-    if value_in(answer, fact):
+    if value_found(answer, fact):
         return True
     fact_atoms = value_atoms(fact)
     if not fact_atoms or any(_is_number_atom(a) or a.startswith("url:") for a in fact_atoms):
@@ -249,9 +292,10 @@ def contains_match(pred: str, gold: str) -> float:
     """Gold appears inside the prediction: exact normalised match of its value atoms (see ``value_in``).
 
     Spacing, punctuation, separators and trailing particles are ignored, digit
-    boundaries are not: '5,000원' is not inside '15,000원'.
+    boundaries are not: '5,000원' is not inside '15,000원'; a word gold negated right
+    there ('불가능' for '가능') is not inside either.
     """
-    return float(value_in(pred, gold))
+    return float(value_found(pred, gold))
 
 
 def _f1(pred_tokens: Sequence[str], gold_tokens: Sequence[str]) -> float | None:
@@ -416,6 +460,7 @@ class ScoreConfig:
     correct_f1: float  # evaluate.correct_f1: morpheme F1 for golds without key facts (plus every gold number)
     correct_key_fact_recall: float = 1.0  # evaluate.correct_key_fact_recall: name/list/text answers
     echo_min_chars: int = 20  # evaluate.echo_min_chars: system-prompt run that marks an echo
+    slot_max_extra_values: int = 0  # evaluate.slot_max_extra_values: other phones/times/urls a slot answer may list
     system: str = ""  # params prompt.system (for the echo check)
 
     @classmethod
@@ -431,6 +476,7 @@ class ScoreConfig:
             correct_f1=float(evaluate_cfg["correct_f1"]),
             correct_key_fact_recall=float(evaluate_cfg["correct_key_fact_recall"]),
             echo_min_chars=int(evaluate_cfg["echo_min_chars"]),
+            slot_max_extra_values=int(evaluate_cfg["slot_max_extra_values"]),
             system=str(prompt_cfg.get("system", "")),
         )
 
@@ -471,13 +517,50 @@ def _best(fn, pred: str, refs: Sequence[str]) -> float | None:
     return max(vals) if vals else None
 
 
-def slot_match(pred: str, ref: GoldReference) -> bool:
-    """Slot facts: the gold value, exactly (normalised), inside the answer — the bare
-    answer_short, or every key fact when the value is several (multi-part: a time and a
-    phone). No partial credit."""
-    if ref.short and value_in(pred, ref.short):
+# A gold short of several values ('월요일과 근로자의 날') may come back in another order or
+# joined differently ('매주 월요일 및 근로자의 날'): each part is then matched on its own.
+_PARTS = re.compile(r"\s*(?:및|,)\s*|(?<=[가-힣])[과와]\s+")
+# '매주 월요일' is the same closing day as '월요일' (a weekday is weekly); other frequencies
+# ('매월 첫째 월요일') change the value and stay.
+_WEEKLY = re.compile(r"^매주\s*")
+_LISTED_FAMILIES = ("tel:", "time:", "url:")
+
+
+def _part_found(pred: str, part: str) -> bool:
+    return value_found(pred, part) or value_found(pred, _WEEKLY.sub("", part))
+
+
+def _gold_parts(short: str) -> list[str]:
+    """The parts of a several-value gold; [] when it is one value (or a part is a single
+    letter, e.g. '사과 농장' split at '과': such a split is no list)."""
+    parts = [p for p in _PARTS.split(short) if p.strip()]
+    if len(parts) < 2 or any(len(value_atoms(p)) < 2 for p in parts):
+        return []
+    return parts
+
+
+def extra_values(pred: str, ref: GoldReference) -> int:
+    """Distinct phone numbers / clock times / urls in the answer that are not the gold's, counted
+    only in the families the gold has (a phone added to a price answer lists no candidates)."""
+    gold = {a for text in (ref.short, *ref.key_facts, *ref.refs) for a in value_atoms(text)}
+    families = {f for f in _LISTED_FAMILIES if any(a.startswith(f) for a in gold)}
+    return len({a for a in value_atoms(pred) if a.startswith(tuple(families)) and a not in gold}) if families else 0
+
+
+def slot_match(pred: str, ref: GoldReference, max_extra_values: int | None = None) -> bool:
+    """Slot facts: the gold value, exactly (normalised, not negated), inside the answer — the
+    bare answer_short (or each of its parts when it lists several, see ``_gold_parts``), or
+    every key fact when the value is several (multi-part: a time and a phone). No partial
+    credit, and no credit for a list of candidates: more than ``max_extra_values`` other
+    phone numbers / times / urls in the answer fail it (None: not checked)."""
+    if max_extra_values is not None and extra_values(pred, ref) > max_extra_values:
+        return False
+    if ref.short and value_found(pred, ref.short):
         return True
-    return bool(ref.key_facts) and all(value_in(pred, f) for f in ref.key_facts)
+    parts = _gold_parts(ref.short) if ref.short else []
+    if parts and all(_part_found(pred, p) for p in parts):
+        return True
+    return bool(ref.key_facts) and all(value_found(pred, f) for f in ref.key_facts)
 
 
 def answer_matches(pred: str, ref: GoldReference, s: dict[str, Any], cfg: ScoreConfig) -> bool:
@@ -544,7 +627,11 @@ def score_example(pred: dict[str, Any], context: str, cfg: ScoreConfig) -> dict[
         "f1_char": _best(f1_char, answer, ref.refs) if overlap else None,
         "rouge_l_char": _best(rouge_l_char, answer, ref.refs) if overlap else None,
         # an abstention does not give the value, even when it quotes the question's name
-        "slot_exact": float(not abst and slot_match(answer, ref)) if answerable and ref.kind in SLOT_KINDS else None,
+        "slot_exact": (
+            float(not abst and slot_match(answer, ref, cfg.slot_max_extra_values))
+            if answerable and ref.kind in SLOT_KINDS
+            else None
+        ),
         "key_fact_recall": key_fact_recall(answer, ref.key_facts) if answerable else None,
         "abstained": abst,
         "wrong_abstention": (abst and retrieved) if answerable else None,

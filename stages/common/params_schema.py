@@ -201,6 +201,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "correct_f1": float,
         "correct_key_fact_recall": float,
         "echo_min_chars": int,
+        "slot_max_extra_values": int,
         "loop_word_ngram": int,
         "loop_char_ngram": int,
         "loop_repeats": int,
