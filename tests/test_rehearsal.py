@@ -51,6 +51,9 @@ RUNPOD_OVERRIDES: dict[str, object] = {
     "profiles.runpod.machine.requires_cuda": False,
     "profiles.runpod.train_retriever.device": "cpu",
     "profiles.runpod.evaluate.device": "cpu",
+    # dtype auto picks bf16 on a CPU with native bf16, and transformers refuses bf16 training without a GPU
+    # unless told use_cpu (the cpu profile's lora-cpu.yaml does that; qlora.yaml is GPU-only)
+    "profiles.runpod.train.dtype": "float32",
     "profiles.runpod.parse.paddle_device": "cpu",
     # PaddleOCR cannot fetch its models offline: Tesseract reads the raster pages (paddle: wiring test below)
     "profiles.runpod.parse.ocr_engine": "tesseract",
