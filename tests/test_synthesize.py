@@ -638,7 +638,9 @@ def test_questions_near_a_natural_test_question_are_dropped_from_every_split():
     base = build_dataset(chunks, CFG, ABSTAIN)
     rows = [r for s in base.values() for r in s]
     by_q = next(r for r in rows if r["answerable"] and r["type"] == "factual")
-    by_a = next(r for r in rows if r["answerable"] and r["answer"] != by_q["answer"] and r["question"] != by_q["question"])
+    by_a = next(
+        r for r in rows if r["answerable"] and r["answer"] != by_q["answer"] and r["question"] != by_q["question"]
+    )
     natural = [
         # near-verbatim: one extra space and a question mark less
         {"question": by_q["question"].rstrip("?") + " ", "answer": "다른 답입니다.", "answerable": True},
@@ -698,3 +700,31 @@ def test_llm_sentence_answers_are_grounded_too_not_only_the_bare_value():
     recs = llm_candidates(ATTRACTION, Client(), 2)
     kept = filter_records(recs, {ATTRACTION["chunk_id"]: ATTRACTION}, 0.8, 0.8, stats)
     assert [r["question"] for r in kept] == ["주소가 어디인가요?"] and stats["grounding"] == 1
+
+
+def test_price_comparisons_read_man_won_and_ocr_dots_as_the_facts_do():
+    import random
+
+    a = chunk(
+        "c090",
+        "요금",
+        "구분 | 요금 | 문의\n전세버스 | 35만원 | 043-111-2222\n미니버스 | 30만원 | 043-111-3333",
+        kind="table",
+        path="교통 > 버스",
+    )
+    b = chunk(
+        "c091",
+        "요금",
+        "구분 | 요금 | 문의\n관광택시 | 6.000원 | 043-333-4444\n자전거 | 5.000원 | 043-333-5555",
+        kind="table",
+        path="교통 > 택시",
+    )
+    qs = [q for q in comparison_questions([a, b], LIM, random.Random(0), 4) if q["fact"] == "price"]
+    assert qs
+    for q in qs:  # 35만원 = 350,000원 > 6,000원 (a digit prefix read them as 35 and 6)
+        names = [n for n in ("전세버스", "미니버스", "관광택시", "자전거") if n in q["question"]]
+        won = {"전세버스": 350000, "미니버스": 300000, "관광택시": 6000, "자전거": 5000}
+        assert q["answer_short"] == (max if "비싼" in q["question"] else min)(names, key=won.get)
+    subsidy = {**a, "chunk_id": "c092", "section_path": "준비 > 단체관광 지원금"}
+    rest = comparison_questions([subsidy, b], LIM, random.Random(0), 4)
+    assert rest and not [q for q in rest if "버스" in q["question"]]  # the subsidy rows are never compared

@@ -11,8 +11,10 @@ from typing import Any
 from stages.common.korean import josa, normalize
 from stages.synthesize.facts import (
     ADDRESS,
+    NOT_PRICE,
     _is_label_table,
     _is_meal,
+    _money,
     _rows,
     courses,
     entity_name,
@@ -39,7 +41,7 @@ COMPARISON: dict[str, tuple[str, str, list[str]]] = {
         "저렴한",
         ["{a_wa} {b} 중 요금이 더 {how} 것은 어느 쪽인가요?", "{a_wa} {b} 가운데 더 {how} 쪽은 어디인가요?"],
     ),
-    "points": ("많은", "적은", ["고향사랑 기부제 답례품 {a_wa} {b} 중 포인트가 더 {how} 것은 무엇인가요?"]),
+    "points": ("많은", "적은", ["{a_wa} {b} 중 필요한 포인트가 더 {how} 것은 무엇인가요?"]),
     "duration": ("긴", "짧은", ["{a_wa} {b} 중 소요시간이 더 {how} 코스는 어디인가요?"]),
 }
 
@@ -62,6 +64,8 @@ def _number(value: str, dimension: str) -> float | None:
         m = re.search(r"(\d+)\s*분", value)
         total = (int(h.group(1)) * 60 if h else 0) + (int(m.group(1)) if m else 0) + (30 if "반" in value else 0)
         return float(total) or None
+    if dimension == "price":  # the facts' money parser: '35만원' is 350,000, OCR '3.000원' is 3,000
+        return _money(value)
     digits = re.match(r"\s*([\d,]+)", value)
     return float(digits.group(1).replace(",", "")) if digits else None
 
@@ -71,6 +75,8 @@ def comparables(chunk: dict[str, Any], lim: Limits) -> list[tuple[str, str, str,
     out = []
     if chunk["kind"] == "table" and not _is_label_table(_rows(chunk)):
         for fact, key, _col, value, _title in table_facts(chunk, lim):
+            if fact == "price" and NOT_PRICE.search(f"{chunk['title']} {chunk['section_path']} {_col}"):
+                continue  # a subsidy or discount is not a price to call 'more expensive'
             if fact in ("rooms", "price", "points", "duration"):
                 raw = re.sub(r"\s*/\s*1대$", "", value)
                 number = _number(raw, fact)

@@ -504,7 +504,9 @@ def _table_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
         if NOT_PRICE.search(where) or NOT_PRICE.search(col):
             continue
         pairs = [
-            (a, b) for a, b in zip(cells, cells[1:], strict=False) if a[2] != b[2] and _per_unit(a[1]) == _per_unit(b[1])
+            (a, b)
+            for a, b in zip(cells, cells[1:], strict=False)
+            if a[2] != b[2] and _per_unit(a[1]) == _per_unit(b[1])
         ][:2]
         for a, b in pairs:
             lo, hi = sorted((a, b), key=lambda c: c[2])
