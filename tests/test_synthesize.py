@@ -728,3 +728,12 @@ def test_price_comparisons_read_man_won_and_ocr_dots_as_the_facts_do():
     subsidy = {**a, "chunk_id": "c092", "section_path": "준비 > 단체관광 지원금"}
     rest = comparison_questions([subsidy, b], LIM, random.Random(0), 4)
     assert rest and not [q for q in rest if "버스" in q["question"]]  # the subsidy rows are never compared
+
+
+def test_only_a_weekly_closing_day_makes_the_is_it_open_that_day_question():
+    weekly = [q for q in _questions(CLOSED, questions_per_fact=3) if q["fact"] == "closed"]
+    assert any(q["question"].startswith("월요일에 ") and q["answer"].startswith("아니요") for q in weekly)
+    monthly = {**CLOSED, "chunk_id": "c073", "text": CLOSED["text"].replace("매주 월요일", "매월 첫째 월요일")}
+    closed = [q for q in _questions(monthly, questions_per_fact=3) if q["fact"] == "closed"]
+    assert closed and all(q["answer_short"] == "매월 첫째 월요일" for q in closed)
+    assert not any("가도 문을 여나요" in q["question"] for q in closed)

@@ -323,7 +323,12 @@ def _styled(
     if name == "course_next":
         extra = entity_name(extra)
         e = e.split("/")[0]
-    day = (re.search(r"[월화수목금토일]요일", value) or [""])[0]
+    # '{day}에 가도 문을 여나요? -> 아니요' holds only for a weekly closing day: '매월 첫째 월요일 휴관'
+    # is open on the other Mondays.
+    day = (
+        re.search(r"(?<=매주)\s*[월화수목금토일]요일", value) or re.fullmatch(r"[월화수목금토일]요일", value) or [""]
+    )[0]
+    day = day.strip()
     late = ""
     if (m := HOURS.search(value)) and (end := int(m.group(0).split("~")[1].split(":")[0])) < 23:
         late = f"{end + 1}시"  # an hour after closing: a yes/no question whose answer is no
