@@ -737,3 +737,10 @@ def test_only_a_weekly_closing_day_makes_the_is_it_open_that_day_question():
     closed = [q for q in _questions(monthly, questions_per_fact=3) if q["fact"] == "closed"]
     assert closed and all(q["answer_short"] == "매월 첫째 월요일" for q in closed)
     assert not any("가도 문을 여나요" in q["question"] for q in closed)
+
+
+def test_discounts_name_a_pass_only_when_the_section_is_one():
+    plain = {**PERKS, "chunk_id": "c074", "title": "주요 행사", "section_path": "축제 > 겨울 축제 > 주요 행사"}
+    qs = [q for q in _questions(plain, questions_per_fact=3) if q["fact"] == "discount"]
+    assert qs and not any("있으면" in q["question"] + q["answer"] for q in qs)
+    assert {q["answer"] for q in qs} >= {"제천 시티투어는 3,000원 할인됩니다."}

@@ -583,6 +583,10 @@ def _items(value: str) -> list[str]:
     return [i for i in items if len(i) >= 2]
 
 
+# A section subject one can hold and show for a discount: '디지털 관광주민증', '관광카드', '회원'.
+PASS_LIKE = re.compile(r"증|카드|패스|쿠폰|회원|이용권")
+
+
 def general_facts(chunk: dict[str, Any], e: str, lim: Limits) -> list[Fact]:
     """Facts that do not depend on the sample's layout: closing days, heights, named prices,
     discounts, URLs, 'nearby' lists, amenities and who a place suits."""
@@ -601,7 +605,11 @@ def general_facts(chunk: dict[str, Any], e: str, lim: Limits) -> list[Fact]:
     for m in DISCOUNT.finditer(text):
         item = normalize(m["item"]).strip(" *")
         if len(item) >= 3 and not re.search(r"\d$", item):
-            facts.append(("discount", item, m["value"], "discount", subject_of_section(chunk)))
+            # '{x}가 있으면 … 할인받을 수 있나요?' reads right only when x is something one holds
+            # (a pass, card, coupon, membership); any other 'N원 할인' line is asked plainly.
+            holder = subject_of_section(chunk)
+            key = "discount" if PASS_LIKE.search(holder) else "discount_plain"
+            facts.append(("discount", item, m["value"], key, holder))
     if url := _one([m.group(0) for m in URL.finditer(text)]):
         if re.search(r"예약|예매", " ".join((text, chunk["title"], chunk["section_path"]))):
             facts.append(("booking_url", e, url, "booking_url", ""))

@@ -127,6 +127,12 @@ SPECS: dict[str, Spec] = {
         ("direct", "{x_ro} {e_eun} 얼마 할인되나요?", "{x_ga} 있으면 {e} 요금을 {v} 할인받을 수 있습니다."),
         ("colloquial", "{x} 있으면 {e} 싸게 탈 수 있어요?", "네, {x_ga} 있으면 {e} 요금을 {v} 할인받을 수 있습니다."),
     ),
+    "discount_plain": _s(  # an 'N원 할인' line whose section is not a pass or card
+        "price",
+        "",
+        ("direct", "{e_eun} 얼마 할인되나요?", "{e_eun} {v} 할인됩니다."),
+        ("colloquial", "{e} 할인 얼마나 돼요?", "{e_eun} {v} 할인됩니다."),
+    ),
     "fee": _s(
         "text",
         "",
