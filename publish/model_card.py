@@ -16,27 +16,37 @@ from typing import Any
 import yaml
 
 from stages.common.errors import UserError
-from stages.common.metrics import METRICS, get_path
+from stages.common.metrics import BY_KEY, METRICS, get_path
 
-# Rows of the evaluation table, in reading order: comparison.json key -> label.
-METRIC_LABELS: dict[str, str] = {
-    "correct": "correct (failure taxonomy 'ok')",
-    "f1_char": "answer F1, characters",
-    "f1_morph": "answer F1, Kiwi morphemes",
-    "rouge_l_char": "ROUGE-L, characters",
-    "em": "exact match",
-    "contains": "gold answer contained",
-    "abstain_f1": "abstention F1",
-    "abstain_p": "abstention precision",
-    "abstain_r": "abstention recall",
-    "citation_ok": "citation accuracy",
-    "supported": "faithfulness (answer supported by context)",
-    "format_fail": "format failures",
-    "looping": "looping answers",
-    "over_length": "answers hitting the token budget",
-    "latency_s": "latency, s/question",
-    "tokens_per_s": "generated tokens/s",
-}
+# Rows of the evaluation table, in reading order. Labels are the scorer's own (Metric.label in
+# stages.common.metrics, as in the report) with the comparison.json key beside them for readers
+# of this English card; a second list of names here would drift from what is computed.
+_CARD_KEYS = (
+    "correct",
+    "f1_char",
+    "f1_morph",
+    "rouge_l_char",
+    "em",
+    "contains",
+    "abstain_f1",
+    "abstain_p",
+    "abstain_r",
+    "citation_ok",
+    "supported",
+    "format_fail",
+    "looping",
+    "over_length",
+    "latency_s",
+    "tokens_per_s",
+)
+
+
+def _metric_label(key: str) -> str:
+    m = BY_KEY.get(key)
+    return f"{m.label} (`{key}`)" if m and m.label else key
+
+
+METRIC_LABELS: dict[str, str] = {key: _metric_label(key) for key in _CARD_KEYS}
 
 # The same numbers in an evaluate stage's metrics/eval/<name>.json (used when comparison.json is absent):
 # where each sits is the one table stages.common.metrics.METRICS keeps.
@@ -148,7 +158,7 @@ def metrics_table(metrics: dict[str, Any], testset: str) -> str:
                 if r.get("ci_low") is not None and r.get("ci_high") is not None:
                     delta += f" [{_fmt(r['ci_low'], signed=True)}, {_fmt(r['ci_high'], signed=True)}]"
                 cells.append(delta)
-            lines.append(f"| {METRIC_LABELS.get(key, key)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {METRIC_LABELS.get(key) or _metric_label(key)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
     runs = {m: f for m, f in ((metrics.get("eval") or {}).get(testset) or {}).items() if f and not f.get("skipped")}
     if not runs:

@@ -206,14 +206,9 @@ def test_dry_run_writes_exactly_the_upload_and_touches_no_network(inputs, tmp_pa
     assert "axolotl's card" not in card
     # Metrics table rows come from comparison.json, with the delta and its CI.
     # columns: zero-shot, few-shot, fine-tuned, Δ vs zero-shot [CI], Δ vs few-shot [CI]; a skipped test set: no table
-    assert (
-        "| correct (failure taxonomy 'ok') | 0.125 | 0.250 | 0.667 | +0.542 [+0.333, +0.750] | +0.417 [+0.167, +0.667] |"
-        in card
-    )
-    assert (
-        "| answer F1, characters | 0.204 | 0.300 | 0.812 | +0.608 [+0.441, +0.770] | +0.512 [+0.300, +0.700] |" in card
-    )
-    assert "| abstention precision | – | 0.500 | 0.900 | – | +0.400 [+0.000, +0.800] |" in card
+    assert "| 정답률 (`correct`) | 0.125 | 0.250 | 0.667 | +0.542 [+0.333, +0.750] | +0.417 [+0.167, +0.667] |" in card
+    assert "| 문자 F1 (`f1_char`) | 0.204 | 0.300 | 0.812 | +0.608 [+0.441, +0.770] | +0.512 [+0.300, +0.700] |" in card
+    assert "| 기권 정밀도 (`abstain_p`) | – | 0.500 | 0.900 | – | +0.400 [+0.000, +0.800] |" in card
     assert "Δ vs base, few-shot [95% bootstrap CI]" in card and "### template:" in card and "n=12" in card
     assert "### natural" not in card
     assert "validation loss 2.250 → 0.432" in card and "optimizer steps 7" in card
@@ -252,8 +247,8 @@ def test_dry_run_without_comparison_falls_back_to_eval_files(inputs, tmp_path):
     assert [(u["repo_id"], u["repo_type"]) for u in manifest["uploads"]] == [("org/x", "model")]
     assert not (out / "dataset").exists()
     card = (out / "model" / "README.md").read_text(encoding="utf-8")
-    assert "| correct (failure taxonomy 'ok') | 0.083 | 0.917 |" in card
-    assert "| answer F1, characters | 0.346 | 0.877 |" in card
+    assert "| 정답률 (`correct`) | 0.083 | 0.917 |" in card
+    assert "| 문자 F1 (`f1_char`) | 0.346 | 0.877 |" in card
 
 
 def _clean_env(**extra: str) -> dict[str, str]:

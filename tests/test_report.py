@@ -416,3 +416,25 @@ def test_report_with_judge_verdicts_shows_agreement(fixture_dirs, tmp_path):
 def test_bad_target_condition_is_one_clear_error():
     with pytest.raises(UserError, match="report.targets.template.f1_char: conditions use"):
         R.check_targets({"testsets": {}}, {"template": {"f1_char": [{"above": 0.5}]}})
+
+
+def test_metric_table_rows_come_from_the_scorer(fixture_dirs):
+    """Every metric the report has values for gets a row in the metric table, with the label and
+    definition of stages.common.metrics.METRICS (no stale second copy), and its reason where one is written."""
+    from stages.report import compare
+
+    md = (_run(fixture_dirs, "docs") / "REPORT.md").read_text(encoding="utf-8")
+    head = "| 지표 | 정의 | 선택 이유 |"
+    assert head in md
+    table = md[md.index(head) :].split("\n\n", 1)[0].splitlines()[2:]
+    rows = {r.split(" | ")[0].lstrip("| "): r for r in table}
+    for m in M.METRICS:
+        if m.key in M.OPTIONAL_KEYS:
+            continue  # the judge did not run here
+        assert m.label and m.definition, m.key
+        assert m.label in rows, m.key
+        cells = [c.strip() for c in rows[m.label].strip("|").split("|")]
+        assert cells[1] == m.definition.strip(), m.key
+    assert rows["인용 정확도"].rstrip(" |").endswith(compare.METRIC_WHY["citation_ok"])
+    assert "정답 청크가 검색된 답변 가능 질문에서 그 청크를 [cNNN]으로 인용한 비율" not in md  # the stale definition
+    assert compare.metric_doc("no_such_metric") == ("no_such_metric", "–", "–")

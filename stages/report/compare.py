@@ -28,70 +28,43 @@ TESTSET_KO = {"template": "템플릿 테스트셋", "natural": "자연 질문 �
 # Metrics that describe behaviour or cost rather than answer quality: the "detail" table.
 DETAIL_KEYS = ("abstain_rate", "empty", "looping", "over_length", "latency_s", "tokens_per_s")
 
-# label, definition, why this metric — for the metric keys known when this was written. A metric
-# added to stages.common.metrics.METRICS later still gets its rows (labelled by its key).
-METRIC_DOCS: dict[str, tuple[str, str, str]] = {
-    "correct": (
-        "정답률",
-        "실패 유형 분류에서 'ok'인 비율 (답변 가능: 채점기 기준 정답, 불가: 기권)",
-        "질문 유형이 섞인 테스트셋 전체를 한 숫자로 요약",
-    ),
-    "em": (
-        "EM",
-        "정규화(NFC·인용·문장부호·공백) 후 완전 일치 — 답변 가능 질문",
-        "값 하나가 답인 사실 질문의 엄격한 기준",
-    ),
-    "contains": (
-        "포함 일치",
-        "정규화·공백 제거 후 정답이 답변 안에 들어 있음",
-        "정답을 말하고 덧붙인 답을 0점 처리하지 않음",
-    ),
-    "f1_morph": (
-        "형태소 F1",
-        "Kiwi 내용 형태소(조사·어미 제외) 집합 F1",
-        "조사가 붙는 한국어에서 공백 토큰 F1은 부정확",
-    ),
-    "f1_char": ("문자 F1", "공백 제외 문자 집합 F1", "띄어쓰기 차이와 형태소 분석 오류에 강함"),
-    "rouge_l_char": (
-        "ROUGE-L(문자)",
-        "공백 제외 문자열의 LCS 기반 F1",
-        "rouge_score 기본 토크나이저는 한글을 버림 — 문자 단위로 순서까지 반영",
-    ),
-    "key_fact_recall": (
-        "핵심 사실 재현율",
-        "정답의 핵심 사실(숫자·이름·값) 중 답변에 (한국어 정규화 후) 들어 있는 비율",
-        "문장으로 답한 정답을 오답으로 치지 않는 문장형 답의 지표",
-    ),
-    "abstain_p": ("기권 정밀도", "기권한 답 중 실제로 답이 없는 질문의 비율", "불필요한 기권(정보 누락) 측정"),
-    "abstain_r": ("기권 재현율", "답이 없는 질문 중 기권한 비율", "환각 대신 모른다고 말하는 능력"),
-    "abstain_f1": ("기권 F1", "기권 정밀도·재현율의 조화평균 (양성 = 답변 불가)", "기권의 두 오류를 한 숫자로"),
-    "abstain_rate": ("기권 비율", "전체 질문 중 기권한 비율", "과도한 기권 여부 확인용 (높낮이에 좋고 나쁨 없음)"),
-    "citation_ok": (
-        "인용 정확도",
-        "정답 청크가 검색된 답변 가능 질문에서 그 청크를 [cNNN]으로 인용한 비율",
-        "출처 표시가 RAG 답변의 검증 가능성을 만든다",
-    ),
-    "supported": (
-        "충실도",
-        "기권하지 않은 답 중 숫자는 그대로, 내용 형태소는 모두 문맥에 있는 비율",
-        "문맥에 없는 내용(환각)을 결정적으로 검출",
-    ),
-    "format_fail": (
-        "형식 실패율",
-        "빈 답·반복(n-gram 반복)·EOS 없이 길이 한도 도달 중 하나",
-        "멈추지 못하는 모델을 드러냄",
-    ),
-    "empty": ("빈 답", "인용·문장부호를 빼면 빈 답", "형식 실패 세부"),
-    "looping": ("반복", "단어 n-gram 또는 문자 n-gram이 여러 번 반복", "형식 실패 세부"),
-    "over_length": ("길이 초과", "EOS 없이 max_new_tokens 도달", "형식 실패 세부"),
-    "latency_s": ("지연(초)", "질문당 생성 시간 (배치 시간의 균등 분배)", "서비스 비용"),
-    "tokens_per_s": ("토큰/초", "생성 토큰 수 / 생성 시간", "하드웨어 처리량"),
-    "judge_correct": (
-        "LLM 판정 정답률",
-        "OpenAI 호환 LLM 채점자가 정답과 비교해 1로 판정한 비율 (선택, evaluate.judge)",
-        "어휘 지표가 놓치는 바꿔 말한 정답을 잡고, 결정적 지표를 교차 검증",
-    ),
+# Why each metric is in the report. Its label and definition are not repeated here: they come
+# from stages.common.metrics.METRICS (``Metric.label``/``.definition``), the scorer's own words,
+# so the report cannot drift from what is computed. A metric without a reason still gets its row.
+METRIC_WHY: dict[str, str] = {
+    "correct": "질문 유형이 섞인 테스트셋 전체를 한 숫자로 요약",
+    "em": "값 하나가 답인 사실 질문의 엄격한 기준",
+    "contains": "정답을 말하고 덧붙인 답을 0점 처리하지 않음",
+    "key_fact_recall": "문장으로 답한 정답을 오답으로 치지 않는 문장형 답의 지표",
+    "slot_exact": "전화·시간·요금처럼 한 글자만 틀려도 쓸모없는 값은 부분 점수 없이 채점",
+    "f1_morph": "조사가 붙는 한국어에서 공백 토큰 F1은 부정확",
+    "f1_char": "띄어쓰기 차이와 형태소 분석 오류에 강함",
+    "rouge_l_char": "rouge_score 기본 토크나이저는 한글을 버림 — 문자 단위로 순서까지 반영",
+    "abstain_p": "불필요한 기권(정보 누락) 측정",
+    "abstain_r": "환각 대신 모른다고 말하는 능력",
+    "abstain_f1": "기권의 두 오류를 한 숫자로",
+    "abstain_rate": "과도한 기권 여부 확인용 (높낮이에 좋고 나쁨 없음)",
+    "wrong_abstain": "답이 문맥에 있는데도 모른다고 하는 과잉 기권을 따로 드러냄",
+    "citation_ok": "출처 표시가 RAG 답변의 검증 가능성을 만든다",
+    "citation_p": "아무 청크나 잔뜩 인용해 맞히는 답을 감점",
+    "citation_r": "필요한 출처를 빠뜨린 답을 드러냄",
+    "supported": "문맥에 없는 내용(환각)을 결정적으로 검출",
+    "format_fail": "멈추지 못하는 모델을 드러냄",
+    "empty": "형식 실패 세부",
+    "looping": "형식 실패 세부",
+    "over_length": "형식 실패 세부",
+    "prompt_echo": "프롬프트를 복창해 값과 인용을 '맞히는' 베이스 모델을 드러냄 (형식 실패 세부)",
+    "latency_s": "서비스 비용",
+    "tokens_per_s": "하드웨어 처리량",
+    "judge_correct": "어휘 지표가 놓치는 바꿔 말한 정답을 잡고, 결정적 지표를 교차 검증",
 }
+
+
+def metric_doc(key: str) -> tuple[str, str, str]:
+    """(label, definition, why) of a metric key: label and definition from METRICS, '–' where absent."""
+    m = M.BY_KEY.get(key)
+    return (m.label or key, m.definition or "–", METRIC_WHY.get(key, "–")) if m else (key, "–", "–")
+
 
 FAILURE_DOCS: dict[str, tuple[str, str]] = {
     "format": ("형식 실패", "빈 답·반복, 또는 내용은 맞지만 EOS 없이 길이 한도 도달"),
@@ -104,7 +77,7 @@ FAILURE_DOCS: dict[str, tuple[str, str]] = {
 
 
 def label(key: str) -> str:
-    return METRIC_DOCS.get(key, (key, "", ""))[0]
+    return metric_doc(key)[0]
 
 
 def quality_keys() -> list[str]:

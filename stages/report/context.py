@@ -17,7 +17,6 @@ from stages.common.io import read_jsonl
 from stages.report.compare import (
     DETAIL_KEYS,
     FAILURE_DOCS,
-    METRIC_DOCS,
     MODEL_KO,
     MODELS,
     PAIRS,
@@ -26,6 +25,7 @@ from stages.report.compare import (
     _pair_key,
     failure_label,
     label,
+    metric_doc,
     optional_json,
     pick_examples,
     quality_keys,
@@ -507,8 +507,8 @@ def build_context(
         "metric_docs": md_table(
             ["지표", "정의", "선택 이유"],
             [
-                list(METRIC_DOCS.get(k, (k, "–", "–")))
-                for k in [*quality_keys(), "latency_s", "tokens_per_s"]
+                list(metric_doc(k))
+                for k in [m.key for m in M.METRICS]
                 if any(not t.get("skipped") and k in t["values"] for t in comp["testsets"].values())
             ],
         ),
