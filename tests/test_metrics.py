@@ -781,3 +781,9 @@ def test_closing_kkaji_and_a_gold_listing_several_values():
     )
     assert not M.slot_match("월요일과 설날에 쉽니다", monthly, 0)
     assert M._gold_parts("사과 농장") == []  # a split into a single letter is no list
+
+
+def test_a_prefix_letter_negates_only_as_a_prefix():
+    assert M.key_fact_found("나무데크 산책로를 따라 걷습니다", "데크 산책로")  # 나무 is a word, not 무-
+    assert not M.key_fact_found("비공개입니다", "공개")
+    assert not M.key_fact_found("현재 미운영 중입니다", "운영")

@@ -190,8 +190,9 @@ def _is_number_atom(atom: str) -> bool:
     return atom[0].isdigit() or atom.startswith(("tel:", "time:"))
 
 
-# Negation right at a word value: a prefix before it ('불가능', '비공개', '미운영', '무료' is a
-# word of its own, so the prefix only counts when the gold does not start with it), or a
+# Negation right at a word value: a prefix before it ('불가능', '비공개', '미운영'; '무료' is a
+# word of its own, so the prefix only counts when the gold does not start with it, and only
+# where Kiwi tags it as a negating prefix: '나무데크' has none), or a
 # negating predicate after it, particles allowed ('가능하지 않습니다', '무료가 아닙니다',
 # '주차 가능이 없습니다', '이용 안 됩니다'; 아닙/아닌/안됩 are the fused syllables).
 # Matched on the answer's letter atoms (spacing free).
@@ -200,8 +201,8 @@ _NEG_AFTER = re.compile(r"^(?:이|가|은|는|도)?(?:아니|아닙|아닌|아�
 _NEG_AFTER_SPAN = 6  # letters after the value that the pattern above can need ('는하지않' is 4 + slack)
 
 
-def _negated_at(hay: Sequence[str], start: int, end: int, needle: Sequence[str]) -> bool:
-    if start > 0 and hay[start - 1] in _NEG_PREFIXES and needle[0] not in _NEG_PREFIXES:
+def _negated_at(hay: Sequence[str], start: int, end: int, needle: Sequence[str], prefixes: set[str]) -> bool:
+    if start > 0 and hay[start - 1] in prefixes and needle[0] not in _NEG_PREFIXES:
         return True
     after = []
     for atom in hay[end : end + _NEG_AFTER_SPAN]:
@@ -220,11 +221,13 @@ def value_found(text: str, value: str) -> bool:
     hay = value_atoms(text)
     if not needle or any(_is_number_atom(a) or a.startswith("url:") for a in needle):
         return _contains_run(hay, needle)
+    # A prefix letter negates only where Kiwi reads it as a prefix: '불가능' yes, '나무데크' no.
+    prefixes = _NEG_PREFIXES & korean.negations(strip_citations(text)) if _NEG_PREFIXES & set(hay) else set()
     n = len(needle)
     return any(
         list(hay[i : i + n]) == list(needle)
         and not _continues(hay, i + n, needle)
-        and not _negated_at(hay, i, i + n, needle)
+        and not _negated_at(hay, i, i + n, needle, prefixes)
         for i in range(len(hay) - n + 1)
     )
 
