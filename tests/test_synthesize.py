@@ -744,3 +744,40 @@ def test_discounts_name_a_pass_only_when_the_section_is_one():
     qs = [q for q in _questions(plain, questions_per_fact=3) if q["fact"] == "discount"]
     assert qs and not any("있으면" in q["question"] + q["answer"] for q in qs)
     assert {q["answer"] for q in qs} >= {"제천 시티투어는 3,000원 할인됩니다."}
+
+
+def test_golds_not_on_their_true_pages_are_dropped(tmp_path):
+    from collections import Counter
+
+    from stages.synthesize.filters import drop_off_truth, truth_pages
+
+    menus = chunk(
+        "c075",
+        "맛집",
+        "식당 | 메뉴 | 전화\n가람 | 김치음밥 | 043-111-1111\n나래 | 두부전골 | 043-222-2222",
+        kind="table",
+    )
+    rows = _questions(menus, questions_per_fact=1)
+    assert any("김치음밥" in r["key_facts"] for r in rows)
+    # the true page: OCR misread '김치알밥'; rooms and phones as printed
+    truth = truth_pages(
+        [{"page": 22, "text": "가람 김치알밥 043-111-1111", "raster_regions": [{"text": "나래 두부전골 043-222-2222"}]}]
+    )
+    stats: Counter = Counter()
+    kept = drop_off_truth(rows, truth, stats)
+    assert stats["truth"] >= 1 and not any("김치음밥" in r["key_facts"] for r in kept)
+    assert any("두부전골" in r["key_facts"] for r in kept) and any(r["answer_kind"] == "phone" for r in kept)
+    assert drop_off_truth(rows, {}, Counter()) == rows  # no truth (another brochure): nothing checked
+    assert drop_off_truth(rows, {5: "다른 페이지"}, Counter()) == rows  # pages the truth does not cover
+    # the CLI: --truth is optional, an empty file means no filter, a missing one is a one-line error
+    chunks_dir = tmp_path / "chunks"
+    chunks_dir.mkdir()
+    many = [menus, HOTELS_A, HOTELS_B, LODGING, ATTRACTION]
+    (chunks_dir / "chunks.jsonl").write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in many))
+    page = {"page": 22, "text": "\n".join(c["text"] for c in many).replace("김치음밥", "김치알밥")}
+    (tmp_path / "truth.jsonl").write_text(json.dumps(page, ensure_ascii=False) + "\n", encoding="utf-8")
+    args = ["--chunks", str(chunks_dir), "--out", str(tmp_path / "qa"), "--metrics", str(tmp_path / "m.json")]
+    main([*args, "--truth", str(tmp_path / "truth.jsonl")])
+    assert json.loads((tmp_path / "m.json").read_text())["filters"]["truth"] >= 1
+    with pytest.raises(Exception, match="truth file not found"):
+        main([*args, "--truth", str(tmp_path / "missing.jsonl")])

@@ -34,11 +34,13 @@ from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
 from stages.common.natural import load_natural
 from stages.synthesize.card import dataset_card
 from stages.synthesize.dataset import build_dataset, counts, quality
+from stages.synthesize.filters import truth_pages
 from stages.synthesize.limits import TYPES, Limits
 from stages.synthesize.questions import chunk_facts
 from stages.synthesize.styles import STYLES
 
 log = logging.getLogger("synthesize")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,6 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--chunks", type=Path, required=True, help="chunk stage output directory")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--metrics", type=Path, required=True)
+    ap.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="parse's ground-truth copy (data/truth.jsonl; empty or absent = no truth filter)",
+    )
     ap.add_argument("--params", type=Path, default=P.DEFAULT_PARAMS)
     args = ap.parse_args(argv)
 
@@ -53,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg, abstain = params["synthesize"], params["prompt"]["abstain"]
     # The natural test set is decontaminated out of every split ('' = another brochure: no natural set).
     natural_path = params["evaluate"].get("natural_questions", "")
+    if natural_path and not Path(natural_path).is_file() and (REPO / natural_path).is_file():
+        natural_path = str(REPO / natural_path)  # run from another directory (a copied params.yaml)
     natural = load_natural(natural_path, abstain) if natural_path else []
     chunks_path = args.chunks / "chunks.jsonl"
     if not chunks_path.is_file():
@@ -63,8 +73,12 @@ def main(argv: list[str] | None = None) -> None:
             f"{chunks_path}: no questions could be generated from {len(chunks)} chunks "
             "(no extractable facts: no address, phone, price, hours, table, list or descriptive sentence found)"
         )
+    # Golds checked against the true page text when the brochure has one (OCR-damaged values dropped).
+    if args.truth and not args.truth.is_file():
+        raise UserError(f"{args.truth}: truth file not found (parse's truth stage writes data/truth.jsonl)")
+    truth = truth_pages(read_jsonl(args.truth)) if args.truth else {}
     report: dict = {}
-    splits = build_dataset(chunks, cfg, abstain, report=report, natural=natural)
+    splits = build_dataset(chunks, cfg, abstain, report=report, natural=natural, truth=truth)
     total = sum(len(v) for v in splits.values())
     if not total:
         raise UserError(f"{chunks_path}: no questions could be generated from {len(chunks)} chunks")

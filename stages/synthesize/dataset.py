@@ -10,7 +10,7 @@ from typing import Any
 from stages.common import params as P
 from stages.common.errors import UserError
 from stages.synthesize.crosschunk import comparison_questions, multihop_questions
-from stages.synthesize.filters import drop_natural_overlap, filter_records
+from stages.synthesize.filters import drop_natural_overlap, drop_off_truth, filter_records
 from stages.synthesize.limits import SPLITS, TYPES, Limits
 from stages.synthesize.llm import ChatClient, llm_candidates
 from stages.synthesize.questions import rules_candidates
@@ -29,12 +29,15 @@ def build_dataset(
     client: Any = None,
     report: dict[str, Any] | None = None,
     natural: list[dict[str, Any]] | None = None,
+    truth: dict[int, str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """All questions, split by source chunk; cross-chunk questions only within one split.
 
     `report`, when given, receives the quality gates: candidates, drops per filter, content chunks.
     `natural` (the hand-written test set): generated questions near one of it are dropped from
-    every split (counted as ``natural_overlap``), so no natural test question is ever trained on."""
+    every split (counted as ``natural_overlap``), so no natural test question is ever trained on.
+    `truth` (page -> true page text, parse's truth copy): answerable questions whose key facts are
+    not on their true pages (OCR-damaged golds) are dropped (counted as ``truth``)."""
     from tqdm import tqdm
 
     lim = Limits.from_cfg(cfg)
@@ -65,6 +68,7 @@ def build_dataset(
         raise UserError(f"params: synthesize.generator={generator!r} is not available (available: rules, llm)")
     n_candidates = len(singles)
     singles = drop_natural_overlap(singles, natural or [], near_dup, dropped)
+    singles = drop_off_truth(singles, truth or {}, dropped)
     singles = filter_records(singles, by_id, near_dup, min_share, dropped)
     # Cap per chunk (seeded), keeping fact types varied: round-robin over facts.
     capped: list[dict[str, Any]] = []
@@ -99,6 +103,7 @@ def build_dataset(
         extra = comparison_questions(mine, lim, rng, round(float(mix.get("comparison", 0)) * n_ans))
         extra += multihop_questions(mine, lim, rng, round(float(mix.get("multihop", 0)) * n_ans))
         extra = drop_natural_overlap(extra, natural or [], near_dup, dropped)
+        extra = drop_off_truth(extra, truth or {}, dropped)
         extra = filter_records(extra, by_id, near_dup)
         rows = sorted(rows + extra, key=lambda r: (r["chunk_id"], TYPES.index(r["type"]), r["question"]))
         out[name] = rows

@@ -133,3 +133,56 @@ def drop_natural_overlap(
             continue
         out.append(r)
     return out
+
+
+SLOT_KINDS = ("phone", "time", "price", "address", "count", "date", "url")
+
+
+def truth_pages(rows: list[dict[str, Any]]) -> dict[int, str]:
+    """Page number -> the page's true text (text layer and raster-region text) from parse's truth copy."""
+    out = {}
+    for r in rows:
+        regions = [x.get("text", "") for x in r.get("raster_regions") or []]
+        out[int(r["page"])] = "\n".join([r.get("text", ""), *regions])
+    return out
+
+
+def drop_off_truth(
+    records: list[dict[str, Any]], pages: dict[int, str], stats: Counter | None = None
+) -> list[dict[str, Any]]:
+    """Drops answerable records whose key facts (and slot ``answer_short``) are not on their true pages.
+
+    OCR damage ('김치음밥' for '김치알밥') is grounded in its chunk but is no true fact: a gold
+    like that trains and scores a misreading. Values we compute (a price difference) are not on any
+    page and are kept; so are records whose pages the truth does not cover."""
+    from stages.common.metrics import key_fact_found
+
+    stats = Counter() if stats is None else stats
+    stats["truth"] += 0  # reported even when nothing was dropped
+    if not pages:
+        return records
+    morphs: dict[int, set[str]] = {}
+
+    def found(fact: str, page: int) -> bool:
+        if page not in morphs:
+            from stages.common.korean import morphemes
+
+            morphs[page] = set(morphemes(pages[page]))
+        return key_fact_found(pages[page], fact, morphs[page])
+
+    out = []
+    for r in records:
+        mine = [p for p in r.get("pages", []) if p in pages]
+        if not r["answerable"] or r.get("fact") == "difference" or not mine:
+            out.append(r)
+            continue
+        facts = list(r.get("key_facts") or [])
+        if r.get("answer_kind") in SLOT_KINDS and r.get("answer_short"):
+            facts.append(r["answer_short"])
+        # '276개': the counter is ours (a rooms cell reads '276'), the number is what must be on the page
+        facts = [re.sub(r"(?<=\d)개$", "", f) for f in facts]
+        if all(any(found(f, p) for p in mine) for f in dict.fromkeys(facts)):
+            out.append(r)
+        else:
+            stats["truth"] += 1
+    return out
