@@ -37,6 +37,7 @@ CFG = {
     "questions_per_fact": 1,
     "mix": {"comparison": 0.5, "multihop": 0.5, "unanswerable": 0.2},
     "near_duplicate": 0.8,
+    "natural_overlap": 0.5,
     "value_max_chars": 60,
     "sentence_min_chars": 15,
     "colon_window": 45,

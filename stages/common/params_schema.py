@@ -97,6 +97,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "questions_per_fact": int,
         "mix": {"comparison": float, "multihop": float, "unanswerable": float},
         "near_duplicate": float,
+        "natural_overlap": float,
         "value_max_chars": int,
         "sentence_min_chars": int,
         "colon_window": int,

@@ -34,7 +34,7 @@ def build_dataset(
     """All questions, split by source chunk; cross-chunk questions only within one split.
 
     `report`, when given, receives the quality gates: candidates, drops per filter, content chunks.
-    `natural` (the hand-written test set): generated questions near one of it are dropped from
+    `natural` (the hand-written test set): generated questions near one of it (``synthesize.natural_overlap``) are dropped from
     every split (counted as ``natural_overlap``), so no natural test question is ever trained on.
     `truth` (page -> true page text, parse's truth copy): answerable questions whose key facts are
     not on their true pages (OCR-damaged golds) are dropped (counted as ``truth``)."""
@@ -46,6 +46,8 @@ def build_dataset(
     n_unanswerable = P.require(cfg, "unanswerable_per_chunk", int, "synthesize")
     mix = P.require(cfg, "mix", dict, "synthesize")
     near_dup = float(P.require(cfg, "near_duplicate", (int, float), "synthesize"))
+    # decontamination threshold, looser than near_dup: a natural question reworded is still leaked
+    overlap = float(P.require(cfg, "natural_overlap", (int, float), "synthesize")) if natural else 1.0
     generator = P.require(cfg, "generator", str, "synthesize")
     by_id = {c["chunk_id"]: c for c in chunks}
     rng = random.Random(seed)
@@ -67,7 +69,7 @@ def build_dataset(
     else:
         raise UserError(f"params: synthesize.generator={generator!r} is not available (available: rules, llm)")
     n_candidates = len(singles)
-    singles = drop_natural_overlap(singles, natural or [], near_dup, dropped)
+    singles = drop_natural_overlap(singles, natural or [], overlap, dropped)
     singles = drop_off_truth(singles, truth or {}, dropped)
     singles = filter_records(singles, by_id, near_dup, min_share, dropped)
     # Cap per chunk (seeded), keeping fact types varied: round-robin over facts.
@@ -84,7 +86,7 @@ def build_dataset(
         capped += ranked[:per_chunk]
         dropped["cap"] += len(ranked[per_chunk:])
     unans = [u for c in chunks for u in unanswerable_candidates(c, chunks, lim, abstain, rng, n_unanswerable)]
-    unans = drop_natural_overlap(unans, natural or [], near_dup, dropped)
+    unans = drop_natural_overlap(unans, natural or [], overlap, dropped)
     unans = filter_records(unans, by_id, near_dup, stats=dropped)
     share = float(mix.get("unanswerable", 0.0))
     n_u = round(share / max(1e-9, 1 - share) * len(capped))
@@ -102,7 +104,7 @@ def build_dataset(
         n_ans = sum(r["answerable"] for r in rows)
         extra = comparison_questions(mine, lim, rng, round(float(mix.get("comparison", 0)) * n_ans))
         extra += multihop_questions(mine, lim, rng, round(float(mix.get("multihop", 0)) * n_ans))
-        extra = drop_natural_overlap(extra, natural or [], near_dup, dropped)
+        extra = drop_natural_overlap(extra, natural or [], overlap, dropped)
         extra = drop_off_truth(extra, truth or {}, dropped)
         extra = filter_records(extra, by_id, near_dup)
         rows = sorted(rows + extra, key=lambda r: (r["chunk_id"], TYPES.index(r["type"]), r["question"]))
