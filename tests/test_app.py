@@ -56,6 +56,7 @@ prompt: {{system: "브로셔 문서만 보고 짧게 답하고 [c001]처럼 근�
 sft: {{max_context_chars: 80}}
 evaluate:
   max_new_tokens: 6
+  stop_at_line_end: true
   batch_size: 8
   abstain_markers: [정보가 없]
   abstain_window: 60
@@ -257,7 +258,7 @@ def test_served_app_shows_citations_of_a_fixed_answer(served, world, monkeypatch
     seen: list[list[str]] = []
     reply = {"text": "제천시 의림지로 33 [c002]"}
 
-    def fixed_generate(model, tokenizer, prompts, max_new_tokens, batch_size):
+    def fixed_generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop_at_line_end=False):
         seen.append(prompts)
         return [{"answer": reply["text"], "new_tokens": 9, "hit_eos": True, "prompt_tokens": 1, "latency_s": 0.0}]
 
