@@ -87,6 +87,10 @@ def test_plain_eos_template(tiny_tokenizer):
 def test_hub_source_attaches_template_only_when_missing(tmp_path, tiny_tokenizer, monkeypatch):
     import huggingface_hub
 
+    # The online download path (an earlier test's stage main may have left HF_HUB_OFFLINE=1 in the process env,
+    # which takes the cached-snapshot path instead).
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
     def fake_download(repo_id, revision, local_dir, allow_patterns, token):
         assert repo_id == "org/model" and revision == "main"
         plain = type(tiny_tokenizer).from_pretrained  # reload a copy without a template
