@@ -263,18 +263,17 @@ def run_stage_expect_error(tmp_path: Path, raw: dict, stage: str, *args: str, en
     return last
 
 
+def parse_args(tmp_path: Path) -> list[str]:
+    """The parse stage's command line on the sample brochure (the wiring tests only need its first error)."""
+    return ["parse", "--pdf", str(SAMPLE), "--out", str(tmp_path / "p"), "--metrics", str(tmp_path / "m.json")]
+
+
 def test_runpod_without_cuda_fails_in_one_line(tmp_path):
     """The committed runpod profile on a machine without CUDA: one line before any work."""
     last = run_stage_expect_error(
         tmp_path,
         committed_runpod(),
-        "parse",
-        "--pdf",
-        str(SAMPLE),
-        "--out",
-        str(tmp_path / "p"),
-        "--metrics",
-        str(tmp_path / "m.json"),
+        *parse_args(tmp_path),
         env={"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},
     )
     assert "needs a CUDA GPU but torch sees none" in last
@@ -285,13 +284,7 @@ def test_paddleocr_wiring_one_line_error_when_absent(tmp_path):
     last = run_stage_expect_error(
         tmp_path,
         committed_runpod(requires_cuda=False),
-        "parse",
-        "--pdf",
-        str(SAMPLE),
-        "--out",
-        str(tmp_path / "p"),
-        "--metrics",
-        str(tmp_path / "m.json"),
+        *parse_args(tmp_path),
         env={"HF_HUB_OFFLINE": "1"},
     )
     import importlib.util
