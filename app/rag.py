@@ -58,14 +58,14 @@ class Settings:
 
     @classmethod
     def from_params(cls, path: str | Path = P.DEFAULT_PARAMS) -> Settings:
-        p = P.load(path, "retrieval", "prompt", "sft", "evaluate", "machine", "demo")
-        r, pr, s, e, d = p["retrieval"], p["prompt"], p["sft"], p["evaluate"], p["demo"]
+        p = P.load(path, "retrieval", "prompt", "evaluate", "machine", "demo")
+        r, pr, e, d = p["retrieval"], p["prompt"], p["evaluate"], p["demo"]
         return cls(
             method=P.require(r, "method", str, "retrieval"),
             top_k=P.require(r, "top_k", int, "retrieval"),
             system=P.require(pr, "system", str, "prompt"),
             abstain=P.require(pr, "abstain", str, "prompt"),
-            max_chars=P.require(s, "max_context_chars", int, "sft"),
+            max_chars=P.require(pr, "max_context_chars", int, "prompt"),
             max_new_tokens=P.require(e, "max_new_tokens", int, "evaluate"),
             stop_at_line_end=P.require(e, "stop_at_line_end", bool, "evaluate"),
             device=P.require(e, "device", str, "evaluate"),

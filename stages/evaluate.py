@@ -230,9 +230,9 @@ def run(
     testset: str = "template",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Retrieve, prompt, generate and score; returns (predictions, metrics). Pure apart from the model."""
-    ecfg, rcfg, pcfg, scfg = params["evaluate"], params["retrieval"], params["prompt"], params["sft"]
+    ecfg, rcfg, pcfg = params["evaluate"], params["retrieval"], params["prompt"]
     k = P.require(rcfg, "top_k", int, "retrieval")
-    max_chars = P.require(scfg, "max_context_chars", int, "sft")
+    max_chars = P.require(pcfg, "max_context_chars", int, "prompt")
     max_new = P.require(ecfg, "max_new_tokens", int, "evaluate")
     batch_size = P.require(ecfg, "batch_size", int, "evaluate")
     if max_new < 1 or batch_size < 1:
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError("--adapter is required for --model finetuned and only for it")
 
     t_start = time.perf_counter()
-    params = P.load(args.params, "evaluate", "retrieval", "prompt", "sft", "machine")
+    params = P.load(args.params, "evaluate", "retrieval", "prompt", "machine")
     setup_env(offline=params["machine"].get("offline", True))
     ecfg = params["evaluate"]
     device = P.require(ecfg, "device", str, "evaluate")

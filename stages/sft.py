@@ -165,7 +165,7 @@ def build_split(
     """Rows of one split and their counts (questions dropped, rows per target, test chunks shown = 0)."""
     rng = random.Random(P.require(cfg, "seed", int, "sft") + seed_offset)
     share = float(P.require(cfg, "abstain_share", (int, float), "sft"))
-    max_chars = P.require(cfg, "max_context_chars", int, "sft")
+    max_chars = P.require(prompt_cfg, "max_context_chars", int, "prompt")
     depth = P.require(cfg, "distractor_depth", int, "sft")
     k = P.require(rcfg, "top_k", int, "retrieval")
     # A question whose gold chunk a prompt may not show cannot be trained on in this split.

@@ -122,8 +122,7 @@ def params_yaml(method: str = "bm25", limit: int = 0, batch_size: int = 2, **eva
     params = {
         "profile": "cpu",
         "retrieval": {"method": method, "top_k": 2, "rrf_k": 60},
-        "prompt": {"system": SYSTEM, "abstain": ABSTAIN},
-        "sft": {"max_context_chars": 60},
+        "prompt": {"system": SYSTEM, "abstain": ABSTAIN, "max_context_chars": 60},
         "evaluate": {**EVALUATE_PARAMS, **FEWSHOT, "max_new_tokens": MAX_NEW, "batch_size": batch_size, **evaluate},
         "profiles": {"cpu": {"machine": {"offline": True}, "evaluate": {**EVALUATE_PROFILE, "limit": limit}}},
     }
@@ -288,7 +287,7 @@ def test_run_in_memory_dense_retriever_and_identical_prompts(world):
     """The pure path with an in-memory retriever (dense needs the embedder Retriever.load cannot rebuild)."""
     root = world["root"]
     (root / "dense.yaml").write_text(params_yaml(method="dense", batch_size=3), encoding="utf-8")
-    params = P.load(root / "dense.yaml", "evaluate", "retrieval", "prompt", "sft", "machine")
+    params = P.load(root / "dense.yaml", "evaluate", "retrieval", "prompt", "machine")
     retriever = Retriever.build(CHUNKS, FakeEmbedder(), rrf_k=60, fusion_depth=20)
     model, tok = G.load_model(root / "base", None, "cpu", "float32", backend="transformers")
     preds, metrics = E.run(QUESTIONS, retriever, model, tok, params)

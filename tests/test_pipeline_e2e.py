@@ -41,7 +41,7 @@ def small_params(tmp: Path) -> Path:
     cpu["train"].update(axolotl_config=str(REPO / cpu["train"]["axolotl_config"]), sequence_len=1024, max_steps=2)
     cpu["evaluate"].update(limit=6)
     raw["prompt"]["system"] = "문서로 답하세요."
-    raw["sft"]["max_context_chars"] = 60
+    raw["prompt"]["max_context_chars"] = 60
     for key, value in {"micro_batch_size": 2, "gradient_accumulation_steps": 1, "eval_steps": 1, "lora_r": 4}.items():
         (raw["train"] if key in raw["train"] else cpu["train"])[key] = value  # each key lives in one place
     raw["evaluate"].update(max_new_tokens=8, batch_size=3, fewshot_k=2, fewshot_chunk_chars=60)

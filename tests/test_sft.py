@@ -2,7 +2,7 @@ import random
 
 from stages.sft import build_example, make_context
 
-PROMPT = {"system": "시스템", "abstain": "브로셔에 해당 정보가 없습니다."}
+PROMPT = {"system": "시스템", "abstain": "브로셔에 해당 정보가 없습니다.", "max_context_chars": 100}
 BY_ID = {f"c{i:03d}": {"chunk_id": f"c{i:03d}", "section_path": f"경로{i}", "text": f"본문{i}"} for i in range(1, 8)}
 Q = {
     "id": "q1",
@@ -139,7 +139,7 @@ def test_build_split_rows_views_share_and_no_leak():
     questions = [dict(Q, id=f"t{i}", chunk_id=c) for i, c in enumerate(["c001", "c002", "c003"])]
     questions.append(dict(Q, id="u1", chunk_id="c007", answerable=False, type="unanswerable", answer="-"))
     questions.append(dict(Q, id="t9", chunk_id="c005"))  # its gold is a test chunk: cannot be trained on
-    cfg = {"seed": 1, "abstain_share": 0.25, "max_context_chars": 100, "distractor_depth": 8}
+    cfg = {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8}
     allowed = {"c001", "c002", "c003", "c007"}
     rows, stats = build_split(
         questions, RankAll(), cfg, {"top_k": 3, "method": "hybrid"}, PROMPT, allowed, views=2, max_rows=0

@@ -152,7 +152,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "passage_prefix": str,
         "device": str,
     },
-    "prompt": {"system": str, "abstain": str},
+    "prompt": {"system": str, "abstain": str, "max_context_chars": int},
     "sft": {
         "seed": int,
         "views_per_question": int,
@@ -160,7 +160,6 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "distractor_depth": int,
         "max_rows": int,
         "max_val_rows": int,
-        "max_context_chars": int,
     },
     "model": {
         "source": str,
