@@ -73,14 +73,14 @@ def _validate(questions: list[dict[str, Any]], path: Path, keys: tuple[str, ...]
             raise UserError(f"{path}: record {n} lacks {', '.join(missing)} (see docs/data-contracts.md)")
 
 
-def load_questions(qa_dir: Path, limit: int) -> list[dict[str, Any]]:
-    """The template test set: the synthesized test split."""
-    path = qa_dir / "test.jsonl"
+def load_questions(qa_dir: Path, limit: int, split: str = "test") -> list[dict[str, Any]]:
+    """The template test set: the synthesized test split (``validation`` when tuning: scripts/tune_on_validation.py)."""
+    path = qa_dir / f"{split}.jsonl"
     if not path.is_file():
         raise UserError(f"{path}: not found (run the synthesize stage first)")
     questions = read_jsonl(path)
     if not questions:
-        raise UserError(f"{path}: empty test split")
+        raise UserError(f"{path}: empty {split} split")
     _validate(questions, path, QUESTION_KEYS)
     return questions[:limit] if limit > 0 else questions
 
@@ -302,6 +302,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder for predictions.jsonl")
     ap.add_argument("--metrics", type=Path, required=True, help="metrics json to write")
     ap.add_argument("--params", type=Path, default=P.DEFAULT_PARAMS)
+    ap.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="template questions from this split: validation is for tuning choices, never reported as test",
+    )
     args = ap.parse_args(argv)
     if (args.adapter is not None) != (args.model == "finetuned"):
         raise UserError("--adapter is required for --model finetuned and only for it")
@@ -321,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
             write_skipped(args.out, args.metrics, args.model, args.testset, reason)
             return
     # The template questions are checked before the (slower) index loads; natural ones need its chunks.
-    questions = load_questions(args.qa, limit) if args.testset == "template" else []
+    questions = load_questions(args.qa, limit, args.split) if args.testset == "template" else []
     retriever = Retriever.load(args.index, with_dense=params["retrieval"]["method"] != "bm25")
     if args.testset == "natural":
         questions = load_natural_questions(args.natural, retriever.chunks, limit)
