@@ -16,41 +16,23 @@ from typing import Any
 import yaml
 
 from stages.common.errors import UserError
-from stages.common.metrics import BY_KEY, METRICS, get_path
+from stages.common.metrics import BY_KEY, card_metrics, get_path
 
-# Rows of the evaluation table, in reading order. Labels are the scorer's own (Metric.label in
-# stages.common.metrics, as in the report) with the comparison.json key beside them for readers
-# of this English card; a second list of names here would drift from what is computed.
-_CARD_KEYS = (
-    "correct",
-    "f1_char",
-    "f1_morph",
-    "rouge_l_char",
-    "em",
-    "contains",
-    "abstain_f1",
-    "abstain_p",
-    "abstain_r",
-    "citation_ok",
-    "supported",
-    "format_fail",
-    "looping",
-    "over_length",
-    "latency_s",
-    "tokens_per_s",
-)
+# Rows of the evaluation table come from the metric registry (stages.common.metrics.METRICS, the
+# `card` position of each metric): labels are the scorer's own (Metric.label, as in the report) with
+# the comparison.json key beside them for readers of this English card, and the place of each number
+# in metrics/eval/<model>/<testset>.json (used when comparison.json is absent) is Metric.path.
+# Functions, not constants: a metric registered after import still gets its row.
 
 
-def _metric_label(key: str) -> str:
+def metric_label(key: str) -> str:
     m = BY_KEY.get(key)
     return f"{m.label} (`{key}`)" if m and m.label else key
 
 
-METRIC_LABELS: dict[str, str] = {key: _metric_label(key) for key in _CARD_KEYS}
+def card_keys() -> list[str]:
+    return [m.key for m in card_metrics()]
 
-# The same numbers in an evaluate stage's metrics/eval/<name>.json (used when comparison.json is absent):
-# where each sits is the one table stages.common.metrics.METRICS keeps.
-EVAL_PATHS: dict[str, tuple[str, ...]] = {key: {m.key: m.path for m in METRICS}[key] for key in METRIC_LABELS}
 
 # Resolved-config keys worth a row on the card, in reading order.
 HYPERPARAMETERS: tuple[str, ...] = (
@@ -129,8 +111,8 @@ def _fmt(value: Any, signed: bool = False) -> str:
 
 
 def _ordered(keys) -> list[str]:
-    keys = list(keys)
-    return [k for k in METRIC_LABELS if k in keys] + [k for k in keys if k not in METRIC_LABELS]
+    keys, card = list(keys), card_keys()
+    return [k for k in card if k in keys] + [k for k in keys if k not in card]
 
 
 def metrics_table(metrics: dict[str, Any], testset: str) -> str:
@@ -158,18 +140,18 @@ def metrics_table(metrics: dict[str, Any], testset: str) -> str:
                 if r.get("ci_low") is not None and r.get("ci_high") is not None:
                     delta += f" [{_fmt(r['ci_low'], signed=True)}, {_fmt(r['ci_high'], signed=True)}]"
                 cells.append(delta)
-            lines.append(f"| {METRIC_LABELS.get(key) or _metric_label(key)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {metric_label(key)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
     runs = {m: f for m, f in ((metrics.get("eval") or {}).get(testset) or {}).items() if f and not f.get("skipped")}
     if not runs:
         return ""
     models = [m for m in MODELS if m in runs]
     lines = ["| metric | " + " | ".join(MODEL_LABELS[m] for m in models) + " |", "|" + "---|" * (len(models) + 1)]
-    for key, path in EVAL_PATHS.items():
-        vals = [get_path(runs[m], path) for m in models]
+    for metric in card_metrics():
+        vals = [get_path(runs[m], metric.path) for m in models]
         if all(v is None for v in vals):
             continue
-        lines.append(f"| {METRIC_LABELS[key]} | " + " | ".join(_fmt(v) for v in vals) + " |")
+        lines.append(f"| {metric_label(metric.key)} | " + " | ".join(_fmt(v) for v in vals) + " |")
     return "\n".join(lines)
 
 

@@ -44,9 +44,9 @@ from stages.common.prompting import (
     build_fewshot_messages,
     build_messages,
     cited_ids,
+    context_text,
     fewshot_examples,
     fewshot_turns,
-    format_chunk,
 )
 from stages.common.retrieval import Retriever
 
@@ -121,11 +121,6 @@ def load_natural_questions(path: Path, chunks: list[dict[str, Any]], limit: int)
 def retrieve(retriever: Retriever, questions: list[dict[str, Any]], k: int, method: str) -> list[list[dict[str, Any]]]:
     ranked = retriever.rank([q["question"] for q in questions], k, method)
     return [[retriever.by_id[cid] for cid in ids] for ids in ranked]
-
-
-def context_text(chunks: list[dict[str, Any]], max_chars: int) -> str:
-    """The context exactly as the prompt shows it (what an answer may rely on)."""
-    return "\n\n".join(format_chunk(c, max_chars) for c in chunks)
 
 
 # ---------------------------------------------------------------- prompts

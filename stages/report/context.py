@@ -14,8 +14,8 @@ import yaml
 
 from stages.common import metrics as M
 from stages.common.io import read_jsonl
+from stages.common.records import gold_ids
 from stages.report.compare import (
-    DETAIL_KEYS,
     FAILURE_DOCS,
     MODEL_KO,
     MODELS,
@@ -23,6 +23,7 @@ from stages.report.compare import (
     TESTSET_KO,
     TESTSETS,
     _pair_key,
+    detail_keys,
     failure_label,
     label,
     metric_doc,
@@ -158,7 +159,7 @@ def example_blocks(preds: dict[str, list[dict[str, Any]]], ref_model: str, limit
                 scores.append([label(key), *[fmt(ps[i]["scores"].get(key)) for ps in preds.values()]])
         scores.append(["기권", *[fmt(ps[i]["scores"]["abstained"]) for ps in preds.values()]])
         scores.append(["실패 유형", *[ps[i]["scores"]["failure"] for ps in preds.values()]])
-        gold_ids = b.get("gold_chunk_ids") or ([b["gold_chunk_id"]] if b.get("gold_chunk_id") else [])
+        golds = gold_ids(b, prefix="gold_")
         blocks.append(
             {
                 "why": why,
@@ -167,9 +168,9 @@ def example_blocks(preds: dict[str, list[dict[str, Any]]], ref_model: str, limit
                 "style": b.get("style") or "–",
                 "question": cell(b["question"]),
                 "gold": cell(b["gold_answer"]),
-                "gold_ids": ", ".join(f"`{g}`" for g in gold_ids) or "–",
+                "gold_ids": ", ".join(f"`{g}`" for g in golds) or "–",
                 "retrieved": ", ".join(f"`{x}`" for x in b["retrieved_ids"]),
-                "hit": "포함" if gold_ids and all(g in b["retrieved_ids"] for g in gold_ids) else "없음",
+                "hit": "포함" if golds and all(g in b["retrieved_ids"] for g in golds) else "없음",
                 "answers": md_table(["모델", "답변"], rows),
                 "scores": md_table(["지표", *[MODEL_KO[m] for m in preds]], scores),
             }
@@ -297,7 +298,7 @@ def testset_context(ts: str, t: dict[str, Any], run: dict[str, Any], cfg: dict[s
         "n_unanswerable": t["n_unanswerable"],
         "has_fewshot": "baseline_fewshot" in models,
         "main_table": md_table(headers, main_table(t, quality_keys())),
-        "detail_table": md_table(headers, main_table(t, list(DETAIL_KEYS))),
+        "detail_table": md_table(headers, main_table(t, detail_keys())),
         "type_table": md_table(
             ["유형", "n", *[f"정답률 {MODEL_KO[m]}" for m in MODELS], *[f"문자 F1 {MODEL_KO[m]}" for m in MODELS]],
             type_rows,
