@@ -98,3 +98,34 @@ def test_a_registered_metric_reaches_aggregate_report_and_model_card(toy_metric,
     )
     rows = [line for line in card.splitlines() if line.startswith("| 긴 답 비율 (`toy_long`) |")]
     assert len(rows) == 1 and f"{expected:.3f}" in rows[0]
+
+
+def test_a_registered_ocr_engine_is_built_by_name():
+    from types import SimpleNamespace
+
+    from stages.common.errors import UserError
+    from stages.parse.ocr import ENGINES, make_engine, register_engine
+
+    class ToyEngine:
+        name = "toy"
+
+        def __init__(self, layout):
+            self.layout = layout
+
+    cfg = SimpleNamespace(
+        ocr_engine="toy",
+        ocr_split_gap=1.0,
+        ocr_line_gap=2.0,
+        ocr_size_ratio=3.0,
+        ocr_table_min_cols=4,
+        table_min_rows=5,
+    )
+    register_engine("toy", lambda c, layout: ToyEngine(layout), ("toy_key",))
+    try:
+        engine = make_engine(cfg)
+        assert isinstance(engine, ToyEngine) and engine.layout.line_gap == 2.0
+        assert ENGINES["toy"].keys == ("toy_key",)
+    finally:
+        del ENGINES["toy"]
+    with pytest.raises(UserError, match="must be one of tesseract, paddleocr, got 'toy'"):
+        make_engine(cfg)

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import korean
 from .prompting import CITATION, strip_citations
-from .records import gold_ids
+from .records import Prediction, gold_ids
 
 ROUGE_MODULE = Path(__file__).with_name("evaluate_modules") / "korean_rouge.py"
 
@@ -493,7 +493,7 @@ class GoldReference:
     refs: tuple[str, ...]  # non-empty gold strings for EM/F1/ROUGE (best over them)
 
 
-def gold_reference(pred: dict[str, Any]) -> GoldReference:
+def gold_reference(pred: Prediction) -> GoldReference:
     """What an answer is scored against.
 
     New records carry gold_answer (a sentence), gold_answer_short, gold_key_facts and
@@ -600,7 +600,7 @@ def citation_scores(cited: Sequence[str], golds: Sequence[str]) -> tuple[float, 
     return precision, recall, bool(gold_set) and cited_set == gold_set
 
 
-def score_example(pred: dict[str, Any], context: str, cfg: ScoreConfig) -> dict[str, Any]:
+def score_example(pred: Prediction, context: str, cfg: ScoreConfig) -> dict[str, Any]:
     """Per-example scores for one prediction record (see the data contract for its fields).
 
     Scores that do not apply are None: overlap scores on unanswerable questions;
@@ -666,7 +666,7 @@ def score_example(pred: dict[str, Any], context: str, cfg: ScoreConfig) -> dict[
     return s
 
 
-def classify_failure(pred: dict[str, Any], s: dict[str, Any], correct_f1: float = 0.5) -> str:
+def classify_failure(pred: Prediction, s: dict[str, Any], correct_f1: float = 0.5) -> str:
     """One failure label per example (first that applies), or 'ok'.
 
     format (empty, looping or prompt echo) → missed_abstention (unanswerable, answered)
@@ -778,14 +778,14 @@ def _tokens_per_s(scores: list[dict[str, Any]], preds: list[dict[str, Any]], key
     return tokens, np.array([float(p.get("latency_s", 0.0)) for p in preds])
 
 
-def metric_parts(m: Metric, scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> Parts:
+def metric_parts(m: Metric, scores: list[dict[str, Any]], preds: list[Prediction]) -> Parts:
     """Per-example (numerator, denominator) of one metric; its value = sum(num) / sum(den)."""
     if m.parts is None:
         return _mean_of(scores, m.source or m.key)
     return m.parts(scores, preds, m.key)
 
 
-def _ratio_parts(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> dict[str, Parts]:
+def _ratio_parts(scores: list[dict[str, Any]], preds: list[Prediction]) -> dict[str, Parts]:
     return {m.key: metric_parts(m, scores, preds) for m in METRICS}
 
 
@@ -1061,7 +1061,7 @@ def _safe_div(num: float, den: float) -> float | None:
     return float(num / den) if den > 0 else None
 
 
-def metric_values(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> dict[str, float | None]:
+def metric_values(scores: list[dict[str, Any]], preds: list[Prediction]) -> dict[str, float | None]:
     """Flat {metric key: value}; None where the metric has no examples (e.g. no unanswerable questions)."""
     if not scores:
         return {m.key: None for m in METRICS}
@@ -1069,7 +1069,7 @@ def metric_values(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> 
     return {m.key: _safe_div(parts[m.key][0].sum(), parts[m.key][1].sum()) for m in METRICS}
 
 
-def aggregate(scores: list[dict[str, Any]], preds: list[dict[str, Any]]) -> dict[str, Any]:
+def aggregate(scores: list[dict[str, Any]], preds: list[Prediction]) -> dict[str, Any]:
     """The metrics/eval/<name>.json dict: grouped, short keys (`dvc metrics show` friendly)."""
     values = metric_values(scores, preds)
     out: dict[str, Any] = {

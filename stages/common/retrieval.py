@@ -25,7 +25,9 @@ import numpy as np
 from . import korean
 from .errors import UserError
 from .io import dump_jsonl, read_jsonl
-from .records import gold_ids  # noqa: F401  (re-exported: index and train_retriever read gold chunks through here)
+
+# gold_ids is re-exported: index and train_retriever read gold chunks through here
+from .records import Chunk, gold_ids  # noqa: F401
 
 DEFAULT_PASSAGE_TEMPLATE = "{section_path}\n{text}"
 
@@ -120,7 +122,7 @@ def load_reranker(spec: dict[str, Any]) -> Reranker:
 
 
 # ---------------------------------------------------------------- passages, fusion, metrics
-def passage_text(chunk: dict[str, Any], template: str = DEFAULT_PASSAGE_TEMPLATE) -> str:
+def passage_text(chunk: Chunk, template: str = DEFAULT_PASSAGE_TEMPLATE) -> str:
     """What gets indexed: the title and section path carry the entity name, the text the facts."""
     try:
         return template.format(**chunk)
@@ -217,7 +219,7 @@ class _Lazy:
 class Retriever:
     def __init__(
         self,
-        chunks: list[dict[str, Any]],
+        chunks: list[Chunk],
         bm25,
         faiss_index,
         embedder: Embedder | None,
@@ -254,7 +256,7 @@ class Retriever:
     @classmethod
     def build(
         cls,
-        chunks: list[dict[str, Any]],
+        chunks: list[Chunk],
         embedder: Embedder,
         rrf_k: int,
         fusion_depth: int,
@@ -394,7 +396,7 @@ class Retriever:
             raise UserError(f"params: retrieval.method={method} is not available in this index ({why_not})")
         return METHODS[method].rank(self, queries, k)
 
-    def search(self, query: str, k: int, method: str) -> list[dict[str, Any]]:
+    def search(self, query: str, k: int, method: str) -> list[Chunk]:
         return [self.by_id[cid] for cid in self.rank([query], k, method)[0]]
 
 

@@ -15,6 +15,7 @@ from stages.common import metrics as M
 from stages.common import params as P
 from stages.common.errors import UserError
 from stages.common.io import atomic_path, read_json, read_jsonl
+from stages.common.records import Prediction
 
 log = logging.getLogger("report")
 
@@ -62,7 +63,7 @@ def failure_label(key: str) -> str:
 
 
 # ---------------------------------------------------------------- loading
-def load_predictions(path: Path) -> list[dict[str, Any]] | None:
+def load_predictions(path: Path) -> list[Prediction] | None:
     """Predictions of one model on one test set; None when the run is absent or was skipped (empty file)."""
     if not path.is_file():
         return None
@@ -74,7 +75,7 @@ def load_predictions(path: Path) -> list[dict[str, Any]] | None:
     return preds
 
 
-def align(ref: list[dict[str, Any]], other: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+def align(ref: list[Prediction], other: list[Prediction], what: str) -> list[Prediction]:
     """`other` in the order of `ref`; both runs must cover the same questions."""
     by_id = {p["id"]: p for p in other}
     if set(by_id) != {p["id"] for p in ref}:
@@ -157,7 +158,7 @@ def compare_pair(
     return out
 
 
-def values_by_group(preds: dict[str, list[dict[str, Any]]], field: str) -> dict[str, dict[str, Any]]:
+def values_by_group(preds: dict[str, list[Prediction]], field: str) -> dict[str, dict[str, Any]]:
     """Per value of `field` (type, style): n and every metric per model."""
     base = preds["baseline"]
     groups = sorted({str(p.get(field) or "–") for p in base})
@@ -281,7 +282,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 # ---------------------------------------------------------------- qualitative examples
-def pick_examples(base: list[dict[str, Any]], tuned: list[dict[str, Any]]) -> list[tuple[str, int]]:
+def pick_examples(base: list[Prediction], tuned: list[Prediction]) -> list[tuple[str, int]]:
     """(why, index) by rule: largest char-F1 gain, worst regression, an unanswerable case."""
     chosen: list[tuple[str, int]] = []
     used: set[int] = set()

@@ -14,7 +14,7 @@ import yaml
 
 from stages.common import metrics as M
 from stages.common.io import read_jsonl
-from stages.common.records import gold_ids
+from stages.common.records import Prediction, gold_ids
 from stages.report.compare import (
     FAILURE_DOCS,
     MODEL_KO,
@@ -147,7 +147,7 @@ def significant(t: dict[str, Any], pair: str) -> dict[str, list[str]]:
     return out
 
 
-def example_blocks(preds: dict[str, list[dict[str, Any]]], ref_model: str, limit: int) -> list[dict[str, Any]]:
+def example_blocks(preds: dict[str, list[Prediction]], ref_model: str, limit: int) -> list[dict[str, Any]]:
     """Qualitative examples (rules in pick_examples, fine-tuned vs `ref_model`), every model's answer shown."""
     blocks = []
     for why, i in pick_examples(preds[ref_model], preds["finetuned"]):
@@ -178,7 +178,7 @@ def example_blocks(preds: dict[str, list[dict[str, Any]]], ref_model: str, limit
     return blocks
 
 
-def failure_examples(preds: dict[str, list[dict[str, Any]]], field: str | None, limit: int) -> list[list[str]]:
+def failure_examples(preds: dict[str, list[Prediction]], field: str | None, limit: int) -> list[list[str]]:
     """One example per failure type (field None) or per style (the fine-tuned model's failures first)."""
     rows = []
     order = [m for m in ("finetuned", "baseline_fewshot", "baseline") if m in preds]
