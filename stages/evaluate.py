@@ -48,6 +48,7 @@ from stages.common.prompting import (
     fewshot_examples,
     fewshot_turns,
 )
+from stages.common.records import gold_ids
 from stages.common.retrieval import Retriever
 
 log = logging.getLogger("evaluate")
@@ -186,7 +187,6 @@ def make_predictions(
 ) -> list[dict[str, Any]]:
     preds = []
     for q, chunks, g in zip(questions, contexts, generations, strict=True):
-        chunk_ids = list(q.get("chunk_ids") or ([q["chunk_id"]] if q.get("chunk_id") else []))
         pred = {
             "id": q["id"],
             "testset": testset,
@@ -198,7 +198,7 @@ def make_predictions(
             "gold_answer": q["answer"],
             **{dst: q.get(src, default) for dst, (src, default) in GOLD_COPY.items()},
             "gold_chunk_id": q.get("chunk_id"),
-            "gold_chunk_ids": chunk_ids,
+            "gold_chunk_ids": gold_ids(q),
             "retrieved_ids": [c["chunk_id"] for c in chunks],
             "answer": g["answer"],
             "cited_ids": cited_ids(g["answer"]),

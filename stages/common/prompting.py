@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .records import gold_ids
+
 CITATION = re.compile(r"\[(c\d{3,})\]")
 
 
@@ -83,7 +85,7 @@ def fewshot_examples(
 
     def backed(q: dict[str, Any]) -> bool:
         chunk = chunks_by_id.get(q.get("chunk_id") or "")
-        ids = q.get("chunk_ids") or [q.get("chunk_id")]
+        ids = gold_ids(q)
         if chunk is None or len(ids) != 1:
             return False
         value = (q.get("answer_short") or q.get("answer") or "").strip()
