@@ -46,10 +46,10 @@ def create(args: argparse.Namespace):
         log.warning("warning: %s", warning)
 
     from app.ui import DemoApp, build_demo  # gradio import: after the checks, so errors come fast
-    from stages.common.retrieval import Retriever
+    from stages.common.retrieval import Retriever, needs_dense
 
     t0 = time.perf_counter()
-    retriever = Retriever.load(args.index, with_dense=settings.method != "bm25")
+    retriever = Retriever.load(args.index, with_dense=needs_dense(settings.method))
     engine = Engine(retriever, settings, args.base, adapter)
     if args.preload:
         for choice in engine.choices:

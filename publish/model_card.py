@@ -16,41 +16,23 @@ from typing import Any
 import yaml
 
 from stages.common.errors import UserError
-from stages.common.metrics import BY_KEY, METRICS, get_path
+from stages.common.metrics import BY_KEY, card_metrics, get_path
 
-# Rows of the evaluation table, in reading order. Labels are the scorer's own (Metric.label in
-# stages.common.metrics, as in the report) with the comparison.json key beside them for readers
-# of this English card; a second list of names here would drift from what is computed.
-_CARD_KEYS = (
-    "correct",
-    "f1_char",
-    "f1_morph",
-    "rouge_l_char",
-    "em",
-    "contains",
-    "abstain_f1",
-    "abstain_p",
-    "abstain_r",
-    "citation_ok",
-    "supported",
-    "format_fail",
-    "looping",
-    "over_length",
-    "latency_s",
-    "tokens_per_s",
-)
+# Rows of the evaluation table come from the metric registry (stages.common.metrics.METRICS, the
+# `card` position of each metric): labels are the scorer's own (Metric.label, as in the report) with
+# the comparison.json key beside them for readers of this English card, and the place of each number
+# in metrics/eval/<model>/<testset>.json (used when comparison.json is absent) is Metric.path.
+# Functions, not constants: a metric registered after import still gets its row.
 
 
-def _metric_label(key: str) -> str:
+def metric_label(key: str) -> str:
     m = BY_KEY.get(key)
     return f"{m.label} (`{key}`)" if m and m.label else key
 
 
-METRIC_LABELS: dict[str, str] = {key: _metric_label(key) for key in _CARD_KEYS}
+def card_keys() -> list[str]:
+    return [m.key for m in card_metrics()]
 
-# The same numbers in an evaluate stage's metrics/eval/<name>.json (used when comparison.json is absent):
-# where each sits is the one table stages.common.metrics.METRICS keeps.
-EVAL_PATHS: dict[str, tuple[str, ...]] = {key: {m.key: m.path for m in METRICS}[key] for key in METRIC_LABELS}
 
 # Resolved-config keys worth a row on the card, in reading order.
 HYPERPARAMETERS: tuple[str, ...] = (
@@ -129,8 +111,8 @@ def _fmt(value: Any, signed: bool = False) -> str:
 
 
 def _ordered(keys) -> list[str]:
-    keys = list(keys)
-    return [k for k in METRIC_LABELS if k in keys] + [k for k in keys if k not in METRIC_LABELS]
+    keys, card = list(keys), card_keys()
+    return [k for k in card if k in keys] + [k for k in keys if k not in card]
 
 
 def metrics_table(metrics: dict[str, Any], testset: str) -> str:
@@ -158,18 +140,18 @@ def metrics_table(metrics: dict[str, Any], testset: str) -> str:
                 if r.get("ci_low") is not None and r.get("ci_high") is not None:
                     delta += f" [{_fmt(r['ci_low'], signed=True)}, {_fmt(r['ci_high'], signed=True)}]"
                 cells.append(delta)
-            lines.append(f"| {METRIC_LABELS.get(key) or _metric_label(key)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {metric_label(key)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
     runs = {m: f for m, f in ((metrics.get("eval") or {}).get(testset) or {}).items() if f and not f.get("skipped")}
     if not runs:
         return ""
     models = [m for m in MODELS if m in runs]
     lines = ["| metric | " + " | ".join(MODEL_LABELS[m] for m in models) + " |", "|" + "---|" * (len(models) + 1)]
-    for key, path in EVAL_PATHS.items():
-        vals = [get_path(runs[m], path) for m in models]
+    for metric in card_metrics():
+        vals = [get_path(runs[m], metric.path) for m in models]
         if all(v is None for v in vals):
             continue
-        lines.append(f"| {METRIC_LABELS[key]} | " + " | ".join(_fmt(v) for v in vals) + " |")
+        lines.append(f"| {metric_label(metric.key)} | " + " | ".join(_fmt(v) for v in vals) + " |")
     return "\n".join(lines)
 
 
@@ -238,71 +220,35 @@ def _yaml_header(meta: dict[str, Any]) -> str:
     return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---\n"
 
 
-def build_model_card(
-    *,
-    adapter_cfg: dict[str, Any],
-    metrics: dict[str, Any],
-    model: dict[str, Any],
-    profile: str,
-    system_prompt: str,
-    abstain: str,
-    repo_id: str,
-    dataset_repo: str | None,
-    license_id: str,
-) -> str:
-    """The adapter's README.md (Hub card): metadata header + Markdown body."""
+def card_metadata(model: dict[str, Any], adapter_kind: str, dataset_repo: str | None, license_id: str) -> dict:
+    """The card's YAML header (Hub metadata)."""
     base_name = str(model.get("name", "?"))
-    base_on_hub = model.get("source") == "hub" and is_hub_id(base_name)
-    adapter_kind = str(adapter_cfg.get("adapter", "lora"))
-    adapter_label = {"lora": "LoRA", "qlora": "QLoRA"}.get(adapter_kind, adapter_kind)
     meta: dict[str, Any] = {"license": license_id, "language": ["ko"], "library_name": "peft"}
-    if base_on_hub:
+    if model.get("source") == "hub" and is_hub_id(base_name):
         meta["base_model"] = base_name
     if dataset_repo and is_hub_id(dataset_repo):
         meta["datasets"] = [dataset_repo]
     meta["pipeline_tag"] = "text-generation"
     meta["tags"] = [adapter_kind, "rag", "korean", "axolotl", "brochure-rag"]
+    return meta
 
+
+def base_model_line(model: dict[str, Any]) -> str:
+    """`name` (revision `r`) for a Hub base model, else `name` (source: ..., package `p`)."""
+    base_name = str(model.get("name", "?"))
+    base_on_hub = model.get("source") == "hub" and is_hub_id(base_name)
     revision = model.get("revision")
-    base_line = f"`{base_name}`" + (f" (revision `{revision}`)" if base_on_hub and revision else "")
+    line = f"`{base_name}`" + (f" (revision `{revision}`)" if base_on_hub and revision else "")
     if not base_on_hub:
-        base_line += f" (source: {model.get('source', '?')}" + (
+        line += f" (source: {model.get('source', '?')}" + (
             f", package `{model['package']}`)" if model.get("package") else ")"
         )
-    if dataset_repo and is_hub_id(dataset_repo):
-        dataset_line = f"[`{dataset_repo}`](https://huggingface.co/datasets/{dataset_repo})"
-    else:
-        dataset_line = f"`{dataset_repo}`" if dataset_repo else "the brochure-rag QA dataset"
-    load_base = base_name if base_on_hub else "<local folder made by the prepare_model stage>"
-    quantised = " in 4-bit NF4 (QLoRA)" if adapter_cfg.get("load_in_4bit") else ""
+    return line
 
-    body = f"""# {repo_id.split("/")[-1]}
 
-A {adapter_label} adapter for {base_line}, fine-tuned with Axolotl by the
-brochure-rag pipeline (`{profile}` profile) to answer Korean questions about the
-"2025 제천여행 길라잡이" tourism brochure **from retrieved brochure chunks**: a short answer that cites the
-chunk it used (`[c012]`), or exactly "{abstain}" when the chunks do not contain the answer.
-
-## Base model and data
-
-| | |
-|---|---|
-| base model | {base_line}{quantised} |
-| training data | the `sft` stage's chat examples built from the **train** split of {dataset_line}: real retriever top-k context, the gold chunk removed in a share of examples (RAFT-style abstention targets), chunks shuffled |
-| evaluation data | the test split of the same dataset (questions from chunks no training question uses) and, for the sample brochure, hand-written natural questions |
-
-## Training hyperparameters
-
-From the resolved Axolotl config (`axolotl.yaml` in this repo, the exact file the run used):
-
-{hyperparameter_table(adapter_cfg)}
-
-Training: {_train_summary(metrics.get("train"))}
-
-## Evaluation
-"""
-    body += evaluation_section(metrics)
-    body += f"""
+def usage_section(system_prompt: str, load_base: str, repo_id: str, license_id: str, base_name: str) -> str:
+    """How to use, intended use, limitations and license: the card's closing sections."""
+    return f"""
 ## How to use
 
 The adapter expects the pipeline's prompt: this system prompt, then the retrieved chunks (each prefixed with its
@@ -340,4 +286,59 @@ It is a worked example of RAG-specialised fine-tuning (distractor-aware, RAFT-st
 Card metadata: `{license_id}`. The adapter is a derivative of `{base_name}`: the base model's license and terms
 apply to it as well. The training facts come from a public brochure of Jecheon city (제천시).
 """
+
+
+def build_model_card(
+    *,
+    adapter_cfg: dict[str, Any],
+    metrics: dict[str, Any],
+    model: dict[str, Any],
+    profile: str,
+    system_prompt: str,
+    abstain: str,
+    repo_id: str,
+    dataset_repo: str | None,
+    license_id: str,
+) -> str:
+    """The adapter's README.md (Hub card): metadata header + Markdown body."""
+    base_name = str(model.get("name", "?"))
+    base_on_hub = model.get("source") == "hub" and is_hub_id(base_name)
+    adapter_kind = str(adapter_cfg.get("adapter", "lora"))
+    adapter_label = {"lora": "LoRA", "qlora": "QLoRA"}.get(adapter_kind, adapter_kind)
+    meta = card_metadata(model, adapter_kind, dataset_repo, license_id)
+    base_line = base_model_line(model)
+    if dataset_repo and is_hub_id(dataset_repo):
+        dataset_line = f"[`{dataset_repo}`](https://huggingface.co/datasets/{dataset_repo})"
+    else:
+        dataset_line = f"`{dataset_repo}`" if dataset_repo else "the brochure-rag QA dataset"
+    load_base = base_name if base_on_hub else "<local folder made by the prepare_model stage>"
+    quantised = " in 4-bit NF4 (QLoRA)" if adapter_cfg.get("load_in_4bit") else ""
+
+    body = f"""# {repo_id.split("/")[-1]}
+
+A {adapter_label} adapter for {base_line}, fine-tuned with Axolotl by the
+brochure-rag pipeline (`{profile}` profile) to answer Korean questions about the
+"2025 제천여행 길라잡이" tourism brochure **from retrieved brochure chunks**: a short answer that cites the
+chunk it used (`[c012]`), or exactly "{abstain}" when the chunks do not contain the answer.
+
+## Base model and data
+
+| | |
+|---|---|
+| base model | {base_line}{quantised} |
+| training data | the `sft` stage's chat examples built from the **train** split of {dataset_line}: real retriever top-k context, the gold chunk removed in a share of examples (RAFT-style abstention targets), chunks shuffled |
+| evaluation data | the test split of the same dataset (questions from chunks no training question uses) and, for the sample brochure, hand-written natural questions |
+
+## Training hyperparameters
+
+From the resolved Axolotl config (`axolotl.yaml` in this repo, the exact file the run used):
+
+{hyperparameter_table(adapter_cfg)}
+
+Training: {_train_summary(metrics.get("train"))}
+
+## Evaluation
+"""
+    body += evaluation_section(metrics)
+    body += usage_section(system_prompt, load_base, repo_id, license_id, base_name)
     return _yaml_header(meta) + body

@@ -44,10 +44,11 @@ from stages.common.prompting import (
     build_fewshot_messages,
     build_messages,
     cited_ids,
+    context_text,
     fewshot_examples,
     fewshot_turns,
-    format_chunk,
 )
+from stages.common.records import gold_ids
 from stages.common.retrieval import Retriever
 
 log = logging.getLogger("evaluate")
@@ -123,11 +124,6 @@ def retrieve(retriever: Retriever, questions: list[dict[str, Any]], k: int, meth
     return [[retriever.by_id[cid] for cid in ids] for ids in ranked]
 
 
-def context_text(chunks: list[dict[str, Any]], max_chars: int) -> str:
-    """The context exactly as the prompt shows it (what an answer may rely on)."""
-    return "\n\n".join(format_chunk(c, max_chars) for c in chunks)
-
-
 # ---------------------------------------------------------------- prompts
 def select_fewshot(
     model_name: str, qa_dir: Path, chunks_by_id: dict[str, dict[str, Any]], params: dict[str, Any]
@@ -191,7 +187,6 @@ def make_predictions(
 ) -> list[dict[str, Any]]:
     preds = []
     for q, chunks, g in zip(questions, contexts, generations, strict=True):
-        chunk_ids = list(q.get("chunk_ids") or ([q["chunk_id"]] if q.get("chunk_id") else []))
         pred = {
             "id": q["id"],
             "testset": testset,
@@ -203,7 +198,7 @@ def make_predictions(
             "gold_answer": q["answer"],
             **{dst: q.get(src, default) for dst, (src, default) in GOLD_COPY.items()},
             "gold_chunk_id": q.get("chunk_id"),
-            "gold_chunk_ids": chunk_ids,
+            "gold_chunk_ids": gold_ids(q),
             "retrieved_ids": [c["chunk_id"] for c in chunks],
             "answer": g["answer"],
             "cited_ids": cited_ids(g["answer"]),

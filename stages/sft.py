@@ -43,16 +43,12 @@ from stages.common.env import setup_env
 from stages.common.errors import UserError, run_cli
 from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
 from stages.common.prompting import build_messages, target_answer
-from stages.common.retrieval import Retriever
+from stages.common.records import gold_ids
+from stages.common.retrieval import Retriever, needs_dense
 
 log = logging.getLogger("sft")
 
 SPLITS = ("train", "validation", "test")
-
-
-def gold_ids(question: dict[str, Any]) -> list[str]:
-    """Every chunk the answer needs: `chunk_ids` for cross-chunk questions, else the one `chunk_id`."""
-    return list(question.get("chunk_ids") or [question["chunk_id"]])
 
 
 def split_chunks(qa: dict[str, list[dict[str, Any]]]) -> dict[str, set[str]]:
@@ -228,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         qa[split] = read_jsonl(path)
     if not qa["train"]:
         raise UserError(f"{args.qa / 'train.jsonl'}: empty training split")
-    retriever = Retriever.load(args.index, with_dense=params["retrieval"]["method"] != "bm25")
+    retriever = Retriever.load(args.index, with_dense=needs_dense(params["retrieval"]["method"]))
     by_split = split_chunks(qa)
     all_ids = sorted(retriever.by_id)
     out: dict[str, list[dict[str, Any]]] = {}

@@ -289,7 +289,7 @@ def test_report_three_models_numbers_and_figures(fixture_dirs):
     }
     assert t["pairs"]["finetuned-baseline_fewshot"]["em"]["delta"] == 0.5
     # every non-optional metric has a row in every pair, undefined ones as None (the zero-shot never abstains)
-    assert set(t["pairs"]["finetuned-baseline"]) == {m.key for m in M.METRICS} - M.OPTIONAL_KEYS
+    assert set(t["pairs"]["finetuned-baseline"]) == {m.key for m in M.METRICS if not m.optional}
     assert t["pairs"]["finetuned-baseline"]["abstain_p"]["reference"] is None
     assert t["by_type"]["unanswerable"]["n"] == 2 and "em" not in t["by_type"]["unanswerable"]
     assert t["by_style"]["policy"]["abstain_r"] == {"baseline": 0.0, "baseline_fewshot": 0.5, "finetuned": 1.0}
@@ -429,12 +429,12 @@ def test_metric_table_rows_come_from_the_scorer(fixture_dirs):
     table = md[md.index(head) :].split("\n\n", 1)[0].splitlines()[2:]
     rows = {r.split(" | ")[0].lstrip("| "): r for r in table}
     for m in M.METRICS:
-        if m.key in M.OPTIONAL_KEYS:
+        if m.optional:
             continue  # the judge did not run here
         assert m.label and m.definition, m.key
         assert m.label in rows, m.key
         cells = [c.strip() for c in rows[m.label].strip("|").split("|")]
         assert cells[1] == m.definition.strip(), m.key
-    assert rows["인용 정확도"].rstrip(" |").endswith(compare.METRIC_WHY["citation_ok"])
+    assert rows["인용 정확도"].rstrip(" |").endswith(M.BY_KEY["citation_ok"].why)
     assert "정답 청크가 검색된 답변 가능 질문에서 그 청크를 [cNNN]으로 인용한 비율" not in md  # the stale definition
     assert compare.metric_doc("no_such_metric") == ("no_such_metric", "–", "–")

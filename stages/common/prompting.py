@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .records import gold_ids
+
 CITATION = re.compile(r"\[(c\d{3,})\]")
 
 
@@ -19,9 +21,13 @@ def format_chunk(chunk: dict[str, Any], max_chars: int) -> str:
     return f"[{chunk['chunk_id']}] {chunk['section_path']}\n{text}"
 
 
+def context_text(chunks: list[dict[str, Any]], max_chars: int) -> str:
+    """The context exactly as the prompt shows it (what an answer may rely on; scoring reads it too)."""
+    return "\n\n".join(format_chunk(c, max_chars) for c in chunks)
+
+
 def user_message(question: str, chunks: list[dict[str, Any]], max_chars: int) -> str:
-    context = "\n\n".join(format_chunk(c, max_chars) for c in chunks)
-    return f"문서:\n{context}\n\n질문: {question}"
+    return f"문서:\n{context_text(chunks, max_chars)}\n\n질문: {question}"
 
 
 def build_messages(question: str, chunks: list[dict[str, Any]], system: str, max_chars: int) -> list[dict[str, str]]:
@@ -79,7 +85,7 @@ def fewshot_examples(
 
     def backed(q: dict[str, Any]) -> bool:
         chunk = chunks_by_id.get(q.get("chunk_id") or "")
-        ids = q.get("chunk_ids") or [q.get("chunk_id")]
+        ids = gold_ids(q)
         if chunk is None or len(ids) != 1:
             return False
         value = (q.get("answer_short") or q.get("answer") or "").strip()

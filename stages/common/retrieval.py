@@ -15,6 +15,7 @@ bm25-only caller never loads a neural model.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,10 +26,9 @@ from . import korean
 from .errors import UserError
 from .io import dump_jsonl, read_jsonl
 
-# Every value retrieval.method may take; which ones an index can serve depends on
-# whether it was built with a fine-tuned embedder and/or a reranker.
-METHODS = ("bm25", "dense", "hybrid", "dense_ft", "hybrid_ft", "reranked")
-BASE_METHODS = ("bm25", "dense", "hybrid")
+# gold_ids is re-exported: index and train_retriever read gold chunks through here
+from .records import Chunk, gold_ids  # noqa: F401
+
 DEFAULT_PASSAGE_TEMPLATE = "{section_path}\n{text}"
 
 
@@ -122,7 +122,7 @@ def load_reranker(spec: dict[str, Any]) -> Reranker:
 
 
 # ---------------------------------------------------------------- passages, fusion, metrics
-def passage_text(chunk: dict[str, Any], template: str = DEFAULT_PASSAGE_TEMPLATE) -> str:
+def passage_text(chunk: Chunk, template: str = DEFAULT_PASSAGE_TEMPLATE) -> str:
     """What gets indexed: the title and section path carry the entity name, the text the facts."""
     try:
         return template.format(**chunk)
@@ -144,11 +144,6 @@ def rerank(candidates: list[str], scores: np.ndarray) -> list[str]:
     """Candidates sorted by descending score; ties keep the first-stage order."""
     order = sorted(range(len(candidates)), key=lambda i: (-float(scores[i]), i))
     return [candidates[i] for i in order]
-
-
-def gold_ids(question: dict[str, Any]) -> list[str]:
-    """A question's gold chunks: `chunk_ids` (multi-hop / comparison questions) or its one `chunk_id`."""
-    return list(question.get("chunk_ids") or [question["chunk_id"]])
 
 
 def ranking_metrics(ranked: list[list[str]], gold: list[str] | list[list[str]], ks: list[int]) -> dict[str, float]:
@@ -181,12 +176,6 @@ def ranking_metrics(ranked: list[list[str]], gold: list[str] | list[list[str]], 
 
 # ---------------------------------------------------------------- the index
 @dataclass
-class Hit:
-    chunk_id: str
-    score: float
-
-
-@dataclass
 class RetrievalOptions:
     """Knobs of retrieval.* that shape ranking (the rest of the section is for callers)."""
 
@@ -210,7 +199,7 @@ class RetrievalOptions:
             raise UserError(
                 f"params: retrieval.embedding_decimals must be an integer 1..6, got {opts.embedding_decimals!r}"
             )
-        if opts.rerank_from not in ("bm25", "dense", "hybrid", "dense_ft", "hybrid_ft"):
+        if opts.rerank_from not in first_stage_methods():
             raise UserError(f"params: retrieval.rerank_from must be a first-stage method, got {opts.rerank_from!r}")
         return opts
 
@@ -230,7 +219,7 @@ class _Lazy:
 class Retriever:
     def __init__(
         self,
-        chunks: list[dict[str, Any]],
+        chunks: list[Chunk],
         bm25,
         faiss_index,
         embedder: Embedder | None,
@@ -261,27 +250,13 @@ class Retriever:
     # -- what this index can serve
     def available_methods(self) -> dict[str, str | None]:
         """method -> None when servable, else why not (for metrics and error messages)."""
-        out: dict[str, str | None] = dict.fromkeys(BASE_METHODS)
-        ft = (
-            None if self._ft_faiss is not None else "disabled: no fine-tuned retriever (train_retriever.enabled: false)"
-        )
-        out["dense_ft"] = out["hybrid_ft"] = ft
-        has_reranker = self._reranker._instance is not None or bool((self._reranker.spec or {}).get("reranker"))
-        rerank_from_ok = out[self.options.rerank_from] is None
-        out["reranked"] = (
-            None
-            if has_reranker and rerank_from_ok
-            else "disabled: no cross-encoder (index.reranker is empty)"
-            if not has_reranker
-            else f"disabled: its first stage {self.options.rerank_from} is unavailable"
-        )
-        return out
+        return {name: m.available(self) for name, m in METHODS.items()}
 
     # -- build / persist
     @classmethod
     def build(
         cls,
-        chunks: list[dict[str, Any]],
+        chunks: list[Chunk],
         embedder: Embedder,
         rrf_k: int,
         fusion_depth: int,
@@ -416,19 +391,83 @@ class Retriever:
         """Top-k chunk ids per query."""
         if method not in METHODS:
             raise UserError(f"params: retrieval.method must be one of {', '.join(METHODS)}, got {method!r}")
-        why_not = self.available_methods()[method]
+        why_not = METHODS[method].available(self)
         if why_not:
             raise UserError(f"params: retrieval.method={method} is not available in this index ({why_not})")
-        if method == "bm25":
-            return self._bm25_rank(queries, k)
-        if method in ("dense", "dense_ft"):
-            return self._dense_rank(queries, k, fine_tuned=method == "dense_ft")
-        if method in ("hybrid", "hybrid_ft"):
-            return self._hybrid_rank(queries, k, fine_tuned=method == "hybrid_ft")
-        return self._reranked(queries, k)
+        return METHODS[method].rank(self, queries, k)
 
-    def search(self, query: str, k: int, method: str) -> list[dict[str, Any]]:
+    def search(self, query: str, k: int, method: str) -> list[Chunk]:
         return [self.by_id[cid] for cid in self.rank([query], k, method)[0]]
+
+
+# ---------------------------------------------------------------- the method registry
+# Every value retrieval.method may take. A method is added here and nowhere else (plus params):
+# register its ranking function (retriever, queries, k) -> top-k chunk ids per query; the index
+# stage measures every registered method, and callers ask `needs_dense` instead of naming methods.
+
+
+@dataclass(frozen=True)
+class Method:
+    rank: Callable[[Retriever, list[str], int], list[list[str]]]
+    available: Callable[[Retriever], str | None]  # None when this index can serve it, else why not
+    needs_dense: bool = True  # may load a neural embedder (Retriever.load(with_dense=...))
+    first_stage: bool = True  # may be retrieval.rerank_from
+
+
+METHODS: dict[str, Method] = {}
+
+
+def _always(_: Retriever) -> str | None:
+    return None
+
+
+def register_method(
+    name: str,
+    rank: Callable[[Retriever, list[str], int], list[list[str]]],
+    *,
+    available: Callable[[Retriever], str | None] = _always,
+    needs_dense: bool = True,
+    first_stage: bool = True,
+) -> Method:
+    if name in METHODS:
+        raise ValueError(f"retrieval method {name!r} is already registered")
+    METHODS[name] = Method(rank, available, needs_dense, first_stage)
+    return METHODS[name]
+
+
+def unregister_method(name: str) -> None:
+    METHODS.pop(name, None)
+
+
+def needs_dense(method: str) -> bool:
+    """Whether `method` may need a dense embedder loaded (unknown methods: True, `rank` then says why)."""
+    return METHODS[method].needs_dense if method in METHODS else True
+
+
+def first_stage_methods() -> list[str]:
+    return [name for name, m in METHODS.items() if m.first_stage]
+
+
+def _fine_tuned(r: Retriever) -> str | None:
+    return None if r._ft_faiss is not None else "disabled: no fine-tuned retriever (train_retriever.enabled: false)"
+
+
+def _reranker_ready(r: Retriever) -> str | None:
+    has_reranker = r._reranker._instance is not None or bool((r._reranker.spec or {}).get("reranker"))
+    if not has_reranker:
+        return "disabled: no cross-encoder (index.reranker is empty)"
+    first = METHODS.get(r.options.rerank_from)
+    if first is None or first.available(r) is not None:
+        return f"disabled: its first stage {r.options.rerank_from} is unavailable"
+    return None
+
+
+register_method("bm25", lambda r, q, k: r._bm25_rank(q, k), needs_dense=False)
+register_method("dense", lambda r, q, k: r._dense_rank(q, k))
+register_method("hybrid", lambda r, q, k: r._hybrid_rank(q, k, fine_tuned=False))
+register_method("dense_ft", lambda r, q, k: r._dense_rank(q, k, fine_tuned=True), available=_fine_tuned)
+register_method("hybrid_ft", lambda r, q, k: r._hybrid_rank(q, k, fine_tuned=True), available=_fine_tuned)
+register_method("reranked", lambda r, q, k: r._reranked(q, k), available=_reranker_ready, first_stage=False)
 
 
 # ---------------------------------------------------------------- reproducible dense search

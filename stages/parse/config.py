@@ -7,6 +7,7 @@ from typing import Any
 
 from ..common import params
 from ..common.errors import UserError
+from .ocr import ENGINES  # the engine registry: names and their engine-specific keys
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,7 @@ class ParseConfig:
 
     @classmethod
     def from_params(cls, section: dict[str, Any]) -> ParseConfig:
-        engine_keys = {
-            "tesseract": ("tesseract_psm", "tesseract_threads", "tesseract_sparse_psm"),
-            "paddleocr": (
-                "paddle_model_dir",
-                "paddle_det_model",
-                "paddle_rec_model",
-                "paddle_device",
-            ),
-        }
+        engine_keys = {name: spec.keys for name, spec in ENGINES.items()}
         values: dict[str, Any] = {}
         engine = params.require(section, "ocr_engine", str, "parse")
         if engine not in engine_keys:

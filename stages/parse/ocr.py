@@ -477,7 +477,46 @@ def group_lines(lines: list[OcrLine], p: LayoutParams) -> list[OcrBlock]:
     return blocks
 
 
-# ---------------------------------------------------------------- selection
+# ---------------------------------------------------------------- the engine registry
+# An engine is added here and nowhere else (plus its params): register a factory under the name
+# `parse.ocr_engine` takes, with the engine-specific parse keys it requires (declared as optional
+# fields of ParseConfig and in params.yaml). ParseConfig checks the name and keys against this table.
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    factory: Any  # (ParseConfig, LayoutParams) -> OcrEngine
+    keys: tuple[str, ...] = ()  # parse.* keys only this engine needs
+
+
+ENGINES: dict[str, EngineSpec] = {}
+
+
+def register_engine(name: str, factory: Any, keys: tuple[str, ...] = ()) -> None:
+    if name in ENGINES:
+        raise ValueError(f"OCR engine {name!r} is already registered")
+    ENGINES[name] = EngineSpec(factory, tuple(keys))
+
+
+register_engine(
+    "tesseract",
+    lambda cfg, layout: TesseractEngine(
+        cfg.ocr_lang,
+        cfg.tesseract_psm,
+        cfg.tesseract_threads,
+        cfg.ocr_timeout_s,
+        layout,
+        sparse_psm=cfg.tesseract_sparse_psm or 0,
+    ),
+    ("tesseract_psm", "tesseract_threads", "tesseract_sparse_psm"),
+)
+register_engine(
+    "paddleocr",
+    lambda cfg, layout: PaddleOcrEngine(
+        cfg.ocr_lang, cfg.paddle_model_dir, cfg.paddle_det_model, cfg.paddle_rec_model, cfg.paddle_device, layout
+    ),
+    ("paddle_model_dir", "paddle_det_model", "paddle_rec_model", "paddle_device"),
+)
 
 
 def make_engine(cfg: Any) -> OcrEngine:
@@ -485,22 +524,7 @@ def make_engine(cfg: Any) -> OcrEngine:
     layout = LayoutParams(
         cfg.ocr_split_gap, cfg.ocr_line_gap, cfg.ocr_size_ratio, cfg.ocr_table_min_cols, cfg.table_min_rows
     )
-    if cfg.ocr_engine == "tesseract":
-        return TesseractEngine(
-            cfg.ocr_lang,
-            cfg.tesseract_psm,
-            cfg.tesseract_threads,
-            cfg.ocr_timeout_s,
-            layout,
-            sparse_psm=cfg.tesseract_sparse_psm or 0,
-        )
-    if cfg.ocr_engine == "paddleocr":
-        return PaddleOcrEngine(
-            cfg.ocr_lang,
-            cfg.paddle_model_dir,
-            cfg.paddle_det_model,
-            cfg.paddle_rec_model,
-            cfg.paddle_device,
-            layout,
-        )
-    raise UserError(f"params: parse.ocr_engine must be tesseract or paddleocr, got {cfg.ocr_engine!r}")
+    spec = ENGINES.get(cfg.ocr_engine)
+    if spec is None:
+        raise UserError(f"params: parse.ocr_engine must be one of {', '.join(ENGINES)}, got {cfg.ocr_engine!r}")
+    return spec.factory(cfg, layout)

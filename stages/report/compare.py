@@ -15,6 +15,7 @@ from stages.common import metrics as M
 from stages.common import params as P
 from stages.common.errors import UserError
 from stages.common.io import atomic_path, read_json, read_jsonl
+from stages.common.records import Prediction
 
 log = logging.getLogger("report")
 
@@ -25,45 +26,13 @@ REQUIRED = ("baseline", "finetuned")  # a test set that runs at all must have th
 PAIRS = (("finetuned", "baseline"), ("finetuned", "baseline_fewshot"))
 MODEL_KO = {"baseline": "베이스라인(zero-shot)", "baseline_fewshot": "베이스라인(few-shot)", "finetuned": "파인튜닝"}
 TESTSET_KO = {"template": "템플릿 테스트셋", "natural": "자연 질문 테스트셋"}
-# Metrics that describe behaviour or cost rather than answer quality: the "detail" table.
-DETAIL_KEYS = ("abstain_rate", "empty", "looping", "over_length", "latency_s", "tokens_per_s")
-
-# Why each metric is in the report. Its label and definition are not repeated here: they come
-# from stages.common.metrics.METRICS (``Metric.label``/``.definition``), the scorer's own words,
-# so the report cannot drift from what is computed. A metric without a reason still gets its row.
-METRIC_WHY: dict[str, str] = {
-    "correct": "질문 유형이 섞인 테스트셋 전체를 한 숫자로 요약",
-    "em": "값 하나가 답인 사실 질문의 엄격한 기준",
-    "contains": "정답을 말하고 덧붙인 답을 0점 처리하지 않음",
-    "key_fact_recall": "문장으로 답한 정답을 오답으로 치지 않는 문장형 답의 지표",
-    "slot_exact": "전화·시간·요금처럼 한 글자만 틀려도 쓸모없는 값은 부분 점수 없이 채점",
-    "f1_morph": "조사가 붙는 한국어에서 공백 토큰 F1은 부정확",
-    "f1_char": "띄어쓰기 차이와 형태소 분석 오류에 강함",
-    "rouge_l_char": "rouge_score 기본 토크나이저는 한글을 버림 — 문자 단위로 순서까지 반영",
-    "abstain_p": "불필요한 기권(정보 누락) 측정",
-    "abstain_r": "환각 대신 모른다고 말하는 능력",
-    "abstain_f1": "기권의 두 오류를 한 숫자로",
-    "abstain_rate": "과도한 기권 여부 확인용 (높낮이에 좋고 나쁨 없음)",
-    "wrong_abstain": "답이 문맥에 있는데도 모른다고 하는 과잉 기권을 따로 드러냄",
-    "citation_ok": "출처 표시가 RAG 답변의 검증 가능성을 만든다",
-    "citation_p": "아무 청크나 잔뜩 인용해 맞히는 답을 감점",
-    "citation_r": "필요한 출처를 빠뜨린 답을 드러냄",
-    "supported": "문맥에 없는 내용(환각)을 결정적으로 검출",
-    "format_fail": "멈추지 못하는 모델을 드러냄",
-    "empty": "형식 실패 세부",
-    "looping": "형식 실패 세부",
-    "over_length": "형식 실패 세부",
-    "prompt_echo": "프롬프트를 복창해 값과 인용을 '맞히는' 베이스 모델을 드러냄 (형식 실패 세부)",
-    "latency_s": "서비스 비용",
-    "tokens_per_s": "하드웨어 처리량",
-    "judge_correct": "어휘 지표가 놓치는 바꿔 말한 정답을 잡고, 결정적 지표를 교차 검증",
-}
 
 
 def metric_doc(key: str) -> tuple[str, str, str]:
-    """(label, definition, why) of a metric key: label and definition from METRICS, '–' where absent."""
+    """(label, definition, why) of a metric key, from the metric registry (stages.common.metrics.METRICS):
+    the scorer's own words, so the report cannot drift from what is computed; '–' where absent."""
     m = M.BY_KEY.get(key)
-    return (m.label or key, m.definition or "–", METRIC_WHY.get(key, "–")) if m else (key, "–", "–")
+    return (m.label or key, m.definition or "–", m.why or "–") if m else (key, "–", "–")
 
 
 FAILURE_DOCS: dict[str, tuple[str, str]] = {
@@ -81,7 +50,12 @@ def label(key: str) -> str:
 
 
 def quality_keys() -> list[str]:
-    return [m.key for m in M.METRICS if m.key not in DETAIL_KEYS]
+    """The main table's metrics; the rest (behaviour or cost rather than answer quality) go to the detail table."""
+    return [m.key for m in M.METRICS if not m.detail]
+
+
+def detail_keys() -> list[str]:
+    return [m.key for m in M.METRICS if m.detail]
 
 
 def failure_label(key: str) -> str:
@@ -89,7 +63,7 @@ def failure_label(key: str) -> str:
 
 
 # ---------------------------------------------------------------- loading
-def load_predictions(path: Path) -> list[dict[str, Any]] | None:
+def load_predictions(path: Path) -> list[Prediction] | None:
     """Predictions of one model on one test set; None when the run is absent or was skipped (empty file)."""
     if not path.is_file():
         return None
@@ -101,7 +75,7 @@ def load_predictions(path: Path) -> list[dict[str, Any]] | None:
     return preds
 
 
-def align(ref: list[dict[str, Any]], other: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+def align(ref: list[Prediction], other: list[Prediction], what: str) -> list[Prediction]:
     """`other` in the order of `ref`; both runs must cover the same questions."""
     by_id = {p["id"]: p for p in other}
     if set(by_id) != {p["id"] for p in ref}:
@@ -172,7 +146,7 @@ def compare_pair(
     )
     out = {}
     for key, r in raw.items():
-        if key in M.OPTIONAL_KEYS and r["baseline"] is None and r["finetuned"] is None:
+        if M.BY_KEY[key].optional and r["baseline"] is None and r["finetuned"] is None:
             continue  # optional metric (LLM judge) not produced: left out, as in the metrics files
         out[key] = {
             "reference": r["baseline"],
@@ -184,7 +158,7 @@ def compare_pair(
     return out
 
 
-def values_by_group(preds: dict[str, list[dict[str, Any]]], field: str) -> dict[str, dict[str, Any]]:
+def values_by_group(preds: dict[str, list[Prediction]], field: str) -> dict[str, dict[str, Any]]:
     """Per value of `field` (type, style): n and every metric per model."""
     base = preds["baseline"]
     groups = sorted({str(p.get(field) or "–") for p in base})
@@ -221,7 +195,7 @@ def build_testset(run: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     per_model = {m: M.metric_values([p["scores"] for p in ps], ps) for m, ps in preds.items()}
     for mm in M.METRICS:
         vals = {m: _round(per_model[m][mm.key]) for m in preds}
-        if mm.key in M.OPTIONAL_KEYS and all(v is None for v in vals.values()):
+        if mm.optional and all(v is None for v in vals.values()):
             continue
         out["values"][mm.key] = vals
     for tuned, ref in PAIRS:
@@ -308,7 +282,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 # ---------------------------------------------------------------- qualitative examples
-def pick_examples(base: list[dict[str, Any]], tuned: list[dict[str, Any]]) -> list[tuple[str, int]]:
+def pick_examples(base: list[Prediction], tuned: list[Prediction]) -> list[tuple[str, int]]:
     """(why, index) by rule: largest char-F1 gain, worst regression, an unanswerable case."""
     chosen: list[tuple[str, int]] = []
     used: set[int] = set()

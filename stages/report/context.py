@@ -14,8 +14,8 @@ import yaml
 
 from stages.common import metrics as M
 from stages.common.io import read_jsonl
+from stages.common.records import Prediction, gold_ids
 from stages.report.compare import (
-    DETAIL_KEYS,
     FAILURE_DOCS,
     MODEL_KO,
     MODELS,
@@ -23,6 +23,7 @@ from stages.report.compare import (
     TESTSET_KO,
     TESTSETS,
     _pair_key,
+    detail_keys,
     failure_label,
     label,
     metric_doc,
@@ -146,7 +147,7 @@ def significant(t: dict[str, Any], pair: str) -> dict[str, list[str]]:
     return out
 
 
-def example_blocks(preds: dict[str, list[dict[str, Any]]], ref_model: str, limit: int) -> list[dict[str, Any]]:
+def example_blocks(preds: dict[str, list[Prediction]], ref_model: str, limit: int) -> list[dict[str, Any]]:
     """Qualitative examples (rules in pick_examples, fine-tuned vs `ref_model`), every model's answer shown."""
     blocks = []
     for why, i in pick_examples(preds[ref_model], preds["finetuned"]):
@@ -158,7 +159,7 @@ def example_blocks(preds: dict[str, list[dict[str, Any]]], ref_model: str, limit
                 scores.append([label(key), *[fmt(ps[i]["scores"].get(key)) for ps in preds.values()]])
         scores.append(["기권", *[fmt(ps[i]["scores"]["abstained"]) for ps in preds.values()]])
         scores.append(["실패 유형", *[ps[i]["scores"]["failure"] for ps in preds.values()]])
-        gold_ids = b.get("gold_chunk_ids") or ([b["gold_chunk_id"]] if b.get("gold_chunk_id") else [])
+        golds = gold_ids(b, prefix="gold_")
         blocks.append(
             {
                 "why": why,
@@ -167,9 +168,9 @@ def example_blocks(preds: dict[str, list[dict[str, Any]]], ref_model: str, limit
                 "style": b.get("style") or "–",
                 "question": cell(b["question"]),
                 "gold": cell(b["gold_answer"]),
-                "gold_ids": ", ".join(f"`{g}`" for g in gold_ids) or "–",
+                "gold_ids": ", ".join(f"`{g}`" for g in golds) or "–",
                 "retrieved": ", ".join(f"`{x}`" for x in b["retrieved_ids"]),
-                "hit": "포함" if gold_ids and all(g in b["retrieved_ids"] for g in gold_ids) else "없음",
+                "hit": "포함" if golds and all(g in b["retrieved_ids"] for g in golds) else "없음",
                 "answers": md_table(["모델", "답변"], rows),
                 "scores": md_table(["지표", *[MODEL_KO[m] for m in preds]], scores),
             }
@@ -177,7 +178,7 @@ def example_blocks(preds: dict[str, list[dict[str, Any]]], ref_model: str, limit
     return blocks
 
 
-def failure_examples(preds: dict[str, list[dict[str, Any]]], field: str | None, limit: int) -> list[list[str]]:
+def failure_examples(preds: dict[str, list[Prediction]], field: str | None, limit: int) -> list[list[str]]:
     """One example per failure type (field None) or per style (the fine-tuned model's failures first)."""
     rows = []
     order = [m for m in ("finetuned", "baseline_fewshot", "baseline") if m in preds]
@@ -222,6 +223,85 @@ def failure_examples(preds: dict[str, list[dict[str, Any]]], field: str | None, 
     return rows
 
 
+def style_table(t: dict[str, Any]) -> str:
+    """Per question style: n, correct per model (and key-fact recall where measured), the fine-tune's top failure."""
+    rows = []
+    for style, sub in t["by_style"].items():
+        rows.append(
+            [
+                style,
+                sub["n"],
+                *[fmt(sub.get("correct", {}).get(m)) for m in MODELS],
+                *[fmt(sub.get("key_fact_recall", {}).get(m)) for m in MODELS if "key_fact_recall" in sub],
+                top_failure(sub["failures"]["finetuned"]) or "–",
+            ]
+        )
+    has_kfr = any("key_fact_recall" in sub for sub in t["by_style"].values())
+    headers = ["스타일", "n", *[f"정답률 {MODEL_KO[m]}" for m in MODELS]]
+    if has_kfr:
+        headers += [f"핵심 사실 재현율 {MODEL_KO[m]}" for m in MODELS]
+    headers.append("파인튜닝의 가장 흔한 실패")
+    return md_table(headers, rows)
+
+
+def type_table(t: dict[str, Any]) -> str:
+    rows = [
+        [
+            qtype,
+            sub["n"],
+            *[fmt(sub.get("correct", {}).get(m)) for m in MODELS],
+            *[fmt(sub.get("f1_char", {}).get(m)) for m in MODELS],
+        ]
+        for qtype, sub in t["by_type"].items()
+    ]
+    return md_table(
+        ["유형", "n", *[f"정답률 {MODEL_KO[m]}" for m in MODELS], *[f"문자 F1 {MODEL_KO[m]}" for m in MODELS]], rows
+    )
+
+
+def failure_table(t: dict[str, Any]) -> str:
+    rows = [
+        [failure_label(k), FAILURE_DOCS[k][1], *[t["failures"].get(m, {}).get(k, "–") for m in MODELS]]
+        for k in M.FAILURES
+    ] + [["정상(ok)", "실패 없음", *[t["failures"].get(m, {}).get("ok", "–") for m in MODELS]]]
+    return md_table(["유형", "정의", *[MODEL_KO[m] for m in MODELS]], rows)
+
+
+def cost_table(t: dict[str, Any]) -> str:
+    rows = [
+        [
+            MODEL_KO[m],
+            fmt(t["cost"][m]["fewshot_k"]),
+            fmt(t["cost"][m]["prompt_tokens_mean"], 1),
+            fmt(t["cost"][m]["wall_seconds"], 1),
+            fmt(t["values"].get("latency_s", {}).get(m), 2),
+        ]
+        for m in t["models"]
+    ]
+    return md_table(["모델", "few-shot k", "프롬프트 토큰(평균)", "평가 전체 시간(s)", "질문당 지연(s)"], rows)
+
+
+def judge_table(t: dict[str, Any]) -> str:
+    """LLM judge vs deterministic `correct` per model ('' when the judge did not run)."""
+    rows = [
+        [
+            MODEL_KO[m],
+            a["n_judged"],
+            a["n_unparsed"],
+            fmt(a["agreement"]),
+            fmt(a["kappa"]),
+            a.get("both_correct", 0),
+            a.get("only_deterministic", 0),
+            a.get("only_judge", 0),
+            a.get("both_wrong", 0),
+        ]
+        for m, a in (t.get("judge_agreement") or {}).items()
+        if a
+    ]
+    headers = ["모델", "판정 수", "판정 실패", "일치율", "κ", "둘 다 정답", "결정적만 정답", "LLM만 정답", "둘 다 오답"]
+    return md_table(headers, rows) if rows else ""
+
+
 def testset_context(ts: str, t: dict[str, Any], run: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     if t.get("skipped"):
         return {"name": ts, "ko": TESTSET_KO[ts], "skipped": True, "reason": t["reason"]}
@@ -232,62 +312,7 @@ def testset_context(ts: str, t: dict[str, Any], run: dict[str, Any], cfg: dict[s
     headers = ["지표", *[MODEL_KO[m] for m in MODELS]] + [
         f"{MODEL_KO[a]} − {MODEL_KO[b]} Δ [{pct}% CI]" for a, b in PAIRS
     ]
-    style_rows = []
-    for style, sub in t["by_style"].items():
-        style_rows.append(
-            [
-                style,
-                sub["n"],
-                *[fmt(sub.get("correct", {}).get(m)) for m in MODELS],
-                *[fmt(sub.get("key_fact_recall", {}).get(m)) for m in MODELS if "key_fact_recall" in sub],
-                top_failure(sub["failures"]["finetuned"]) or "–",
-            ]
-        )
-    has_kfr = any("key_fact_recall" in sub for sub in t["by_style"].values())
-    style_headers = ["스타일", "n", *[f"정답률 {MODEL_KO[m]}" for m in MODELS]]
-    if has_kfr:
-        style_headers += [f"핵심 사실 재현율 {MODEL_KO[m]}" for m in MODELS]
-    style_headers.append("파인튜닝의 가장 흔한 실패")
-    type_rows = [
-        [
-            qtype,
-            sub["n"],
-            *[fmt(sub.get("correct", {}).get(m)) for m in MODELS],
-            *[fmt(sub.get("f1_char", {}).get(m)) for m in MODELS],
-        ]
-        for qtype, sub in t["by_type"].items()
-    ]
-    failure_rows = [
-        [failure_label(k), FAILURE_DOCS[k][1], *[t["failures"].get(m, {}).get(k, "–") for m in MODELS]]
-        for k in M.FAILURES
-    ] + [["정상(ok)", "실패 없음", *[t["failures"].get(m, {}).get("ok", "–") for m in MODELS]]]
-    cost_rows = [
-        [
-            MODEL_KO[m],
-            fmt(t["cost"][m]["fewshot_k"]),
-            fmt(t["cost"][m]["prompt_tokens_mean"], 1),
-            fmt(t["cost"][m]["wall_seconds"], 1),
-            fmt(t["values"].get("latency_s", {}).get(m), 2),
-        ]
-        for m in models
-    ]
     ref_model = "baseline_fewshot" if "baseline_fewshot" in preds else "baseline"
-    judge_rows = []
-    for m, a in (t.get("judge_agreement") or {}).items():
-        if a:
-            judge_rows.append(
-                [
-                    MODEL_KO[m],
-                    a["n_judged"],
-                    a["n_unparsed"],
-                    fmt(a["agreement"]),
-                    fmt(a["kappa"]),
-                    a.get("both_correct", 0),
-                    a.get("only_deterministic", 0),
-                    a.get("only_judge", 0),
-                    a.get("both_wrong", 0),
-                ]
-            )
     return {
         "name": ts,
         "ko": TESTSET_KO[ts],
@@ -297,13 +322,10 @@ def testset_context(ts: str, t: dict[str, Any], run: dict[str, Any], cfg: dict[s
         "n_unanswerable": t["n_unanswerable"],
         "has_fewshot": "baseline_fewshot" in models,
         "main_table": md_table(headers, main_table(t, quality_keys())),
-        "detail_table": md_table(headers, main_table(t, list(DETAIL_KEYS))),
-        "type_table": md_table(
-            ["유형", "n", *[f"정답률 {MODEL_KO[m]}" for m in MODELS], *[f"문자 F1 {MODEL_KO[m]}" for m in MODELS]],
-            type_rows,
-        ),
-        "style_table": md_table(style_headers, style_rows),
-        "failure_table": md_table(["유형", "정의", *[MODEL_KO[m] for m in MODELS]], failure_rows),
+        "detail_table": md_table(headers, main_table(t, detail_keys())),
+        "type_table": type_table(t),
+        "style_table": style_table(t),
+        "failure_table": failure_table(t),
         "failure_examples": md_table(
             ["실패 유형", "모델", "id", "질문", "정답", "답변"], failure_examples(preds, None, limit // 2)
         ),
@@ -311,21 +333,14 @@ def testset_context(ts: str, t: dict[str, Any], run: dict[str, Any], cfg: dict[s
             ["스타일", "모델", "실패 유형", "id", "질문", "답변"], failure_examples(preds, "style", limit // 2)
         ),
         "wrong_abstention": {m: fmt(v) for m, v in t["wrong_abstention_share"].items()},
-        "cost_table": md_table(
-            ["모델", "few-shot k", "프롬프트 토큰(평균)", "평가 전체 시간(s)", "질문당 지연(s)"], cost_rows
-        ),
+        "cost_table": cost_table(t),
         "examples": example_blocks(preds, ref_model, limit),
         "ref_model_ko": MODEL_KO[ref_model],
         "vs_baseline": significant(t, _pair_key("finetuned", "baseline")),
         "vs_fewshot": significant(t, _pair_key("finetuned", "baseline_fewshot"))
         if "baseline_fewshot" in models
         else None,
-        "judge_table": md_table(
-            ["모델", "판정 수", "판정 실패", "일치율", "κ", "둘 다 정답", "결정적만 정답", "LLM만 정답", "둘 다 오답"],
-            judge_rows,
-        )
-        if judge_rows
-        else "",
+        "judge_table": judge_table(t),
         "top_failure": {m: top_failure(t["failures"][m]) for m in models},
         "correct_ci_width": _ci_width(t["pairs"].get(_pair_key("finetuned", "baseline"), {}).get("correct")),
     }
