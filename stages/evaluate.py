@@ -49,7 +49,7 @@ from stages.common.prompting import (
     fewshot_turns,
 )
 from stages.common.records import gold_ids
-from stages.common.retrieval import Retriever
+from stages.common.retrieval import Retriever, needs_dense
 
 log = logging.getLogger("evaluate")
 
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
             return
     # The template questions are checked before the (slower) index loads; natural ones need its chunks.
     questions = load_questions(args.qa, limit, args.split) if args.testset == "template" else []
-    retriever = Retriever.load(args.index, with_dense=params["retrieval"]["method"] != "bm25")
+    retriever = Retriever.load(args.index, with_dense=needs_dense(params["retrieval"]["method"]))
     if args.testset == "natural":
         questions = load_natural_questions(args.natural, retriever.chunks, limit)
     examples = select_fewshot(args.model, args.qa, retriever.by_id, params)
