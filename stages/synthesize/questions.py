@@ -23,7 +23,6 @@ from stages.synthesize.filters import _squash
 from stages.synthesize.limits import Limits
 from stages.synthesize.styles import (
     DIFFERENCE,
-    EXTRA_SPECS,
     MULTI_PART,
     SENTENCE_SPECS,
     SPECS,
@@ -227,7 +226,7 @@ def spec_for(key: str) -> tuple[str, Spec] | None:
             name = "activity2"
         spec = SENTENCE_SPECS.get(name)
         return (name, spec) if spec else None
-    spec = SPECS.get(key) or EXTRA_SPECS.get(key)
+    spec = SPECS.get(key)
     return (key, spec) if spec else None
 
 

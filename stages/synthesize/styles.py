@@ -179,6 +179,12 @@ SPECS: dict[str, Spec] = {
         ("polite", "{e}에 대해 설명해 주시겠어요?", "{sentence}"),
         ("colloquial", "{e_ga} 뭐예요?", "{sentence}"),
     ),
+    "product": _s(  # a label table's '상품소개' row
+        "text",
+        "",
+        ("direct", "{e_eun} 어떤 상품인가요?", "{sentence}"),
+        ("polite", "{e}에 대해 소개해 주시겠어요?", "{sentence}"),
+    ),
     "view": _s(
         "text",
         "",
@@ -212,6 +218,11 @@ SPECS: dict[str, Spec] = {
         "",
         ("recommendation", "{e_eun} 어떤 여행객이나 목적에 잘 맞나요?", "{e_eun} {v}{x} 적합합니다."),
         ("direct", "{e_eun} 어떤 경우에 이용하기 적합한가요?", "{e_eun} {v}{x} 적합합니다."),
+    ),
+    "suits_solo": _s(  # asked besides 'suits' when the value names solo or small-group travellers
+        "text",
+        "",
+        ("recommendation", "혼자 여행하려고 하는데, {e_eul} 이용하는 게 좋을까요?", "네, {e_eun} {v}{x} 적합합니다."),
     ),
     "steps": _s(
         "list",
@@ -424,20 +435,6 @@ SENTENCE_SPECS: dict[str, Spec] = {
     "fee": SPECS["fee"],
 }
 
-# Asked only from code paths of their own: a label table's '상품소개' row, a 'suits' fact for solo travellers.
-EXTRA_SPECS: dict[str, Spec] = {
-    "product": _s(
-        "text",
-        "",
-        ("direct", "{e_eun} 어떤 상품인가요?", "{sentence}"),
-        ("polite", "{e}에 대해 소개해 주시겠어요?", "{sentence}"),
-    ),
-    "suits_solo": _s(
-        "text",
-        "",
-        ("recommendation", "혼자 여행하려고 하는데, {e_eul} 이용하는 게 좋을까요?", "네, {e_eun} {v}{x} 적합합니다."),
-    ),
-}
 # Two slot facts of one subject in one question ({a1}, {a2}: the facts' Spec.attr); the answer is built in code.
 MULTI_PART = (
     ("multi_part", "{e_eui} {a1_wa} {a2_eul} 알려주세요."),
