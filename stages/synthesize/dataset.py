@@ -50,11 +50,13 @@ def build_dataset(
     rng = random.Random(seed)
     dropped: Counter = Counter()  # why candidates were dropped: shape, grounding, leak, ambiguous, near_duplicate, cap
 
+    def decontaminate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop questions near a natural test question, then answers not on their true pages."""
+        return drop_off_truth(drop_natural_overlap(records, natural or [], overlap, dropped), truth or {}, dropped)
+
     singles, min_share = _single_candidates(chunks, cfg, lim, rng, client, dropped)
     n_candidates = len(singles)
-    singles = drop_natural_overlap(singles, natural or [], overlap, dropped)
-    singles = drop_off_truth(singles, truth or {}, dropped)
-    singles = filter_records(singles, by_id, near_dup, min_share, dropped)
+    singles = filter_records(decontaminate(singles), by_id, near_dup, min_share, dropped)
     capped = _cap_per_chunk(singles, per_chunk, rng, dropped)
     unans = [u for c in chunks for u in unanswerable_candidates(c, chunks, lim, abstain, rng, n_unanswerable)]
     unans = drop_natural_overlap(unans, natural or [], overlap, dropped)
@@ -71,13 +73,7 @@ def build_dataset(
     out: dict[str, list[dict[str, Any]]] = {}
     for name in SPLITS:
         rows = splits[name]
-        mine = [by_id[c] for c in sorted({r["chunk_id"] for r in rows})]
-        n_ans = sum(r["answerable"] for r in rows)
-        extra = comparison_questions(mine, lim, rng, round(float(mix.get("comparison", 0)) * n_ans))
-        extra += multihop_questions(mine, lim, rng, round(float(mix.get("multihop", 0)) * n_ans))
-        extra = drop_natural_overlap(extra, natural or [], overlap, dropped)
-        extra = drop_off_truth(extra, truth or {}, dropped)
-        extra = filter_records(extra, by_id, near_dup)
+        extra = filter_records(decontaminate(_cross_chunk(rows, by_id, lim, rng, mix)), by_id, near_dup)
         out[name] = sorted(rows + extra, key=lambda r: (r["chunk_id"], TYPES.index(r["type"]), r["question"]))
     if report is not None:
         content = {r["chunk_id"] for r in singles}  # chunks with at least one fact that passed the filters
@@ -136,6 +132,17 @@ def _cap_per_chunk(
         capped += ranked[:per_chunk]
         dropped["cap"] += len(ranked[per_chunk:])
     return capped
+
+
+def _cross_chunk(
+    rows: list[dict[str, Any]], by_id: dict[str, dict[str, Any]], lim: Limits, rng: random.Random, mix: dict
+) -> list[dict[str, Any]]:
+    """Comparison and multi-hop candidates over the chunks of one split, as many as `mix` asks per answerable question."""
+    mine = [by_id[c] for c in sorted({r["chunk_id"] for r in rows})]
+    n_ans = sum(r["answerable"] for r in rows)
+    extra = comparison_questions(mine, lim, rng, round(float(mix.get("comparison", 0)) * n_ans))
+    extra += multihop_questions(mine, lim, rng, round(float(mix.get("multihop", 0)) * n_ans))
+    return extra
 
 
 def _numbered(out: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
