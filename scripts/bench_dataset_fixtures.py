@@ -19,7 +19,6 @@ The sample brochure's own numbers are in metrics/dataset.json (the synthesize st
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -32,10 +31,10 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import REPO, fixture_cli  # noqa: E402  (puts the repo on sys.path: the script runs from anywhere)
 
-from stages.common import io  # noqa: E402  (after the path fix: the script runs from anywhere)
+from stages.common import io  # noqa: E402
 
 ENTRIES = "sollae_entries_sample"  # the entries layout's PDF name (scripts/render_sample.py LAYOUTS)
 OFFLINE = {
@@ -169,10 +168,7 @@ def bench(fixtures: Path, params_src: Path, entries: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--fixtures", type=Path, default=REPO.parent / "shared" / "fixtures" / "pdfs")
-    ap.add_argument("--out", type=Path, default=REPO / "metrics" / "dataset_fixtures.json")
-    ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
+    ap = fixture_cli(__doc__, "dataset_fixtures.json")
     ap.add_argument("--no-entries", action="store_true", help="skip the synthetic entries brochure")
     args = ap.parse_args(argv)
     if not args.fixtures.is_dir():

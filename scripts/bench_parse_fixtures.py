@@ -20,7 +20,6 @@ are not in the repo: without them the script says so and exits 0 without writing
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import tempfile
@@ -28,11 +27,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import fixture_cli  # noqa: E402  (puts the repo on sys.path: the script runs from anywhere)
 
 from stages.common import io  # noqa: E402
-from stages.parse.__main__ import run as parse_run  # noqa: E402  (after the path fix: the script runs from anywhere)
+from stages.parse.__main__ import run as parse_run  # noqa: E402
 
 THEMEBOOK = "jeju_oreum_themebook.pdf"
 LEAFLET = "jeju_rentcar_leaflet_imageonly.pdf"
@@ -175,10 +174,7 @@ def bench(fixtures: Path, params_path: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--fixtures", type=Path, default=REPO.parent / "shared" / "fixtures" / "pdfs")
-    ap.add_argument("--out", type=Path, default=REPO / "metrics" / "parse_fixtures.json")
-    ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
+    ap = fixture_cli(__doc__, "parse_fixtures.json")
     args = ap.parse_args(argv)
     missing = [name for name in (THEMEBOOK, LEAFLET) if not (args.fixtures / name).is_file()]
     if missing:

@@ -1,4 +1,5 @@
-"""Tiny local stand-ins for the runpod profile's hub models (used by tests/test_rehearsal.py).
+"""Tiny local stand-ins for the runpod profile's hub models (used by tests/test_rehearsal.py; tests/conftest.py
+imports its byte-level BPE and character-BERT builders).
 
     python scripts/make_tiny_models.py --chunks data/chunks/chunks.jsonl --hub-cache /tmp/hf-cache
 
@@ -31,12 +32,10 @@ import hashlib
 import json
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
 LM_ID = "rehearsal/tiny-chat-lm"
 EMBEDDER_ID = "rehearsal/tiny-embedder"
 RERANKER_ID = "rehearsal/tiny-reranker"
@@ -98,21 +97,30 @@ def canned_reply(items: list[dict[str, str]]) -> str:
     return f"```json\n{body}\n```"
 
 
-def build_tokenizer(corpus: list[str], pieces: list[str]):
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+def byte_bpe(corpus: list[str], vocab_size: int, specials: list[str], unk_token: str | None = None, nfc: bool = False):
+    """A byte-level BPE (tokenizers.Tokenizer) trained on `corpus`, `specials` first in its vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
+    tok = Tokenizer(models.BPE(unk_token=unk_token))
+    if nfc:
+        tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=3000,
-        special_tokens=SPECIALS,
+        vocab_size=vocab_size,
+        special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer=trainer)
+    return tok
+
+
+def build_tokenizer(corpus: list[str], pieces: list[str]):
+    from tokenizers import AddedToken
+    from transformers import PreTrainedTokenizerFast
+
+    tok = byte_bpe(corpus, 3000, SPECIALS, nfc=True)
     # Reply pieces: whole tokens, decoded as text (not special: skip_special_tokens keeps them).
     tok.add_tokens([AddedToken(p, normalized=False, special=False) for p in pieces])
     hf = PreTrainedTokenizerFast(
@@ -185,9 +193,46 @@ def build_chat_lm(folder: Path, chunks: list[dict[str, Any]], extra_text: list[s
     return {"items": items, "reply": reply}
 
 
+def save_tiny_char_bert(folder: Path, text: str, make_model, max_positions: int, **config) -> Path:
+    """A randomly initialised 1-layer BERT (seed 0) whose vocabulary is the characters of `text`,
+    saved with its tokenizer ([CLS] a [SEP] and [CLS] a [SEP] b [SEP]) into `folder`: no hub needed.
+    `make_model(config)` builds the model: e.g. BertForSequenceClassification (a cross-encoder)."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, PreTrainedTokenizerFast
+
+    chars = sorted({ch for ch in text if not ch.isspace()})
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=max_positions,
+        **config,
+    )
+    make_model(cfg).save_pretrained(folder)
+    hf.save_pretrained(folder)
+    return folder
+
+
 def build_embedder(folder: Path, text: str) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import save_tiny_char_bert
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize, Pooling, Transformer
     from transformers import BertModel
@@ -199,8 +244,6 @@ def build_embedder(folder: Path, text: str) -> None:
 
 
 def build_reranker(folder: Path, text: str) -> None:
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import save_tiny_char_bert
     from transformers import BertForSequenceClassification
 
     save_tiny_char_bert(folder, text, BertForSequenceClassification, 512, num_labels=1)

@@ -240,122 +240,144 @@ def split_cells(line: str) -> list[str]:
     return [c.strip() for c in line.split("|")]
 
 
+class _BodyParser:
+    """The state of one parse: the finished top-level blocks, the open ':::' blocks, the paragraph
+    lines not yet joined and the next line to read."""
+
+    def __init__(self, lines: list[str], where: str) -> None:
+        self.lines, self.where = lines, where
+        self.root: list[Block] = []
+        self.stack: list[Block] = []
+        self.para: list[str] = []
+        self.i = 0
+
+    def target(self) -> list[Block]:
+        return self.stack[-1].children if self.stack else self.root
+
+    def last(self) -> Block | None:
+        return self.target()[-1] if self.target() else None
+
+    def flush(self) -> None:
+        if not self.para:
+            return
+        text = " ".join(s.strip() for s in self.para)
+        self.para.clear()
+        if len(text) > 2 and text.startswith("_") and text.endswith("_"):
+            self.target().append(Block("meta", runs=parse_runs(text[1:-1])))
+        else:
+            self.target().append(Block("p", runs=parse_runs(text)))
+
+    def parse(self) -> list[Block]:
+        lines = self.lines
+        in_comment = False
+        while self.i < len(lines):
+            line = lines[self.i].rstrip()
+            self.i += 1
+            if in_comment:
+                if "-->" in line:
+                    in_comment = False
+                continue
+            s = line.strip()
+            if s.startswith("<!--"):
+                self.flush()
+                if "-->" not in s:
+                    in_comment = True
+                continue
+            if not s:
+                self.flush()
+                if self.target():
+                    self.target()[-1].opts["closed"] = True  # a blank line ends a list or a row of images
+                continue
+            if not self.block_line(s):
+                # plain paragraph line; a blank line closes lists/decor rows
+                self.para.append(s)
+        self.flush()
+        if self.stack:
+            raise RenderError(f"{self.where}: unclosed '::: {self.stack[-1].kind}' block")
+        return self.root
+
+    def block_line(self, s: str) -> bool:
+        """Handle a line that opens or closes a block (fence, heading, image, table, list item, quote);
+        False for a paragraph line."""
+        heading = re.match(r"^(#{1,4})\s+(.*)$", s)
+        decor = DECOR_RE.match(s)
+        item = re.match(r"^(-|\d+\.)\s+(.*)$", s)
+        if not (s.startswith((":::", "|", ">")) or heading or decor or item):
+            return False
+        self.flush()
+        if s.startswith(":::"):
+            self.fence(s[3:].split())
+        elif heading:
+            self.target().append(Block(f"h{len(heading.group(1))}", runs=parse_runs(heading.group(2).strip())))
+        elif decor:
+            self.decor(decor)
+        elif s.startswith("|"):
+            self.table(s)
+        elif item:
+            self.list_item(item)
+        else:
+            self.target().append(Block("quote", runs=parse_runs(s[1:].strip())))
+        return True
+
+    def fence(self, words: list[str]) -> None:
+        where, i = self.where, self.i
+        if not words:  # closing fence
+            if not self.stack:
+                raise RenderError(f"{where}: unmatched ':::' at line {i}")
+            blk = self.stack.pop()
+            self.target().append(blk)
+            return
+        kind, opts = words[0], parse_opts(words[1:])
+        if kind in ("columns", "colbreak"):
+            if self.stack:
+                raise RenderError(f"{where}: '::: {kind}' inside a block at line {i}")
+            self.root.append(Block(kind))
+            return
+        if kind not in ("raster", "box", "kv", "center"):
+            raise RenderError(f"{where}: unknown block '::: {kind}' at line {i}")
+        self.stack.append(Block(kind, opts=opts))
+
+    def decor(self, m: re.Match[str]) -> None:
+        spec = {"style": m.group(1)}
+        for kv in (m.group(2) or "").split("&"):
+            if kv:
+                k, _, v = kv.partition("=")
+                if k not in ("h", "w", "seed"):
+                    raise RenderError(f"{self.where}: unknown decor option {k!r} at line {self.i} (h, w, seed)")
+                spec[k] = float(v) if k in ("h", "w") else int(v)
+        prev = self.last()
+        if prev is not None and prev.kind == "decor" and not prev.opts.get("closed"):
+            prev.items.append(spec)
+        else:
+            self.target().append(Block("decor", items=[spec]))
+
+    def table(self, first: str) -> None:
+        """A table: this row and the '|' rows right after it (a separator row '|---|' is dropped)."""
+        lines, rows = self.lines, [first]
+        while self.i < len(lines) and lines[self.i].strip().startswith("|"):
+            rows.append(lines[self.i].strip())
+            self.i += 1
+        cells = [split_cells(r) for r in rows]
+        cells = [r for r in cells if not all(re.fullmatch(r":?-{2,}:?", c) for c in r)]
+        ncol = len(cells[0])
+        for r in cells:
+            if len(r) != ncol:
+                raise RenderError(f"{self.where}: table row with {len(r)} cells, expected {ncol}: {r}")
+        self.target().append(Block("table", items=[[parse_runs(c) for c in r] for r in cells]))
+
+    def list_item(self, m: re.Match[str]) -> None:
+        ordered = m.group(1) != "-"
+        prev = self.last()
+        runs = parse_runs((m.group(1) + " " if ordered else "") + m.group(2))
+        if prev is not None and prev.kind == "list" and prev.ordered == ordered and not prev.opts.get("closed"):
+            prev.items.append(runs)
+        else:
+            self.target().append(Block("list", items=[runs], ordered=ordered))
+
+
 def parse_body(lines: list[str], where: str) -> list[Block]:
     """Parse the markdown dialect into a tree of blocks."""
-    root: list[Block] = []
-    stack: list[Block] = []
-    para: list[str] = []
-
-    def target() -> list[Block]:
-        return stack[-1].children if stack else root
-
-    def flush() -> None:
-        if not para:
-            return
-        text = " ".join(s.strip() for s in para)
-        para.clear()
-        if len(text) > 2 and text.startswith("_") and text.endswith("_"):
-            target().append(Block("meta", runs=parse_runs(text[1:-1])))
-        else:
-            target().append(Block("p", runs=parse_runs(text)))
-
-    i = 0
-    in_comment = False
-    while i < len(lines):
-        raw = lines[i]
-        line = raw.rstrip()
-        i += 1
-        if in_comment:
-            if "-->" in line:
-                in_comment = False
-            continue
-        s = line.strip()
-        if s.startswith("<!--"):
-            flush()
-            if "-->" not in s:
-                in_comment = True
-            continue
-        if not s:
-            flush()
-            if target():
-                target()[-1].opts["closed"] = True  # a blank line ends a list or a row of images
-            continue
-        if s.startswith(":::"):
-            flush()
-            words = s[3:].split()
-            if not words:  # closing fence
-                if not stack:
-                    raise RenderError(f"{where}: unmatched ':::' at line {i}")
-                blk = stack.pop()
-                target().append(blk)
-                continue
-            kind, opts = words[0], parse_opts(words[1:])
-            if kind in ("columns", "colbreak"):
-                if stack:
-                    raise RenderError(f"{where}: '::: {kind}' inside a block at line {i}")
-                root.append(Block(kind))
-                continue
-            if kind not in ("raster", "box", "kv", "center"):
-                raise RenderError(f"{where}: unknown block '::: {kind}' at line {i}")
-            stack.append(Block(kind, opts=opts))
-            continue
-        m = re.match(r"^(#{1,4})\s+(.*)$", s)
-        if m:
-            flush()
-            target().append(Block(f"h{len(m.group(1))}", runs=parse_runs(m.group(2).strip())))
-            continue
-        m = DECOR_RE.match(s)
-        if m:
-            flush()
-            spec = {"style": m.group(1)}
-            for kv in (m.group(2) or "").split("&"):
-                if kv:
-                    k, _, v = kv.partition("=")
-                    if k not in ("h", "w", "seed"):
-                        raise RenderError(f"{where}: unknown decor option {k!r} at line {i} (h, w, seed)")
-                    spec[k] = float(v) if k in ("h", "w") else int(v)
-            prev = target()[-1] if target() else None
-            if prev is not None and prev.kind == "decor" and not prev.opts.get("closed"):
-                prev.items.append(spec)
-            else:
-                target().append(Block("decor", items=[spec]))
-            continue
-        if s.startswith("|"):
-            flush()
-            rows = [s]
-            while i < len(lines) and lines[i].strip().startswith("|"):
-                rows.append(lines[i].strip())
-                i += 1
-            cells = [split_cells(r) for r in rows]
-            cells = [r for r in cells if not all(re.fullmatch(r":?-{2,}:?", c) for c in r)]
-            ncol = len(cells[0])
-            for r in cells:
-                if len(r) != ncol:
-                    raise RenderError(f"{where}: table row with {len(r)} cells, expected {ncol}: {r}")
-            target().append(Block("table", items=[[parse_runs(c) for c in r] for r in cells]))
-            continue
-        m = re.match(r"^(-|\d+\.)\s+(.*)$", s)
-        if m:
-            flush()
-            ordered = m.group(1) != "-"
-            prev = target()[-1] if target() else None
-            runs = parse_runs((m.group(1) + " " if ordered else "") + m.group(2))
-            if prev is not None and prev.kind == "list" and prev.ordered == ordered and not prev.opts.get("closed"):
-                prev.items.append(runs)
-            else:
-                target().append(Block("list", items=[runs], ordered=ordered))
-            continue
-        if s.startswith(">"):
-            flush()
-            target().append(Block("quote", runs=parse_runs(s[1:].strip())))
-            continue
-        # plain paragraph line; a blank line closes lists/decor rows
-        para.append(s)
-        continue
-    flush()
-    if stack:
-        raise RenderError(f"{where}: unclosed '::: {stack[-1].kind}' block")
-    return root
+    return _BodyParser(lines, where).parse()
 
 
 def load_page(path: Path) -> tuple[dict, list[Block]]:
@@ -873,6 +895,19 @@ def header_footer_ops(meta: dict, fonts: Fonts) -> list:
 
 
 # ---------------------------------------------------------------- decorative images
+# (sky top, sky bottom), (foreground near, foreground far) per decor style; 'qr' is drawn apart.
+DECOR_PALETTES = {
+    "lake": [((0.72, 0.85, 0.95), (0.95, 0.90, 0.80)), ((0.30, 0.50, 0.45), (0.20, 0.38, 0.35))],
+    "mountains": [((0.80, 0.88, 0.96), (0.98, 0.93, 0.85)), ((0.35, 0.52, 0.40), (0.18, 0.32, 0.25))],
+    "autumn": [((0.95, 0.85, 0.70), (0.98, 0.95, 0.88)), ((0.75, 0.40, 0.20), (0.55, 0.22, 0.12))],
+    "blossom": [((0.98, 0.88, 0.92), (0.95, 0.95, 0.98)), ((0.95, 0.70, 0.80), (0.85, 0.55, 0.65))],
+    "forest": [((0.85, 0.93, 0.85), (0.96, 0.98, 0.92)), ((0.22, 0.45, 0.28), (0.12, 0.30, 0.18))],
+    "night": [((0.10, 0.14, 0.30), (0.30, 0.25, 0.45)), ((0.15, 0.18, 0.28), (0.08, 0.10, 0.18))],
+    "food": [((0.96, 0.90, 0.80), (0.90, 0.80, 0.66)), ((0.85, 0.55, 0.30), (0.70, 0.35, 0.20))],
+    "map": [((0.93, 0.95, 0.90), (0.93, 0.95, 0.90)), ((0.78, 0.88, 0.76), (0.70, 0.82, 0.90))],
+}
+
+
 def decor_image(style: str, w_px: int, h_px: int, seed: int):
     """A procedural, text-free 'photo' (PIL RGB image, or L for qr)."""
     import numpy as np
@@ -881,102 +916,130 @@ def decor_image(style: str, w_px: int, h_px: int, seed: int):
     rng = np.random.default_rng(seed)
     w_px, h_px = max(w_px, 8), max(h_px, 8)
     if style == "qr":
-        n = 25
-        grid = rng.random((n, n)) < 0.5
-        for ox, oy in ((0, 0), (n - 7, 0), (0, n - 7)):
-            grid[oy : oy + 7, ox : ox + 7] = False
-            grid[oy : oy + 7, ox] = grid[oy : oy + 7, ox + 6] = True
-            grid[oy, ox : ox + 7] = grid[oy + 6, ox : ox + 7] = True
-            grid[oy + 2 : oy + 5, ox + 2 : ox + 5] = True
-        arr = np.where(grid, 20, 250).astype("uint8")
-        arr = np.pad(arr, 2, constant_values=250)
-        return Image.fromarray(arr).resize((w_px, h_px), Image.NEAREST).convert("RGB")
-
-    palettes = {
-        "lake": [((0.72, 0.85, 0.95), (0.95, 0.90, 0.80)), ((0.30, 0.50, 0.45), (0.20, 0.38, 0.35))],
-        "mountains": [((0.80, 0.88, 0.96), (0.98, 0.93, 0.85)), ((0.35, 0.52, 0.40), (0.18, 0.32, 0.25))],
-        "autumn": [((0.95, 0.85, 0.70), (0.98, 0.95, 0.88)), ((0.75, 0.40, 0.20), (0.55, 0.22, 0.12))],
-        "blossom": [((0.98, 0.88, 0.92), (0.95, 0.95, 0.98)), ((0.95, 0.70, 0.80), (0.85, 0.55, 0.65))],
-        "forest": [((0.85, 0.93, 0.85), (0.96, 0.98, 0.92)), ((0.22, 0.45, 0.28), (0.12, 0.30, 0.18))],
-        "night": [((0.10, 0.14, 0.30), (0.30, 0.25, 0.45)), ((0.15, 0.18, 0.28), (0.08, 0.10, 0.18))],
-        "food": [((0.96, 0.90, 0.80), (0.90, 0.80, 0.66)), ((0.85, 0.55, 0.30), (0.70, 0.35, 0.20))],
-        "map": [((0.93, 0.95, 0.90), (0.93, 0.95, 0.90)), ((0.78, 0.88, 0.76), (0.70, 0.82, 0.90))],
-    }
-    if style not in palettes:
-        raise RenderError(f"unknown decor style {style!r} (one of {', '.join(sorted(palettes) + ['qr'])})")
-    (sky_top, sky_bot), (fg1, fg2) = palettes[style]
+        return _qr_image(rng, w_px, h_px)
+    if style not in DECOR_PALETTES:
+        raise RenderError(f"unknown decor style {style!r} (one of {', '.join(sorted(DECOR_PALETTES) + ['qr'])})")
+    (sky_top, sky_bot), (fg1, fg2) = DECOR_PALETTES[style]
     jitter = rng.uniform(-0.04, 0.04, 3)
     t = np.linspace(0, 1, h_px)[:, None, None]
     img = (np.array(sky_top) + jitter) * (1 - t) + np.array(sky_bot) * t
     img = np.broadcast_to(img, (h_px, w_px, 3)).copy()
-
-    def ridge(base: float, amp: float, smooth: int):
-        walk = np.cumsum(rng.normal(0, 1, w_px + 2 * smooth))
-        kernel = np.hanning(2 * smooth + 1)
-        kernel /= kernel.sum()
-        walk = np.convolve(walk, kernel, mode="same")[smooth : smooth + w_px]
-        walk = (walk - walk.min()) / (np.ptp(walk) or 1.0)
-        return (base - amp * walk) * h_px
-
-    yy = np.arange(h_px)[:, None]
     if style in ("lake", "mountains", "autumn", "forest", "night"):
-        layers = 4 if style != "lake" else 3
-        for n in range(layers):
-            f = n / max(layers - 1, 1)
-            col = np.array(fg1) * (1 - f) + np.array(fg2) * f
-            col = col * (1 - 0.35 * (1 - f)) + np.array(sky_bot) * 0.35 * (1 - f)  # aerial perspective
-            base = 0.45 + 0.12 * n if style != "lake" else 0.42 + 0.07 * n
-            top = ridge(base, 0.22 - 0.03 * n, max(4, w_px // (6 + 3 * n)))
-            mask = yy >= top[None, :]
-            img[mask] = img[mask] * 0.15 + col * 0.85
-        if style == "lake":
-            y_w = int(h_px * 0.62)
-            wt = np.linspace(0, 1, h_px - y_w)[:, None, None]
-            wcol = np.array((0.45, 0.65, 0.78)) * (1 - wt) + np.array((0.25, 0.42, 0.58)) * wt
-            ripple = 0.03 * np.sin(np.arange(h_px - y_w) * 0.9 + rng.uniform(0, 6))[:, None, None]
-            img[y_w:] = np.broadcast_to(wcol + ripple, (h_px - y_w, w_px, 3))
-        if style == "night":
-            stars = rng.random((h_px, w_px)) > 0.997
-            img[stars & (yy < h_px * 0.45)] = 0.9
+        _draw_landscape(img, style, rng, DECOR_PALETTES[style])
     pil = Image.fromarray((img.clip(0, 1) * 255).astype("uint8"))
     draw = ImageDraw.Draw(pil, "RGBA")
     if style in ("blossom", "food", "autumn"):
-        count = 60 if style != "food" else 7
-        for _ in range(count):
-            cx, cy = rng.uniform(0, w_px), rng.uniform(0, h_px)
-            r = rng.uniform(0.02, 0.08 if style != "food" else 0.22) * min(w_px, h_px) * (2 if style == "food" else 1)
-            col = np.array(fg1 if rng.random() < 0.5 else fg2) * 255
-            a = int(rng.uniform(60, 130))
-            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(*col.astype(int).tolist(), a))
-            if style == "food":
-                draw.ellipse([cx - r * 0.6, cy - r * 0.6, cx + r * 0.6, cy + r * 0.6], fill=(250, 245, 235, 200))
+        _draw_blobs(draw, style, rng, w_px, h_px, (fg1, fg2))
     if style == "forest":
-        for _ in range(40):
-            cx, by = rng.uniform(0, w_px), rng.uniform(0.55, 1.0) * h_px
-            hh, ww = rng.uniform(0.15, 0.35) * h_px, rng.uniform(0.04, 0.08) * w_px
-            col = (np.array(fg2) * 255 * rng.uniform(0.8, 1.1)).clip(0, 255).astype(int).tolist()
-            draw.polygon([(cx, by - hh), (cx - ww, by), (cx + ww, by)], fill=(*col, 200))
+        _draw_trees(draw, rng, w_px, h_px, fg2)
     if style == "map":
-        for _ in range(6):
-            pts = [(rng.uniform(0, w_px), rng.uniform(0, h_px)) for _ in range(6)]
-            draw.polygon(pts, fill=(190, 215, 185, 110))
-        for _ in range(2):  # lake / river
-            cx, cy = rng.uniform(0.2, 0.8) * w_px, rng.uniform(0.2, 0.8) * h_px
-            r = 0.12 * min(w_px, h_px)
-            draw.ellipse([cx - 2 * r, cy - r, cx + 2 * r, cy + r], fill=(150, 190, 225, 220))
-        for _ in range(5):  # roads
-            pts = [(0, rng.uniform(0, h_px))]
-            for k in range(1, 7):
-                pts.append((k * w_px / 6, pts[-1][1] + rng.uniform(-0.15, 0.15) * h_px))
-            draw.line(pts, fill=(235, 200, 120, 255), width=max(2, w_px // 150))
-        for _ in range(12):  # markers
-            cx, cy = rng.uniform(0.05, 0.95) * w_px, rng.uniform(0.05, 0.95) * h_px
-            r = max(3, w_px // 90)
-            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(200, 70, 60, 255))
+        _draw_map(draw, rng, w_px, h_px)
     radius = (
         1.2 if style == "map" else max(1.0, min(w_px, h_px) / (50 if style in ("blossom", "food", "autumn") else 120))
     )
     return pil.filter(ImageFilter.GaussianBlur(radius))
+
+
+def _qr_image(rng, w_px: int, h_px: int):
+    """A QR-like 25x25 module grid with its three finder squares."""
+    import numpy as np
+    from PIL import Image
+
+    n = 25
+    grid = rng.random((n, n)) < 0.5
+    for ox, oy in ((0, 0), (n - 7, 0), (0, n - 7)):
+        grid[oy : oy + 7, ox : ox + 7] = False
+        grid[oy : oy + 7, ox] = grid[oy : oy + 7, ox + 6] = True
+        grid[oy, ox : ox + 7] = grid[oy + 6, ox : ox + 7] = True
+        grid[oy + 2 : oy + 5, ox + 2 : ox + 5] = True
+    arr = np.where(grid, 20, 250).astype("uint8")
+    arr = np.pad(arr, 2, constant_values=250)
+    return Image.fromarray(arr).resize((w_px, h_px), Image.NEAREST).convert("RGB")
+
+
+def _ridge(rng, w_px: int, h_px: int, base: float, amp: float, smooth: int):
+    """A smoothed random-walk skyline: per column, the y (px) where the ridge starts."""
+    import numpy as np
+
+    walk = np.cumsum(rng.normal(0, 1, w_px + 2 * smooth))
+    kernel = np.hanning(2 * smooth + 1)
+    kernel /= kernel.sum()
+    walk = np.convolve(walk, kernel, mode="same")[smooth : smooth + w_px]
+    walk = (walk - walk.min()) / (np.ptp(walk) or 1.0)
+    return (base - amp * walk) * h_px
+
+
+def _draw_landscape(img, style: str, rng, palette) -> None:
+    """Ridges fading into the distance (in place), plus water for 'lake' and stars for 'night'."""
+    import numpy as np
+
+    h_px, w_px = img.shape[:2]
+    (_sky_top, sky_bot), (fg1, fg2) = palette
+    yy = np.arange(h_px)[:, None]
+    layers = 4 if style != "lake" else 3
+    for n in range(layers):
+        f = n / max(layers - 1, 1)
+        col = np.array(fg1) * (1 - f) + np.array(fg2) * f
+        col = col * (1 - 0.35 * (1 - f)) + np.array(sky_bot) * 0.35 * (1 - f)  # aerial perspective
+        base = 0.45 + 0.12 * n if style != "lake" else 0.42 + 0.07 * n
+        top = _ridge(rng, w_px, h_px, base, 0.22 - 0.03 * n, max(4, w_px // (6 + 3 * n)))
+        mask = yy >= top[None, :]
+        img[mask] = img[mask] * 0.15 + col * 0.85
+    if style == "lake":
+        y_w = int(h_px * 0.62)
+        wt = np.linspace(0, 1, h_px - y_w)[:, None, None]
+        wcol = np.array((0.45, 0.65, 0.78)) * (1 - wt) + np.array((0.25, 0.42, 0.58)) * wt
+        ripple = 0.03 * np.sin(np.arange(h_px - y_w) * 0.9 + rng.uniform(0, 6))[:, None, None]
+        img[y_w:] = np.broadcast_to(wcol + ripple, (h_px - y_w, w_px, 3))
+    if style == "night":
+        stars = rng.random((h_px, w_px)) > 0.997
+        img[stars & (yy < h_px * 0.45)] = 0.9
+
+
+def _draw_blobs(draw, style: str, rng, w_px: int, h_px: int, colours) -> None:
+    """Petals or leaves (blossom, autumn), or a few plates seen from above (food)."""
+    import numpy as np
+
+    fg1, fg2 = colours
+    count = 60 if style != "food" else 7
+    for _ in range(count):
+        cx, cy = rng.uniform(0, w_px), rng.uniform(0, h_px)
+        r = rng.uniform(0.02, 0.08 if style != "food" else 0.22) * min(w_px, h_px) * (2 if style == "food" else 1)
+        col = np.array(fg1 if rng.random() < 0.5 else fg2) * 255
+        a = int(rng.uniform(60, 130))
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(*col.astype(int).tolist(), a))
+        if style == "food":
+            draw.ellipse([cx - r * 0.6, cy - r * 0.6, cx + r * 0.6, cy + r * 0.6], fill=(250, 245, 235, 200))
+
+
+def _draw_trees(draw, rng, w_px: int, h_px: int, fg2) -> None:
+    import numpy as np
+
+    for _ in range(40):
+        cx, by = rng.uniform(0, w_px), rng.uniform(0.55, 1.0) * h_px
+        hh, ww = rng.uniform(0.15, 0.35) * h_px, rng.uniform(0.04, 0.08) * w_px
+        col = (np.array(fg2) * 255 * rng.uniform(0.8, 1.1)).clip(0, 255).astype(int).tolist()
+        draw.polygon([(cx, by - hh), (cx - ww, by), (cx + ww, by)], fill=(*col, 200))
+
+
+def _draw_map(draw, rng, w_px: int, h_px: int) -> None:
+    """Fields, lakes, roads and markers of a tourist map."""
+    for _ in range(6):
+        pts = [(rng.uniform(0, w_px), rng.uniform(0, h_px)) for _ in range(6)]
+        draw.polygon(pts, fill=(190, 215, 185, 110))
+    for _ in range(2):  # lake / river
+        cx, cy = rng.uniform(0.2, 0.8) * w_px, rng.uniform(0.2, 0.8) * h_px
+        r = 0.12 * min(w_px, h_px)
+        draw.ellipse([cx - 2 * r, cy - r, cx + 2 * r, cy + r], fill=(150, 190, 225, 220))
+    for _ in range(5):  # roads
+        pts = [(0, rng.uniform(0, h_px))]
+        for k in range(1, 7):
+            pts.append((k * w_px / 6, pts[-1][1] + rng.uniform(-0.15, 0.15) * h_px))
+        draw.line(pts, fill=(235, 200, 120, 255), width=max(2, w_px // 150))
+    for _ in range(12):  # markers
+        cx, cy = rng.uniform(0.05, 0.95) * w_px, rng.uniform(0.05, 0.95) * h_px
+        r = max(3, w_px // 90)
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(200, 70, 60, 255))
 
 
 def encode_jpeg(img, quality: int = 82) -> bytes:

@@ -98,6 +98,98 @@ def running_part(block: dict[str, Any]) -> str | None:
     return text if block.get("type") == "header" and PART_TITLE.match(text) else None
 
 
+class _Walk:
+    """The state of one walk over the blocks: the PART + heading stack, the drafts cut so far and the
+    draft being filled."""
+
+    def __init__(self, entry_level: int, entry: re.Pattern[str], entry_name_max_words: int) -> None:
+        self.entry_level = entry_level
+        self.entry = entry
+        self.entry_name_max_words = entry_name_max_words
+        self.stack: list[tuple[int, str]] = []
+        self.drafts: list[Draft] = []
+        self.current: Draft | None = None
+        # A heading with neither text nor sub-headings under it (a festival name above a photo) is a list item
+        # of its parent section; without this its name would be in no chunk at all.
+        self.bare: dict[tuple[int, str], dict[str, Any]] = {}
+
+    def path(self) -> list[str]:
+        return [t for _, t in self.stack]
+
+    def flush(self) -> None:
+        if self.current is not None and self.current.text:
+            self.drafts.append(self.current)
+        self.current = None
+
+    def retire(self, popped: tuple[int, str], parent: list[str]) -> None:
+        block = self.bare.pop(popped, None)
+        if block is None:
+            return
+        drafts = self.drafts
+        if not (drafts and drafts[-1].path == parent and drafts[-1].kind == "section"):
+            drafts.append(Draft(parent, parent[-1] if parent else "", kind="section"))
+        drafts[-1].add(popped[1], block)
+
+    def pop_to(self, level: int) -> None:
+        while self.stack and self.stack[-1][0] >= level:
+            popped = self.stack.pop()
+            self.retire(popped, self.path())
+
+    def part(self, part: str) -> None:
+        """A running header names a new PART: everything open is closed."""
+        if not self.stack or self.stack[0] != (0, part):
+            self.flush()
+            self.pop_to(0)
+            self.stack = [(0, part)]
+
+    def title(self, text: str, level: int, block: dict[str, Any]) -> None:
+        """A heading at `level` (0 for a PART title) closes the headings at or below it."""
+        self.flush()
+        title = " ".join(text.split())
+        level = 0 if PART_TITLE.match(title) else level
+        self.pop_to(level)
+        if self.stack:
+            self.bare.pop(self.stack[-1], None)  # the parent has a sub-heading: not bare
+        self.stack.append((level, title))
+        if level > 0:
+            self.bare[(level, title)] = block
+
+    def body(self, btype: str, text: str, block: dict[str, Any]) -> None:
+        """Text or a table under the current heading."""
+        stack = self.stack
+        # Text right under a deep heading is one entry (one attraction, one lodging ...).
+        if stack:
+            self.bare.pop(stack[-1], None)
+        leaf = stack[-1] if stack and stack[-1][0] >= self.entry_level else None
+        if btype == "table":
+            self.flush()
+            table = Draft(self.path(), stack[-1][1] if stack else "", kind="table")
+            table.add(text, block)
+            self.drafts.append(table)
+            return
+        for line in text.splitlines():
+            line = line.strip()
+            if line:
+                self.line(line, btype, leaf, block)
+
+    def line(self, line: str, btype: str, leaf: tuple[int, str] | None, block: dict[str, Any]) -> None:
+        match = self.entry.match(line)
+        if match and _is_entry_name(match["name"], self.entry_name_max_words) and leaf is None:
+            self.flush()
+            name = match["name"].strip().lstrip("-•· ").strip()
+            self.current = Draft([*self.path(), name], name, kind="entry")
+            self.current.add(line.lstrip("-•· ").strip(), block)
+            return
+        current = self.current
+        if current is None or (current.kind == "entry" and leaf is None and btype not in ("list", "text")):
+            self.flush()
+            stack = self.stack
+            self.current = Draft(
+                self.path(), leaf[1] if leaf else (stack[-1][1] if stack else ""), kind="entry" if leaf else "section"
+            )
+        self.current.add(line, block)
+
+
 def build_drafts(
     blocks: list[dict[str, Any]],
     entry_level: int,
@@ -106,91 +198,26 @@ def build_drafts(
     entry_name_max_words: int = 6,
 ) -> list[Draft]:
     """Walk blocks in reading order, tracking PART + heading stack, and cut them into drafts."""
-    entry = entry_pattern(entry_name_max_chars)
     levels = title_levels(blocks)
     deepest = max(levels.values(), default=1)
     toc = {t.lower() for t in toc_titles}
     toc_pages = {b["page"] for b in blocks if b.get("type") == "title" and b["text"].strip().lower() in toc}
-    stack: list[tuple[int, str]] = []
-    drafts: list[Draft] = []
-    current: Draft | None = None
-    # A heading with neither text nor sub-headings under it (a festival name above a photo) is a list item
-    # of its parent section; without this its name would be in no chunk at all.
-    bare: dict[tuple[int, str], dict[str, Any]] = {}
-
-    def path() -> list[str]:
-        return [t for _, t in stack]
-
-    def flush() -> None:
-        nonlocal current
-        if current is not None and current.text:
-            drafts.append(current)
-        current = None
-
-    def retire(popped: tuple[int, str], parent: list[str]) -> None:
-        block = bare.pop(popped, None)
-        if block is None:
-            return
-        if not (drafts and drafts[-1].path == parent and drafts[-1].kind == "section"):
-            drafts.append(Draft(parent, parent[-1] if parent else "", kind="section"))
-        drafts[-1].add(popped[1], block)
-
-    def pop_to(level: int) -> None:
-        while stack and stack[-1][0] >= level:
-            popped = stack.pop()
-            retire(popped, path())
-
+    walk = _Walk(entry_level, entry_pattern(entry_name_max_chars), entry_name_max_words)
     for block in blocks:
         btype = block.get("type", "text")
         text = nfc(block.get("text", "")).strip()
         part = running_part(block)
-        if part and (not stack or stack[0] != (0, part)):
-            flush()
-            pop_to(0)
-            stack = [(0, part)]
+        if part:
+            walk.part(part)
         if btype in SKIP_TYPES or not text or block["page"] in toc_pages:
             continue
         if btype == "title":
-            flush()
-            title = " ".join(text.split())
-            level = 0 if PART_TITLE.match(title) else heading_level(block, levels, deepest)
-            pop_to(level)
-            if stack:
-                bare.pop(stack[-1], None)  # the parent has a sub-heading: not bare
-            stack.append((level, title))
-            if level > 0:
-                bare[(level, title)] = block
-            continue
-        # Text right under a deep heading is one entry (one attraction, one lodging ...).
-        if stack:
-            bare.pop(stack[-1], None)
-        leaf = stack[-1] if stack and stack[-1][0] >= entry_level else None
-        if btype == "table":
-            flush()
-            table = Draft(path(), stack[-1][1] if stack else "", kind="table")
-            table.add(text, block)
-            drafts.append(table)
-            continue
-        for line in text.splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            match = entry.match(line)
-            if match and _is_entry_name(match["name"], entry_name_max_words) and leaf is None:
-                flush()
-                name = match["name"].strip().lstrip("-•· ").strip()
-                current = Draft([*path(), name], name, kind="entry")
-                current.add(line.lstrip("-•· ").strip(), block)
-                continue
-            if current is None or (current.kind == "entry" and leaf is None and btype not in ("list", "text")):
-                flush()
-                current = Draft(
-                    path(), leaf[1] if leaf else (stack[-1][1] if stack else ""), kind="entry" if leaf else "section"
-                )
-            current.add(line, block)
-    flush()
-    pop_to(0)
-    return drafts
+            walk.title(text, heading_level(block, levels, deepest), block)
+        else:
+            walk.body(btype, text, block)
+    walk.flush()
+    walk.pop_to(0)
+    return walk.drafts
 
 
 def _split_long(text: str, max_chars: int, overlap: int) -> list[str]:

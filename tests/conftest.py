@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The tiny-model builders live with the script that lays out the rehearsal's hub models; tests import
+# save_tiny_char_bert from here as before.
+sys.path.insert(0, str(REPO / "scripts"))
+from make_tiny_models import byte_bpe, save_tiny_char_bert  # noqa: E402, F401
+
 TEMPLATE = REPO / "axolotl" / "templates" / "plain_eos.jinja"
 TINY_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
 
@@ -38,45 +44,6 @@ def insert_image(page, rect, img) -> None:
     buf = BytesIO()
     img.save(buf, format="PNG")
     page.insert_image(rect, stream=buf.getvalue())
-
-
-def save_tiny_char_bert(folder: Path, text: str, make_model, max_positions: int, **config) -> Path:
-    """A randomly initialised 1-layer BERT (seed 0) whose vocabulary is the characters of `text`,
-    saved with its tokenizer ([CLS] a [SEP] and [CLS] a [SEP] b [SEP]) into `folder`: no hub needed.
-    `make_model(config)` builds the model: e.g. BertForSequenceClassification (a cross-encoder)."""
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, PreTrainedTokenizerFast
-
-    chars = sorted({ch for ch in text if not ch.isspace()})
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=max_positions,
-        **config,
-    )
-    make_model(cfg).save_pretrained(folder)
-    hf.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -120,20 +87,11 @@ def write_sft(folder: Path, n_train: int = 16, n_val: int = 4) -> Path:
 
 def build_tiny_tokenizer():
     """A byte-level BPE (a few hundred tokens) with Gemma's special tokens and our template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=TINY_SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
     corpus = [m["content"] for row in sft_rows(24) for m in row["messages"]] + ["user model\n"]
-    tok.train_from_iterator(corpus, trainer=trainer)
+    tok = byte_bpe(corpus, 400, TINY_SPECIALS, unk_token="<unk>")
     bos = tok.token_to_id("<bos>")
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos)])
     hf = PreTrainedTokenizerFast(

@@ -2,7 +2,8 @@
 
 Where things are:
 
-* ``facts.py`` — what a chunk states (addresses, phones, prices, table cells, courses, key sentences);
+* ``facts.py`` — what an entry or a list states (addresses, phones, prices, menus, key sentences);
+* ``tables.py`` — what a table or a course states (cells, label tables, price differences, steps, stops);
 * ``questions.py`` — how facts are asked (phrasings) and answered;
 * ``unanswerable.py`` — plausible questions the brochure cannot answer;
 * ``filters.py`` — grounding, leakage, ambiguity and near-duplicate filters;
@@ -18,11 +19,12 @@ from stages.synthesize.card import dataset_card
 from stages.synthesize.cli import main
 from stages.synthesize.crosschunk import comparison_questions, multihop_questions
 from stages.synthesize.dataset import build_dataset, counts, rules_questions
-from stages.synthesize.facts import course_facts, entity_facts, list_facts, table_facts
+from stages.synthesize.facts import entity_facts, list_facts
 from stages.synthesize.filters import filter_records, leaks_answer, near_duplicate, supported
 from stages.synthesize.limits import SPLITS, TYPES, Limits
 from stages.synthesize.llm import ChatClient, parse_llm_json
 from stages.synthesize.split import split_by_chunk, split_chunks
+from stages.synthesize.tables import course_facts, table_facts
 
 __all__ = [
     "SPLITS",

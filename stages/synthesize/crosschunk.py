@@ -9,23 +9,20 @@ from collections import Counter
 from typing import Any
 
 from stages.common.korean import josa, normalize
-from stages.synthesize.facts import (
-    ADDRESS,
+from stages.synthesize.facts import ADDRESS, entity_name, is_place, restaurants
+from stages.synthesize.filters import _squash
+from stages.synthesize.limits import Limits
+from stages.synthesize.questions import _record
+from stages.synthesize.tables import (
     NOT_PRICE,
     _is_label_table,
     _is_meal,
     _money,
     _rows,
     courses,
-    entity_name,
-    is_place,
-    restaurants,
     row_subject,
     table_facts,
 )
-from stages.synthesize.filters import _squash
-from stages.synthesize.limits import Limits
-from stages.synthesize.questions import _record
 
 log = logging.getLogger("synthesize")
 

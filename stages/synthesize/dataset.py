@@ -38,8 +38,6 @@ def build_dataset(
     every split (counted as ``natural_overlap``), so no natural test question is ever trained on.
     `truth` (page -> true page text, parse's truth copy): answerable questions whose key facts are
     not on their true pages (OCR-damaged golds) are dropped (counted as ``truth``)."""
-    from tqdm import tqdm
-
     lim = Limits.from_cfg(cfg)
     seed = P.require(cfg, "seed", int, "synthesize")
     per_chunk = P.require(cfg, "max_questions_per_chunk", int, "synthesize")
@@ -48,43 +46,18 @@ def build_dataset(
     near_dup = float(P.require(cfg, "near_duplicate", (int, float), "synthesize"))
     # decontamination threshold, looser than near_dup: a natural question reworded is still leaked
     overlap = float(P.require(cfg, "natural_overlap", (int, float), "synthesize")) if natural else 1.0
-    generator = P.require(cfg, "generator", str, "synthesize")
     by_id = {c["chunk_id"]: c for c in chunks}
     rng = random.Random(seed)
-
-    singles: list[dict[str, Any]] = []
-    used_styles: Counter = Counter()
     dropped: Counter = Counter()  # why candidates were dropped: shape, grounding, leak, ambiguous, near_duplicate, cap
-    min_share = 1.0
-    if generator == "llm":
-        llm = P.require(cfg, "llm", dict, "synthesize")
-        min_share = float(P.require(llm, "grounding_min_share", (int, float), "synthesize.llm"))
-        client = client or ChatClient(llm)
-        n = P.require(llm, "questions_per_chunk", int, "synthesize.llm")
-        for c in tqdm(chunks, desc="llm questions", unit="chunk"):
-            singles += llm_candidates(c, client, n, dropped)
-    elif generator == "rules":
-        for c in chunks:
-            singles += rules_candidates(c, lim, rng, used_styles, dropped)
-    else:
-        raise UserError(f"params: synthesize.generator={generator!r} is not available (available: rules, llm)")
+
+    def decontaminate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop questions near a natural test question, then answers not on their true pages."""
+        return drop_off_truth(drop_natural_overlap(records, natural or [], overlap, dropped), truth or {}, dropped)
+
+    singles, min_share = _single_candidates(chunks, cfg, lim, rng, client, dropped)
     n_candidates = len(singles)
-    singles = drop_natural_overlap(singles, natural or [], overlap, dropped)
-    singles = drop_off_truth(singles, truth or {}, dropped)
-    singles = filter_records(singles, by_id, near_dup, min_share, dropped)
-    # Cap per chunk (seeded), keeping fact types varied: round-robin over facts.
-    capped: list[dict[str, Any]] = []
-    for cid in sorted({r["chunk_id"] for r in singles}):
-        mine = [r for r in singles if r["chunk_id"] == cid]
-        rng.shuffle(mine)
-        seen: Counter = Counter()
-        rank = []
-        for r in mine:
-            rank.append(seen[r["fact"]])
-            seen[r["fact"]] += 1
-        ranked = [r for _, r in sorted(zip(rank, mine, strict=True), key=lambda x: x[0])]
-        capped += ranked[:per_chunk]
-        dropped["cap"] += len(ranked[per_chunk:])
+    singles = filter_records(decontaminate(singles), by_id, near_dup, min_share, dropped)
+    capped = _cap_per_chunk(singles, per_chunk, rng, dropped)
     unans = [u for c in chunks for u in unanswerable_candidates(c, chunks, lim, abstain, rng, n_unanswerable)]
     unans = drop_natural_overlap(unans, natural or [], overlap, dropped)
     unans = filter_records(unans, by_id, near_dup, stats=dropped)
@@ -100,22 +73,8 @@ def build_dataset(
     out: dict[str, list[dict[str, Any]]] = {}
     for name in SPLITS:
         rows = splits[name]
-        mine = [by_id[c] for c in sorted({r["chunk_id"] for r in rows})]
-        n_ans = sum(r["answerable"] for r in rows)
-        extra = comparison_questions(mine, lim, rng, round(float(mix.get("comparison", 0)) * n_ans))
-        extra += multihop_questions(mine, lim, rng, round(float(mix.get("multihop", 0)) * n_ans))
-        extra = drop_natural_overlap(extra, natural or [], overlap, dropped)
-        extra = drop_off_truth(extra, truth or {}, dropped)
-        extra = filter_records(extra, by_id, near_dup)
-        rows = sorted(rows + extra, key=lambda r: (r["chunk_id"], TYPES.index(r["type"]), r["question"]))
-        out[name] = rows
-    n = 0
-    for name in SPLITS:
-        numbered = []
-        for r in out[name]:
-            n += 1
-            numbered.append({"id": f"q{n:04d}", **r})
-        out[name] = numbered
+        extra = filter_records(decontaminate(_cross_chunk(rows, by_id, lim, rng, mix)), by_id, near_dup)
+        out[name] = sorted(rows + extra, key=lambda r: (r["chunk_id"], TYPES.index(r["type"]), r["question"]))
     if report is not None:
         content = {r["chunk_id"] for r in singles}  # chunks with at least one fact that passed the filters
         report.update(
@@ -124,6 +83,77 @@ def build_dataset(
             filtered=dict(sorted(dropped.items())),
             content_chunks=len(content),
         )
+    return _numbered(out)
+
+
+def _single_candidates(
+    chunks: list[dict[str, Any]],
+    cfg: dict[str, Any],
+    lim: Limits,
+    rng: random.Random,
+    client: Any,
+    dropped: Counter,
+) -> tuple[list[dict[str, Any]], float]:
+    """Single-chunk answerable candidates of the configured generator, and the grounding share they need."""
+    generator = P.require(cfg, "generator", str, "synthesize")
+    singles: list[dict[str, Any]] = []
+    if generator == "llm":
+        from tqdm import tqdm
+
+        llm = P.require(cfg, "llm", dict, "synthesize")
+        min_share = float(P.require(llm, "grounding_min_share", (int, float), "synthesize.llm"))
+        client = client or ChatClient(llm)
+        n = P.require(llm, "questions_per_chunk", int, "synthesize.llm")
+        for c in tqdm(chunks, desc="llm questions", unit="chunk"):
+            singles += llm_candidates(c, client, n, dropped)
+        return singles, min_share
+    if generator == "rules":
+        used_styles: Counter = Counter()
+        for c in chunks:
+            singles += rules_candidates(c, lim, rng, used_styles, dropped)
+        return singles, 1.0
+    raise UserError(f"params: synthesize.generator={generator!r} is not available (available: rules, llm)")
+
+
+def _cap_per_chunk(
+    singles: list[dict[str, Any]], per_chunk: int, rng: random.Random, dropped: Counter
+) -> list[dict[str, Any]]:
+    """At most `per_chunk` questions a chunk (seeded), keeping fact types varied: round-robin over facts."""
+    capped: list[dict[str, Any]] = []
+    for cid in sorted({r["chunk_id"] for r in singles}):
+        mine = [r for r in singles if r["chunk_id"] == cid]
+        rng.shuffle(mine)
+        seen: Counter = Counter()
+        rank = []
+        for r in mine:
+            rank.append(seen[r["fact"]])
+            seen[r["fact"]] += 1
+        ranked = [r for _, r in sorted(zip(rank, mine, strict=True), key=lambda x: x[0])]
+        capped += ranked[:per_chunk]
+        dropped["cap"] += len(ranked[per_chunk:])
+    return capped
+
+
+def _cross_chunk(
+    rows: list[dict[str, Any]], by_id: dict[str, dict[str, Any]], lim: Limits, rng: random.Random, mix: dict
+) -> list[dict[str, Any]]:
+    """Comparison and multi-hop candidates over the chunks of one split, as many as `mix` asks per answerable question."""
+    mine = [by_id[c] for c in sorted({r["chunk_id"] for r in rows})]
+    n_ans = sum(r["answerable"] for r in rows)
+    extra = comparison_questions(mine, lim, rng, round(float(mix.get("comparison", 0)) * n_ans))
+    extra += multihop_questions(mine, lim, rng, round(float(mix.get("multihop", 0)) * n_ans))
+    return extra
+
+
+def _numbered(out: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Ids q0001, q0002 ... across the splits, in split order."""
+    n = 0
+    for name in SPLITS:
+        numbered = []
+        for r in out[name]:
+            n += 1
+            numbered.append({"id": f"q{n:04d}", **r})
+        out[name] = numbered
     return out
 
 

@@ -16,15 +16,22 @@ from stages.synthesize.facts import (
     PHONE,
     Fact,
     _entity_facts,
-    _is_meal,
     _list_facts,
-    _table_facts,
-    course_facts,
     entity_name,
 )
 from stages.synthesize.filters import _squash
 from stages.synthesize.limits import Limits
-from stages.synthesize.styles import SENTENCE_SPECS, SPECS, Spec, has_shape, ida, ro
+from stages.synthesize.styles import (
+    DIFFERENCE,
+    MULTI_PART,
+    SENTENCE_SPECS,
+    SPECS,
+    Spec,
+    has_shape,
+    ida,
+    ro,
+)
+from stages.synthesize.tables import _is_meal, _table_facts, course_facts
 
 log = logging.getLogger("synthesize")
 
@@ -116,17 +123,7 @@ def _ro(word: str) -> str:
 
 def _particles(name: str, word: str) -> dict[str, str]:
     if not word:
-        return {
-            name: "",
-            f"{name}_eun": "",
-            f"{name}_ga": "",
-            f"{name}_eul": "",
-            f"{name}_wa": "",
-            f"{name}_ro": "",
-            f"{name}_eui": "",
-            f"{name}_ida": "",
-            f"{name}_q": "",
-        }
+        return dict.fromkeys((name, *(f"{name}_{p}" for p in ("eun", "ga", "eul", "wa", "ro", "eui", "ida", "q"))), "")
     return {
         name: word,
         f"{name}_eun": _josa(word, "은/는"),
@@ -229,7 +226,7 @@ def spec_for(key: str) -> tuple[str, Spec] | None:
             name = "activity2"
         spec = SENTENCE_SPECS.get(name)
         return (name, spec) if spec else None
-    spec = SPECS.get(key) or EXTRA_SPECS.get(key)
+    spec = SPECS.get(key)
     return (key, spec) if spec else None
 
 
@@ -248,37 +245,6 @@ def table_key(value: str, col: str) -> str:
     if re.search(r"(처|곳|장소|위치|기관)$", col):
         return "table_name"
     return "table_text"
-
-
-EXTRA_SPECS: dict[str, Spec] = {
-    "product": Spec(
-        "text",
-        "",
-        (
-            ("direct", "{e_eun} 어떤 상품인가요?", "{sentence}"),
-            ("polite", "{e}에 대해 소개해 주시겠어요?", "{sentence}"),
-        ),
-    ),
-    "suits_solo": Spec(
-        "text",
-        "",
-        (
-            (
-                "recommendation",
-                "혼자 여행하려고 하는데, {e_eul} 이용하는 게 좋을까요?",
-                "네, {e_eun} {v}{x} 적합합니다.",
-            ),
-        ),
-    ),
-}
-MULTI_PART = (
-    ("multi_part", "{e_eui} {a1_wa} {a2_eul} 알려주세요."),
-    ("multi_part", "{e} {a1_ga} 어떻게 되나요? {a2}도 알려주세요."),
-)
-DIFFERENCE = (
-    ("difference", "{e} {k1_wa} {k2}의 {col} 차이는 얼마인가요?"),
-    ("difference", "{e} {k2_eun} {k1}보다 {col}이 얼마나 더 비싼가요?"),
-)
 
 
 def _styled(

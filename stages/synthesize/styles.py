@@ -1,7 +1,7 @@
 """How tourists ask, and how we answer: question phrasings per fact in several styles, each with
 a one-sentence Korean answer that states the value.
 
-A fact (``facts.py``) has a *key* ('address', 'closed', 'table_price', ...). ``SPECS[key]`` gives
+A fact (``facts.py``, ``tables.py``) has a *key* ('address', 'closed', 'table_price', ...). ``SPECS[key]`` gives
 the shape of its value (``answer_kind``: the value must have that shape to be asked at all) and
 ``(style, question, answer)`` templates. Placeholders: ``{e}`` the subject, ``{v}`` the value,
 ``{x}`` an extra (a verb, a previous stop ...), with particle forms ``{e_eun}`` (은/는), ``{e_ga}``
@@ -179,6 +179,12 @@ SPECS: dict[str, Spec] = {
         ("polite", "{e}에 대해 설명해 주시겠어요?", "{sentence}"),
         ("colloquial", "{e_ga} 뭐예요?", "{sentence}"),
     ),
+    "product": _s(  # a label table's '상품소개' row
+        "text",
+        "",
+        ("direct", "{e_eun} 어떤 상품인가요?", "{sentence}"),
+        ("polite", "{e}에 대해 소개해 주시겠어요?", "{sentence}"),
+    ),
     "view": _s(
         "text",
         "",
@@ -212,6 +218,11 @@ SPECS: dict[str, Spec] = {
         "",
         ("recommendation", "{e_eun} 어떤 여행객이나 목적에 잘 맞나요?", "{e_eun} {v}{x} 적합합니다."),
         ("direct", "{e_eun} 어떤 경우에 이용하기 적합한가요?", "{e_eun} {v}{x} 적합합니다."),
+    ),
+    "suits_solo": _s(  # asked besides 'suits' when the value names solo or small-group travellers
+        "text",
+        "",
+        ("recommendation", "혼자 여행하려고 하는데, {e_eul} 이용하는 게 좋을까요?", "네, {e_eun} {v}{x} 적합합니다."),
     ),
     "steps": _s(
         "list",
@@ -301,7 +312,7 @@ SPECS: dict[str, Spec] = {
     ),
 }
 
-# Old SENTENCE_FACTS fact names -> (answer_kind, [(style, question, answer)]).
+# facts.SENTENCE_FACTS names ('activity2': the '... 가능' pattern) -> (answer_kind, [(style, question, answer)]).
 SENTENCE_SPECS: dict[str, Spec] = {
     "activity": _s(
         "text",
@@ -423,6 +434,17 @@ SENTENCE_SPECS: dict[str, Spec] = {
     ),
     "fee": SPECS["fee"],
 }
+
+# Two slot facts of one subject in one question ({a1}, {a2}: the facts' Spec.attr); the answer is built in code.
+MULTI_PART = (
+    ("multi_part", "{e_eui} {a1_wa} {a2_eul} 알려주세요."),
+    ("multi_part", "{e} {a1_ga} 어떻게 되나요? {a2}도 알려주세요."),
+)
+# Two rows of one price column ({k1} the cheaper, {k2} the dearer row, {col} the column).
+DIFFERENCE = (
+    ("difference", "{e} {k1_wa} {k2}의 {col} 차이는 얼마인가요?"),
+    ("difference", "{e} {k2_eun} {k1}보다 {col}이 얼마나 더 비싼가요?"),
+)
 
 # A value must have its fact's shape to be asked (the type/shape filter).
 SHAPES: dict[str, re.Pattern[str]] = {

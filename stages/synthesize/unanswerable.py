@@ -8,10 +8,11 @@ import re
 from collections import Counter
 from typing import Any
 
-from stages.synthesize.facts import _is_label_table, _rows, course_owner, entity_name, is_place, restaurants, subject
+from stages.synthesize.facts import course_owner, entity_name, is_place, restaurants, subject
 from stages.synthesize.filters import _squash
 from stages.synthesize.limits import DEFAULTS, Limits
 from stages.synthesize.questions import _record, fill
+from stages.synthesize.tables import _is_label_table, _rows
 
 log = logging.getLogger("synthesize")
 
