@@ -9,9 +9,10 @@ the test sets ``template`` (synthesized test split) and ``natural`` (hand-writte
 ``metrics/eval/<model>/<testset>.json`` (run time, prompt tokens, skipped sets).
 The fine-tune is compared with both baselines on every test set (paired bootstrap CIs).
 
-Python computes every number (``compare.py``: comparisons, CIs, targets; ``context.py``: tables;
-``figures.py``: figures); the prose and layout live in the Jinja2 template beside them
-(``REPORT.md.j2``), so the wording changes without touching code.
+Python computes every number (``compare.py``: comparisons, CIs, targets; ``tables.py``: tables and
+formatting; ``context.py``: the template's context; ``figures.py``: figures); the prose and
+layout live in the Jinja2 template beside them (``REPORT.md.j2``), so the wording changes
+without touching code.
 Metric rows come from ``stages.common.metrics.METRICS``: a new metric there appears here.
 Optional inputs (dataset/retrieval/train metrics, loss CSVs, axolotl.yaml, the few-shot
 model, the natural test set) may be missing: the report says so instead of failing.
