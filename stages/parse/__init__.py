@@ -21,7 +21,8 @@ Where things are:
 - ``page.py``      one page: text layer, tables, OCR regions, photo test, block types, order
 - ``runner.py``    all pages, in a process pool when the engine allows it
 - ``layout.py``    pure layout helpers: lines -> blocks, garbage test, types, tables, reading order
-- ``ocr.py``       OCR engines (Tesseract on cpu, PaddleOCR on runpod) -> lines/words with boxes
+- ``ocr.py``       OCR engines (Tesseract on cpu, PaddleOCR on runpod) and their registry
+- ``ocr_lines.py`` OCR words/lines/blocks with boxes; engine lines -> blocks (gutters, tables)
 - ``outputs.py``   block/page records, data/parsed, run metrics
 - ``cer.py``       character error rate against an optional ground truth
 
