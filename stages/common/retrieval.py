@@ -99,7 +99,12 @@ def ranking_metrics(ranked: list[list[str]], gold: list[str] | list[list[str]], 
 # ---------------------------------------------------------------- the index
 @dataclass
 class RetrievalOptions:
-    """Knobs of retrieval.* that shape ranking (the rest of the section is for callers)."""
+    """Knobs of retrieval.* that shape ranking (the rest of the section is for callers).
+
+    The stages build it from params (``from_params``: every key required) or from an index's
+    meta.json, never from these defaults: they only serve tests and library callers (and are
+    not params.yaml's values: bm25_b, fusion_weights and passage_template differ).
+    """
 
     passage_template: str = DEFAULT_PASSAGE_TEMPLATE
     bm25_k1: float = 1.5
@@ -111,8 +116,11 @@ class RetrievalOptions:
 
     @classmethod
     def from_params(cls, rcfg: dict[str, Any]) -> RetrievalOptions:
-        """Options from params' retrieval section; absent keys keep their defaults."""
+        """Options from params' retrieval section; every option key must be there (no silent default)."""
         known = {f for f in cls.__dataclass_fields__}
+        missing = sorted(known - set(rcfg))
+        if missing:
+            raise UserError(f"params: retrieval.{missing[0]} is missing")
         opts = cls(**{k: v for k, v in rcfg.items() if k in known})
         weights = opts.fusion_weights
         if not isinstance(weights, dict) or set(weights) != {"bm25", "dense"}:
