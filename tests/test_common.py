@@ -295,3 +295,13 @@ def test_prompt_puts_every_chunk_id_and_the_question():
     assert msgs[0] == {"role": "system", "content": "시스템"}
     assert "[c001] A > B\n" + "가" * 10 + "…" in msgs[1]["content"]
     assert msgs[1]["content"].endswith("질문: 질문?")
+
+
+def test_code_defaults_equal_params_yaml():
+    """Defaults in code that stand in for params (synthesize's Limits.DEFAULTS) must not shadow params.yaml."""
+    import dataclasses
+
+    from stages.synthesize.limits import DEFAULTS
+
+    synth = params.load("params.yaml", "synthesize")["synthesize"]
+    assert {k: synth[k] for k in DEFAULTS.__dataclass_fields__} == dataclasses.asdict(DEFAULTS)
