@@ -285,7 +285,7 @@ class Retrieval:
     rerank_from: str = knob("the reranked method re-scores this method's top", choices=FIRST_STAGE)
     rerank_depth: int = knob("...rerank_depth with the cross-encoder", ge=1)
     eval_k: list[int] = knob("k of recall@k / MRR@k", ge=1)
-    embedding_decimals: int = knob("dense vectors rounded to this many decimals", ge=0)
+    embedding_decimals: int = knob("dense vectors rounded to this many decimals", ge=1, le=6)
 
 
 @dataclass(frozen=True)
