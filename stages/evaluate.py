@@ -234,7 +234,7 @@ def run(
         raise UserError("params: evaluate.max_new_tokens and evaluate.batch_size must be ≥ 1")
     judge_cfg = judge_config(ecfg)  # checked before generating: a bad judge setup fails in seconds, not after
     contexts = retrieve(retriever, questions, k, rcfg["method"])
-    example_chars = int(ecfg.get("fewshot_chunk_chars", max_chars)) if examples else max_chars
+    example_chars = ecfg["fewshot_chunk_chars"] if examples else max_chars
     messages = prompt_messages(questions, contexts, pcfg["system"], max_chars, examples or [], example_chars)
     prompts = render_prompts(tokenizer, messages)
     stop_at_line_end = ecfg["stop_at_line_end"]

