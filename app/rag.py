@@ -61,25 +61,25 @@ class Settings:
         p = P.load(path, "retrieval", "prompt", "evaluate", "machine", "demo")
         r, pr, e, d = p["retrieval"], p["prompt"], p["evaluate"], p["demo"]
         return cls(
-            method=P.require(r, "method", str, "retrieval"),
-            top_k=P.require(r, "top_k", int, "retrieval"),
-            system=P.require(pr, "system", str, "prompt"),
-            abstain=P.require(pr, "abstain", str, "prompt"),
-            max_chars=P.require(pr, "max_context_chars", int, "prompt"),
-            max_new_tokens=P.require(e, "max_new_tokens", int, "evaluate"),
-            stop_at_line_end=P.require(e, "stop_at_line_end", bool, "evaluate"),
-            device=P.require(e, "device", str, "evaluate"),
-            dtype=P.require(e, "dtype", str, "evaluate"),
+            method=r["method"],
+            top_k=r["top_k"],
+            system=pr["system"],
+            abstain=pr["abstain"],
+            max_chars=pr["max_context_chars"],
+            max_new_tokens=e["max_new_tokens"],
+            stop_at_line_end=e["stop_at_line_end"],
+            device=e["device"],
+            dtype=e["dtype"],
             backend=str(e.get("backend", "transformers")),  # load_model's own default where the key is absent
-            abstain_markers=tuple(P.require(e, "abstain_markers", list, "evaluate")),
-            abstain_window=P.require(e, "abstain_window", int, "evaluate"),
+            abstain_markers=tuple(e["abstain_markers"]),
+            abstain_window=e["abstain_window"],
             offline=bool(p["machine"].get("offline", True)),
-            host=P.require(d, "host", str, "demo"),
-            port=P.require(d, "port", int, "demo"),
-            crop_margin=float(P.require(d, "crop_margin", (int, float), "demo")),
-            crop_width=P.require(d, "crop_width", int, "demo"),
-            page_thumb_width=P.require(d, "page_thumb_width", int, "demo"),
-            examples=tuple(P.require(d, "examples", list, "demo")),
+            host=d["host"],
+            port=d["port"],
+            crop_margin=float(d["crop_margin"]),
+            crop_width=d["crop_width"],
+            page_thumb_width=d["page_thumb_width"],
+            examples=tuple(d["examples"]),
         )
 
 

@@ -255,10 +255,10 @@ def plan(args: argparse.Namespace, publish: dict[str, Any]) -> list[Upload]:
     private = publish.get("private", True) if args.private is None else args.private
     uploads = []
     if args.only in (None, "dataset"):
-        repo = args.dataset_repo or P.require(publish, "dataset_repo", str, "publish")
+        repo = args.dataset_repo or publish["dataset_repo"]
         uploads.append(Upload(repo, "dataset", "dataset", private, "brochure-rag: RAG QA dataset (synthesize stage)"))
     if args.only in (None, "adapter"):
-        repo = args.adapter_repo or P.require(publish, "adapter_repo", str, "publish")
+        repo = args.adapter_repo or publish["adapter_repo"]
         uploads.append(Upload(repo, "model", "model", private, "brochure-rag: LoRA adapter (train stage)"))
     return uploads
 
@@ -266,7 +266,7 @@ def plan(args: argparse.Namespace, publish: dict[str, Any]) -> list[Upload]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     p = P.load(args.params, "publish")
     publish = p["publish"]
-    license_id = P.require(publish, "license", str, "publish")
+    license_id = publish["license"]
     uploads = plan(args, publish)
     check_inputs(uploads, args.qa, args.adapter)
     staged = dict(

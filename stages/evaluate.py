@@ -132,7 +132,7 @@ def select_fewshot(
     if model_name != "baseline_fewshot":
         return []
     ecfg = params["evaluate"]
-    k = P.require(ecfg, "fewshot_k", int, "evaluate")
+    k = ecfg["fewshot_k"]
     if k < 1:
         raise UserError("params: evaluate.fewshot_k must be ≥ 1 for the baseline_fewshot model")
     path = qa_dir / "train.jsonl"
@@ -142,9 +142,9 @@ def select_fewshot(
         read_jsonl(path),
         chunks_by_id,
         k,
-        P.require(ecfg, "fewshot_chunk_chars", int, "evaluate"),
+        ecfg["fewshot_chunk_chars"],
         params["prompt"]["abstain"],
-        P.require(ecfg, "fewshot_seed", int, "evaluate"),
+        ecfg["fewshot_seed"],
     )
     if len(examples) < k:
         raise UserError(f"{path}: only {len(examples)} usable few-shot examples for evaluate.fewshot_k={k}")
@@ -226,18 +226,18 @@ def run(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Retrieve, prompt, generate and score; returns (predictions, metrics). Pure apart from the model."""
     ecfg, rcfg, pcfg = params["evaluate"], params["retrieval"], params["prompt"]
-    k = P.require(rcfg, "top_k", int, "retrieval")
-    max_chars = P.require(pcfg, "max_context_chars", int, "prompt")
-    max_new = P.require(ecfg, "max_new_tokens", int, "evaluate")
-    batch_size = P.require(ecfg, "batch_size", int, "evaluate")
+    k = rcfg["top_k"]
+    max_chars = pcfg["max_context_chars"]
+    max_new = ecfg["max_new_tokens"]
+    batch_size = ecfg["batch_size"]
     if max_new < 1 or batch_size < 1:
         raise UserError("params: evaluate.max_new_tokens and evaluate.batch_size must be ≥ 1")
     judge_cfg = judge_config(ecfg)  # checked before generating: a bad judge setup fails in seconds, not after
     contexts = retrieve(retriever, questions, k, rcfg["method"])
-    example_chars = int(ecfg.get("fewshot_chunk_chars", max_chars)) if examples else max_chars
+    example_chars = ecfg["fewshot_chunk_chars"] if examples else max_chars
     messages = prompt_messages(questions, contexts, pcfg["system"], max_chars, examples or [], example_chars)
     prompts = render_prompts(tokenizer, messages)
-    stop_at_line_end = P.require(ecfg, "stop_at_line_end", bool, "evaluate")
+    stop_at_line_end = ecfg["stop_at_line_end"]
     generations = generate(model, tokenizer, prompts, max_new, batch_size, stop_at_line_end)
     preds = make_predictions(
         questions, contexts, generations, M.ScoreConfig.from_params(ecfg, pcfg), max_chars, model_name, testset
@@ -311,10 +311,10 @@ def main(argv: list[str] | None = None) -> None:
     params = P.load(args.params, "evaluate", "retrieval", "prompt", "machine")
     setup_env(offline=params["machine"].get("offline", True))
     ecfg = params["evaluate"]
-    device = P.require(ecfg, "device", str, "evaluate")
-    dtype = P.require(ecfg, "dtype", str, "evaluate")
-    limit = P.require(ecfg, "limit", int, "evaluate")
-    backend = P.require(ecfg, "backend", str, "evaluate")
+    device = ecfg["device"]
+    dtype = ecfg["dtype"]
+    limit = ecfg["limit"]
+    backend = ecfg["backend"]
 
     if args.testset == "natural":
         reason = natural_skip_reason(args.natural)

@@ -157,11 +157,11 @@ def from_gguf_package(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    package = params.require(cfg, "package", str, "model")
-    dtype = params.require(cfg, "dtype", str, "model")
+    package = cfg["package"]
+    dtype = cfg["dtype"]
     if dtype not in DTYPES:
         raise UserError(f"params: model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    template_file = params.require(cfg, "chat_template", str, "model")
+    template_file = cfg["chat_template"]
     if not template_file:
         raise UserError("params: model.chat_template must name a template file for a GGUF model (it has none)")
     template = read_template(template_file)
@@ -221,8 +221,8 @@ def from_hub(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    name = params.require(cfg, "name", str, "model")
-    revision = params.require(cfg, "revision", str, "model")
+    name = cfg["name"]
+    revision = cfg["revision"]
     template_file = cfg.get("chat_template") or ""
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     try:
@@ -258,7 +258,8 @@ def from_hub(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def prepare(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-    source = params.require(cfg, "source", str, "model")
+    cfg = params.Section("model", cfg)  # a plain dict too (tests): a missing key is a one-line error naming it
+    source = cfg["source"]
     if source not in SOURCES:
         raise UserError(f"params: model.source must be one of {', '.join(SOURCES)}, got {source!r}")
     with io.atomic_dir(out) as tmp:

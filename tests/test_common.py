@@ -47,6 +47,9 @@ def test_repo_params_resolve_for_every_profile():
 
 def test_repo_params_match_the_schema():
     """Every key in the committed params.yaml is registered in stages/common/params_schema.py with its type."""
+    from stages.common import params_schema
+
+    params_schema.load_registries()  # choices such as retrieval.method too
     raw = params.load_raw("params.yaml")
     assert params.check_all(raw) > 100
 
@@ -78,6 +81,120 @@ def test_schema_names_the_bad_key(tmp_path, data, message):
         params.load(path, "synthesize" if "synthesize" in data else "train")
     with pytest.raises(UserError, match=message):
         params.check_all(params.load_raw(path))
+
+
+@pytest.mark.parametrize(
+    ("section", "data", "message"),
+    [
+        ("sft", {"sft": {"abstain_share": 1.5}}, r"^params: sft\.abstain_share must be \[0, 1\], got 1\.5$"),
+        ("train", {"train": {"lora_r": 0}}, r"^params: train\.lora_r must be > 0, got 0$"),
+        ("train", {"train": {"max_steps": -1}}, r"^params: train\.max_steps must be >= 0, got -1$"),
+        (
+            "train",
+            {"train": {"dtype": "fp8"}},
+            r"^params: train\.dtype must be one of auto, bfloat16, float32, float16, got 'fp8'$",
+        ),
+        (
+            "retrieval",
+            {"retrieval": {"method": "bm26"}},
+            r"retrieval\.method must be one of bm25, dense, hybrid, dense_ft",
+        ),
+        (
+            "retrieval",
+            {"retrieval": {"rerank_from": "reranked"}},
+            r"rerank_from must be one of bm25, dense, hybrid, dense_ft, hybrid_ft, got",
+        ),
+        ("retrieval", {"retrieval": {"eval_k": [1, 0]}}, r"^params: retrieval\.eval_k must be >= 1, got 0$"),
+        (
+            "parse",
+            {"parse": {"ocr_engine": "toy"}},
+            r"^params: parse\.ocr_engine must be one of tesseract, paddleocr, got 'toy'$",
+        ),
+        ("synthesize", {"synthesize": {"mix": {"comparison": -0.1}}}, r"synthesize\.mix\.comparison must be \[0, 1\]"),
+        (
+            "evaluate",
+            {"profiles": {"cpu": {}, "runpod": {"evaluate": {"backend": "tgi"}}}},
+            r"profiles\.runpod\.evaluate\.backend must be one of transformers, vllm",
+        ),
+        ("model", {"model": {"source": "ollama"}}, r"model\.source must be one of gguf-package, hub, got 'ollama'"),
+        ("demo", {"demo": {"port": 70000}}, r"demo\.port must be \[0, 65535\], got 70000"),
+    ],
+)
+def test_ranges_and_choices_are_one_line_errors_naming_the_key(tmp_path, section, data, message):
+    from stages.common import params_schema
+
+    params_schema.load_registries()  # a stage has imported the registries it uses
+    base = {"profile": "cpu", "profiles": {"cpu": {}}}
+    path = _write(tmp_path, {**base, **data})
+    with pytest.raises(UserError, match=message):
+        params.load(path, section)
+    with pytest.raises(UserError, match=message):
+        params.check_all(params.load_raw(path))
+
+
+def test_range_bounds_are_inclusive_where_declared(tmp_path):
+    path = _write(
+        tmp_path,
+        {"profile": "cpu", "profiles": {"cpu": {}}, "sft": {"abstain_share": 1, "max_rows": 0}, "demo": {"port": 0}},
+    )
+    assert params.load(path, "sft", "demo")["sft"] == {"abstain_share": 1, "max_rows": 0}
+
+
+def test_registry_choices_follow_the_registries():
+    """Choices named by a registry are read from it: a method registered at run time is valid at once."""
+    import importlib
+
+    from stages.common import params_schema as S
+    from stages.common import precision, retrieval
+    from stages.parse import ocr
+
+    assert S.METHODS.names() == tuple(retrieval.METHODS)
+    assert S.FIRST_STAGE.names() == tuple(retrieval.first_stage_methods())
+    assert S.OCR_ENGINES.names() == tuple(ocr.ENGINES) == ("tesseract", "paddleocr")
+    assert S.DTYPES.names() == precision.DTYPES
+    prepare_model = importlib.import_module("stages.prepare_model")  # runs as __main__: its tuples are repeated
+    assert (S.MODEL_SOURCES, S.MODEL_DTYPES) == (prepare_model.SOURCES, prepare_model.DTYPES)
+    retrieval.register_method("toy_for_schema", lambda r, q, k: [], needs_dense=False)
+    try:
+        spec = S.fields(S.Retrieval)["method"][1]
+        assert not spec.violates("toy_for_schema") and spec.violates("nope")
+    finally:
+        retrieval.unregister_method("toy_for_schema")
+
+
+def test_a_missing_key_read_from_a_loaded_section_names_it(tmp_path):
+    import pickle
+
+    path = _write(tmp_path, {"profile": "cpu", "profiles": {"cpu": {}}, "sft": {"seed": 3}})
+    sft = params.load(path, "sft")["sft"]
+    assert sft["seed"] == 3 and sft.get("max_rows") is None
+    with pytest.raises(UserError, match=r"^params: missing sft\.max_rows$"):
+        sft["max_rows"]
+    again = pickle.loads(pickle.dumps(sft))  # process pools pickle params
+    assert again == {"seed": 3} and again.name == "sft"
+
+
+def test_every_declared_key_has_a_doc_and_a_type():
+    from stages.common import params_schema as S
+
+    for name, cls in S.SECTIONS.items():
+        for key, (kind, spec) in S.fields(cls).items():
+            assert spec.doc and "\n" not in spec.doc and "|" not in spec.doc, f"{name}.{key}"
+            assert kind in (str, int, float, bool, dict, list[str], list[int]) or S.dataclasses.is_dataclass(kind)
+
+
+def test_readme_params_reference_is_generated_from_the_schema():
+    """README's "Params reference" is `python -m stages.common.params_schema --markdown`: regenerate it on change."""
+    from stages.common import params_schema as S
+
+    readme = open("README.md", encoding="utf-8").read()
+    start, end = "<!-- params-reference:start -->\n", "<!-- params-reference:end -->"
+    assert readme.count(start) == 1 and readme.count(end) == 1
+    S.load_registries()
+    section = readme.split(start)[1].split(end)[0]
+    assert section == S.markdown(), (
+        "README params reference is stale: paste `python -m stages.common.params_schema --markdown`"
+    )
 
 
 def test_schema_accepts_ints_for_floats_and_ignores_unregistered_sections(tmp_path):
@@ -178,3 +295,13 @@ def test_prompt_puts_every_chunk_id_and_the_question():
     assert msgs[0] == {"role": "system", "content": "시스템"}
     assert "[c001] A > B\n" + "가" * 10 + "…" in msgs[1]["content"]
     assert msgs[1]["content"].endswith("질문: 질문?")
+
+
+def test_code_defaults_equal_params_yaml():
+    """Defaults in code that stand in for params (synthesize's Limits.DEFAULTS) must not shadow params.yaml."""
+    import dataclasses
+
+    from stages.synthesize.limits import DEFAULTS
+
+    synth = params.load("params.yaml", "synthesize")["synthesize"]
+    assert {k: synth[k] for k in DEFAULTS.__dataclass_fields__} == dataclasses.asdict(DEFAULTS)

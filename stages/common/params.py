@@ -12,9 +12,12 @@ A key may live in only one of the two places: if it lived in both, one of
 them would silently shadow the other and ``-S`` on the shadowed key would do
 nothing, so overlap is an error.
 
-Every section a stage loads is checked against ``params_schema.SCHEMA`` (in the
-shared section and in every profile): an unknown key is an error that suggests
-the closest known one, a wrong type names the expected type. Sections not in the
+Every section a stage loads is checked against its declaration in
+``params_schema.SECTIONS`` (in the shared section and in every profile): an unknown
+key is an error that suggests the closest known one, a wrong type names the expected
+type, a value out of its range or not one of its choices names the allowed ones.
+The merged section is a ``Section``: a missing key read as ``cfg[key]`` is a
+one-line error naming it, so stages read checked keys directly. Sections not in the
 schema yet are not checked, so a stage under development can add one; ``check_all``
 (``python -m stages.common.params``, and a test) checks the whole file.
 """
@@ -22,6 +25,7 @@ schema yet are not checked, so a stage under development can add one; ``check_al
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import typing
 from pathlib import Path
@@ -30,7 +34,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError, run_cli
-from .params_schema import SCHEMA, TOP_LEVEL
+from .params_schema import SECTIONS, TOP_LEVEL, Spec, fields, load_registries
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -57,26 +61,40 @@ def profile_name(raw: dict[str, Any]) -> str:
     return name
 
 
-def section(raw: dict[str, Any], name: str) -> dict[str, Any]:
+class Section(dict):
+    """A merged params section: reading a missing key is a one-line error naming ``<section>.<key>``."""
+
+    def __init__(self, name: str, values: dict[str, Any]) -> None:
+        super().__init__(values)
+        self.name = name
+
+    def __missing__(self, key: str) -> Any:
+        raise UserError(f"params: missing {self.name}.{key}")
+
+    def __reduce__(self) -> Any:  # picklable for process pools: the name is not a dict item
+        return (Section, (self.name, dict(self)))
+
+
+def section(raw: dict[str, Any], name: str) -> Section:
     """Merged view of one params section: shared keys + the active profile's keys."""
     profile = profile_name(raw)
     shared = raw.get(name) or {}
     overlay = (raw["profiles"][profile] or {}).get(name) or {}
     if not isinstance(shared, dict) or not isinstance(overlay, dict):
         raise UserError(f"params: section {name!r} must be a mapping")
-    if name in SCHEMA:
-        check_keys(shared, SCHEMA[name], name)
+    if name in SECTIONS:
+        check_keys(shared, SECTIONS[name], name)
         for other, sections in sorted(raw["profiles"].items()):
             extra = (sections or {}).get(name) if isinstance(sections, dict) else None
             if isinstance(extra, dict):  # every profile: a typo in runpod's keys shows up on cpu too
-                check_keys(extra, SCHEMA[name], f"profiles.{other}.{name}")
+                check_keys(extra, SECTIONS[name], f"profiles.{other}.{name}")
     clash = sorted(set(shared) & set(overlay))
     if clash:
         raise UserError(
             f"params: {name}.{clash[0]} is set both in {name}: and in profiles.{profile}.{name}: "
             "- keep each key in one place"
         )
-    return {**shared, **overlay}
+    return Section(name, {**shared, **overlay})
 
 
 def load(path: str | Path = DEFAULT_PARAMS, *names: str) -> dict[str, dict[str, Any]]:
@@ -108,21 +126,28 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 # ---------------------------------------------------------------- schema checks
 
 
-def check_keys(values: dict[str, Any], schema: dict[str, Any], where: str) -> None:
-    """Every key of ``values`` must be in ``schema`` with a value of its kind (see params_schema)."""
+def check_keys(values: dict[str, Any], cls: type, where: str) -> None:
+    """Every key of ``values`` must be a field of the section class ``cls``, with a value of its type and range."""
+    known = fields(cls)
     for key, value in values.items():
-        if key not in schema:
-            raise UserError(f"params: unknown key {where}.{key} {_suggest(str(key), schema, where)}")
-        check_value(value, schema[key], f"{where}.{key}")
+        if key not in known:
+            raise UserError(f"params: unknown key {where}.{key} {_suggest(str(key), known, where)}")
+        kind, spec = known[key]
+        check_value(value, kind, f"{where}.{key}", spec)
 
 
-def check_value(value: Any, kind: Any, name: str) -> None:
-    if isinstance(kind, dict):
+def check_value(value: Any, kind: Any, name: str, spec: Spec | None = None) -> None:
+    if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise UserError(f"params: {name} must be a mapping, got {value!r}")
         check_keys(value, kind, name)
-    elif not _matches(value, kind):
+        return
+    if not _matches(value, kind):
         raise UserError(f"params: {name} must be {_kind_name(kind)}, got {value!r}{_hint(value, kind)}")
+    if spec is not None:
+        for item in value if isinstance(value, list) else [value]:
+            if spec.violates(item):
+                raise UserError(f"params: {name} must be {spec.range_text()}, got {item!r}")
 
 
 def check_all(raw: dict[str, Any]) -> int:
@@ -132,18 +157,18 @@ def check_all(raw: dict[str, Any]) -> int:
     for key, value in raw.items():
         if key in TOP_LEVEL:
             check_value(value, TOP_LEVEL[key], key)
-        elif key in SCHEMA:
+        elif key in SECTIONS:
             n += _check_section(value, key, key)
         else:
-            raise UserError(f"params: unknown section {key}: {_suggest(key, {**TOP_LEVEL, **SCHEMA}, '')}")
+            raise UserError(f"params: unknown section {key}: {_suggest(key, {**TOP_LEVEL, **SECTIONS}, '')}")
     for profile, sections in sorted(raw["profiles"].items()):
         where = f"profiles.{profile}"
         check_value(sections or {}, dict, where)
         for name, value in (sections or {}).items():
-            if name not in SCHEMA:
-                raise UserError(f"params: unknown section {where}.{name}: {_suggest(name, SCHEMA, where)}")
+            if name not in SECTIONS:
+                raise UserError(f"params: unknown section {where}.{name}: {_suggest(name, SECTIONS, where)}")
             n += _check_section(value, name, f"{where}.{name}")
-        for name in SCHEMA:  # a key in both places is an error only for the active profile otherwise
+        for name in SECTIONS:  # a key in both places is an error only for the active profile otherwise
             section({**raw, "profile": profile}, name)
     return n
 
@@ -152,7 +177,7 @@ def _check_section(value: Any, name: str, where: str) -> int:
     if value is None:
         return 0
     check_value(value, dict, where)
-    check_keys(value, SCHEMA[name], where)
+    check_keys(value, SECTIONS[name], where)
     return len(value)
 
 
@@ -209,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("params", nargs="?", type=Path, default=DEFAULT_PARAMS)
     args = ap.parse_args(argv)
+    load_registries()  # the whole file: registry choices (methods, engines...) too
     n = check_all(load_raw(args.params))
     print(f"{args.params}: ok ({n} keys checked)")
 
