@@ -75,35 +75,44 @@ def run_candidate(out: Path, name: str, overrides: list[str]) -> dict:
         apply_override(params, dotted)
     params_path = folder / "params.yaml"
     params_path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    py, log = sys.executable, folder / "log.txt"
-    p = ["--params", str(params_path)]
-    run_step("sft", [py, "-m", "stages.sft", "--qa", "data/qa", "--index", "data/index", "--out", str(folder / "sft"), *p],
-             folder / "sft", log)
-    run_step("train", [py, "-m", "stages.train", "--base", "models/base", "--data", str(folder / "sft"),
-                       "--out", str(folder / "adapter"), "--plots", str(folder / "plots"),
-                       "--metrics", str(folder / "train.json"), *p], folder / "train.json", log)
-    run_step("evaluate", [py, "-m", "stages.evaluate", "--model", "finetuned", "--testset", "template",
-                          "--split", "validation", "--base", "models/base", "--adapter", str(folder / "adapter"),
-                          "--index", "data/index", "--qa", "data/qa", "--out", str(folder / "eval"),
-                          "--metrics", str(folder / "validation.json"), *p], folder / "validation.json", log)
+    log = folder / "log.txt"
+
+    def stage(module: str, *args: str | Path) -> list[str]:
+        return [sys.executable, "-m", f"stages.{module}", *map(str, args), "--params", str(params_path)]
+
+    sft, adapter = folder / "sft", folder / "adapter"
+    run_step("sft", stage("sft", "--qa", "data/qa", "--index", "data/index", "--out", sft), sft, log)
+    train = stage("train", "--base", "models/base", "--data", sft, "--out", adapter, "--plots", folder / "plots",
+                  "--metrics", folder / "train.json")  # fmt: skip
+    run_step("train", train, folder / "train.json", log)
+    evaluate = stage("evaluate", "--model", "finetuned", "--testset", "template", "--split", "validation",
+                     "--base", "models/base", "--adapter", adapter, "--index", "data/index", "--qa", "data/qa",
+                     "--out", folder / "eval", "--metrics", folder / "validation.json")  # fmt: skip
+    run_step("evaluate", evaluate, folder / "validation.json", log)
     metrics = json.loads((folder / "validation.json").read_text(encoding="utf-8"))
-    train = json.loads((folder / "train.json").read_text(encoding="utf-8"))
+    train_metrics = json.loads((folder / "train.json").read_text(encoding="utf-8"))
     row = {"candidate": name, "overrides": overrides, "n": metrics.get("n")}
     for label, path in COLUMNS:
         value = metrics
         for part in path:
             value = value.get(part) if isinstance(value, dict) else None
         row[label] = value
-    row["train_seconds"] = train.get("wall_seconds")
-    row["val_loss_last"] = train.get("val_loss_last")
+    row["train_seconds"] = train_metrics.get("wall_seconds")
+    row["val_loss_last"] = train_metrics.get("val_loss_last")
     return row
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/tune"), help="one folder per candidate + summary.json")
-    ap.add_argument("--candidate", nargs="+", action="append", required=True, metavar=("NAME", "KEY=VALUE"),
-                    help="a name and its params overrides (repeat the flag per candidate)")
+    ap.add_argument(
+        "--candidate",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar=("NAME", "KEY=VALUE"),
+        help="a name and its params overrides (repeat the flag per candidate)",
+    )
     args = ap.parse_args(argv)
     names = [c[0] for c in args.candidate]
     if len(set(names)) != len(names):

@@ -285,7 +285,7 @@ def write_skipped(out: Path, metrics: Path, model_name: str, testset: str, reaso
     log.info("%s/%s: skipped — %s", model_name, testset, reason)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", "--name", dest="model", required=True, choices=MODELS, help="which model to run")
     ap.add_argument("--testset", choices=TESTSETS, default="template")
@@ -306,15 +306,43 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if (args.adapter is not None) != (args.model == "finetuned"):
         raise UserError("--adapter is required for --model finetuned and only for it")
+    return args
 
+
+def log_summary(model_name: str, testset: str, info: dict[str, Any], report: dict[str, Any]) -> None:
+    a = report["answer"]
+    log.info(
+        "%s/%s: n=%d em=%s f1_char=%s abstain_f1=%s faithfulness=%s format_fail=%s prompt_tokens=%s wall=%.0f s",
+        model_name,
+        testset,
+        report["n"],
+        a.get("em"),
+        a.get("f1_char"),
+        report["abstention"]["f1"],
+        report.get("faithfulness"),
+        report["format"]["fail_rate"],
+        info["prompt_tokens_mean"],
+        info["wall_seconds"],
+    )
+    if "judge" in report:
+        j = report["judge"]
+        log.info(
+            "%s: judge correct=%s agreement with deterministic=%s kappa=%s (n=%d)",
+            model_name,
+            j.get("correct"),
+            j.get("agreement"),
+            j.get("kappa"),
+            j.get("n_judged", 0),
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     t_start = time.perf_counter()
     params = P.load(args.params, "evaluate", "retrieval", "prompt", "machine")
     setup_env(offline=params["machine"].get("offline", True))
     ecfg = params["evaluate"]
-    device = ecfg["device"]
-    dtype = ecfg["dtype"]
-    limit = ecfg["limit"]
-    backend = ecfg["backend"]
+    device, dtype, limit, backend = ecfg["device"], ecfg["dtype"], ecfg["limit"], ecfg["backend"]
 
     if args.testset == "natural":
         reason = natural_skip_reason(args.natural)
@@ -351,30 +379,7 @@ def main(argv: list[str] | None = None) -> None:
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
     write_json(args.metrics, {**info, **report})
-    a = report["answer"]
-    log.info(
-        "%s/%s: n=%d em=%s f1_char=%s abstain_f1=%s faithfulness=%s format_fail=%s prompt_tokens=%s wall=%.0f s",
-        args.model,
-        args.testset,
-        report["n"],
-        a.get("em"),
-        a.get("f1_char"),
-        report["abstention"]["f1"],
-        report.get("faithfulness"),
-        report["format"]["fail_rate"],
-        info["prompt_tokens_mean"],
-        info["wall_seconds"],
-    )
-    if "judge" in report:
-        j = report["judge"]
-        log.info(
-            "%s: judge correct=%s agreement with deterministic=%s kappa=%s (n=%d)",
-            args.model,
-            j.get("correct"),
-            j.get("agreement"),
-            j.get("kappa"),
-            j.get("n_judged", 0),
-        )
+    log_summary(args.model, args.testset, info, report)
 
 
 if __name__ == "__main__":
