@@ -258,7 +258,15 @@ def test_cli_baseline_predictions_and_metrics(world):
         assert "<pad>" not in p["answer"] and "<eos>" not in p["answer"]
     assert preds[0]["retrieved_ids"][0] == "c001"  # bm25 finds the cable-car chunk first
     assert metrics["n"] == 3 and metrics["n_answerable"] == 2
-    assert set(metrics["answer"]) == {"em", "contains", "f1_morph", "f1_char", "rouge_l_char", "slot_exact", "key_fact_recall"}
+    assert set(metrics["answer"]) == {
+        "em",
+        "contains",
+        "f1_morph",
+        "f1_char",
+        "rouge_l_char",
+        "slot_exact",
+        "key_fact_recall",
+    }
     assert {"precision", "recall", "f1", "rate", "wrong_rate"} == set(metrics["abstention"])
     assert metrics["tokens_per_s"] > 0 and metrics["latency_s_mean"] > 0
     assert {p["model"] for p in preds} == {"baseline"} and {p["testset"] for p in preds} == {"template"}
@@ -724,20 +732,50 @@ def test_dvc_matrix_runs_every_model_on_both_sets_and_baselines_ignore_training(
 
 
 def test_answers_end_at_the_first_line_break_after_content(tiny_tokenizer):
-    """Every model's answer ends at its first line break after content (evaluate.stop_at_line_end): the criterion
-    stops exactly those rows during generation, and the kept text is the first line."""
-    import torch
+    """Every model's answer ends at its first line break after content (evaluate.stop_at_line_end): the check
+    ends exactly those rows during generation, and the kept text is the first line."""
+    from stages.common.generation import cut_at_line_end, line_end_check
 
-    from stages.common.generation import _line_end_criteria, cut_at_line_end
-
-    assert cut_at_line_end("주소는 제천시 의림대로 33입니다. [c001]\n질문: 다음") == ("주소는 제천시 의림대로 33입니다. [c001]", True)
+    assert cut_at_line_end("주소는 제천시 의림대로 33입니다. [c001]\n질문: 다음") == (
+        "주소는 제천시 의림대로 33입니다. [c001]",
+        True,
+    )
     assert cut_at_line_end("\n\n답입니다.\n더") == ("\n\n답입니다.", True)  # leading blank lines are not an ending
     assert cut_at_line_end("끝나지 않은 답") == ("끝나지 않은 답", False)
-    prompt = tiny_tokenizer("user model\n", add_special_tokens=False)["input_ids"]
-    rows = ["answer\nnext", "\n\n", "answer"]
-    new = [tiny_tokenizer(t, add_special_tokens=False)["input_ids"] for t in rows]
-    width = max(map(len, new))
-    pad = tiny_tokenizer.pad_token_id  # a finished row keeps receiving pad tokens, which decode to nothing
-    batch = torch.tensor([prompt + x + [pad] * (width - len(x)) for x in new])
-    crit = _line_end_criteria(tiny_tokenizer, len(prompt))[0]
-    assert crit(batch, None).tolist() == [True, False, False]
+    ends_answer = line_end_check(tiny_tokenizer)
+    rows = ["answer\n", "\n\n", "answer", "\nanswer\n"]
+    ids = [tiny_tokenizer(t, add_special_tokens=False)["input_ids"] for t in rows]
+    assert [ends_answer(x) for x in ids] == [True, False, False, True]
+
+
+def test_greedy_decode_gives_generates_tokens_and_drops_ended_rows(tiny_model_dir):
+    """greedy_decode = model.generate(do_sample=False) token for token on left-padded prompts of mixed lengths,
+    some longer than the sliding window (64 in the tiny model), while a row that ended leaves the batch."""
+    import torch
+    from transformers import GenerationConfig
+
+    model, tok = G.load_model(tiny_model_dir, None, "cpu", "float32")
+    prompts = ["user model\n" * n for n in (1, 9, 30, 4)]  # 3 to ~90 tokens
+    enc = tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
+    eos = set(G.eos_ids(model, tok))
+    cfg = GenerationConfig(max_new_tokens=12, do_sample=False, eos_token_id=sorted(eos), pad_token_id=tok.pad_token_id)
+    with torch.inference_mode():
+        reference = model.generate(**enc, generation_config=cfg)[:, enc["input_ids"].shape[1] :].tolist()
+        decoded = G.greedy_decode(model, enc["input_ids"], enc["attention_mask"], 12, eos)
+    assert [G.split_generation(r, sorted(eos)) for r in reference] == [(ids, hit) for ids, hit in decoded]
+    assert all(len(ids) == 12 for ids, hit in decoded if not hit)  # the budget binds rows that never end
+
+    # A row ended by ends_answer stops there; the others go on unchanged.
+    row, heads = next(
+        (i, heads)
+        for n in range(1, 12)
+        for heads in [[tuple(ids[:n]) for ids, _ in decoded]]
+        for i, h in enumerate(heads)
+        if len(h) == n and heads.count(h) == 1 and len(decoded[i][0]) > n
+    )
+    with torch.inference_mode():
+        cut = G.greedy_decode(
+            model, enc["input_ids"], enc["attention_mask"], 12, eos, lambda ids: tuple(ids) == heads[row]
+        )
+    assert cut[row] == (list(heads[row]), False)
+    assert cut[:row] + cut[row + 1 :] == decoded[:row] + decoded[row + 1 :]

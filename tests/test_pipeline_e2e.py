@@ -72,38 +72,103 @@ def test_pipeline_end_to_end(tmp_path, tiny_model_dir):
     # The lodging list exists only as pixels on page 3 of the cut: OCR must have brought it back.
     assert any("포레스트 리솜" in c["text"] and c["sources"].get("ocr") for c in chunks)
 
-    run_stage("synthesize", "--chunks", str(d / "chunks"), "--out", str(d / "qa"), "--metrics", str(d / "m/dataset.json"), cwd=d)
+    run_stage(
+        "synthesize",
+        "--chunks",
+        str(d / "chunks"),
+        "--out",
+        str(d / "qa"),
+        "--metrics",
+        str(d / "m/dataset.json"),
+        cwd=d,
+    )
     split_chunks = {
         s: {json.loads(line)["chunk_id"] for line in (d / f"qa/{s}.jsonl").read_text().splitlines()}
         for s in ("train", "validation", "test")
     }
     assert split_chunks["test"] and not split_chunks["test"] & split_chunks["train"]
 
-    run_stage("index", "--chunks", str(d / "chunks"), "--qa", str(d / "qa"), "--out", str(d / "index"),
-              "--metrics", str(d / "m/retrieval.json"), "--plot", str(d / "plots/retrieval_recall.csv"), cwd=d)
+    run_stage(
+        "index",
+        "--chunks",
+        str(d / "chunks"),
+        "--qa",
+        str(d / "qa"),
+        "--out",
+        str(d / "index"),
+        "--metrics",
+        str(d / "m/retrieval.json"),
+        "--plot",
+        str(d / "plots/retrieval_recall.csv"),
+        cwd=d,
+    )
     retrieval = json.loads((d / "m/retrieval.json").read_text())
     assert retrieval["hybrid"]["recall@10"] >= 0.8
 
     run_stage("sft", "--qa", str(d / "qa"), "--index", str(d / "index"), "--out", str(d / "sft"), cwd=d)
-    run_stage("train", "--base", str(tiny_model_dir), "--data", str(d / "sft"), "--out", str(d / "adapter"),
-              "--plots", str(d / "plots"), "--metrics", str(d / "m/train.json"), cwd=d)
+    run_stage(
+        "train",
+        "--base",
+        str(tiny_model_dir),
+        "--data",
+        str(d / "sft"),
+        "--out",
+        str(d / "adapter"),
+        "--plots",
+        str(d / "plots"),
+        "--metrics",
+        str(d / "m/train.json"),
+        cwd=d,
+    )
     assert json.loads((d / "m/train.json").read_text())["steps"] == 2
 
     models = (("baseline", []), ("baseline_fewshot", []), ("finetuned", ["--adapter", str(d / "adapter")]))
     for name, extra in models:
         for testset in ("template", "natural"):  # no hand-written set for this cut: natural is recorded as skipped
-            run_stage("evaluate", "--model", name, "--testset", testset, "--base", str(tiny_model_dir), *extra,
-                      "--index", str(d / "index"), "--qa", str(d / "qa"), "--natural", str(d / "no_natural.jsonl"),
-                      "--out", str(d / f"eval/{name}/{testset}"), "--metrics", str(d / f"m/eval/{name}/{testset}.json"),
-                      cwd=d)
+            run_stage(
+                "evaluate",
+                "--model",
+                name,
+                "--testset",
+                testset,
+                "--base",
+                str(tiny_model_dir),
+                *extra,
+                "--index",
+                str(d / "index"),
+                "--qa",
+                str(d / "qa"),
+                "--natural",
+                str(d / "no_natural.jsonl"),
+                "--out",
+                str(d / f"eval/{name}/{testset}"),
+                "--metrics",
+                str(d / f"m/eval/{name}/{testset}.json"),
+                cwd=d,
+            )
         preds = [json.loads(line) for line in (d / f"eval/{name}/template/predictions.jsonl").read_text().splitlines()]
         assert len(preds) == min(6, sum(1 for _ in (d / "qa/test.jsonl").open()))
         assert all(p["new_tokens"] <= 8 and p["model"] == name for p in preds)
         assert json.loads((d / f"m/eval/{name}/natural.json").read_text())["skipped"] is True
 
-    run_stage("report", "--eval", str(d / "eval"), "--metrics-dir", str(d / "m"), "--plots", str(d / "plots"),
-              "--qa", str(d / "qa"), "--adapter", str(d / "adapter"), "--out", str(d / "report"),
-              "--comparison", str(d / "m/comparison.json"), cwd=d)
+    run_stage(
+        "report",
+        "--eval",
+        str(d / "eval"),
+        "--metrics-dir",
+        str(d / "m"),
+        "--plots",
+        str(d / "plots"),
+        "--qa",
+        str(d / "qa"),
+        "--adapter",
+        str(d / "adapter"),
+        "--out",
+        str(d / "report"),
+        "--comparison",
+        str(d / "m/comparison.json"),
+        cwd=d,
+    )
     report = (d / "report/REPORT.md").read_text(encoding="utf-8")
     comparison = json.loads((d / "m/comparison.json").read_text())
     assert "## 1." in report and (d / "report/figures/loss_curve.png").stat().st_size > 1000
