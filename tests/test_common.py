@@ -172,11 +172,11 @@ def test_a_missing_key_read_from_a_loaded_section_names_it(tmp_path):
     sft = params.load(path, "sft")["sft"]
     assert isinstance(sft, params_schema.Sft) and sft.seed == 3 and sft.get("max_rows") is None
     with pytest.raises(UserError, match=r"^params: missing sft\.max_rows$"):
-        sft.max_rows
+        _ = sft.max_rows
     with pytest.raises(UserError, match=r"^params: missing sft\.max_rows$"):
         sft["max_rows"]
     with pytest.raises(AttributeError, match="max_row"):  # a typo is not a params error: the key does not exist
-        sft.max_row
+        _ = sft.max_row
     with pytest.raises(dataclasses.FrozenInstanceError):
         sft.seed = 4
     again = pickle.loads(pickle.dumps(sft))  # process pools pickle params
