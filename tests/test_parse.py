@@ -23,10 +23,10 @@ from stages.parse.layout import (
     content_share,
     list_marker,
     normalise,
-    order_blocks,
     textlayer_verdict,
 )
 from stages.parse.ocr import make_engine
+from stages.parse.reading_order import order_blocks
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

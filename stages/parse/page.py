@@ -20,7 +20,6 @@ from .layout import (
     is_content,
     list_marker,
     normalise_ocr,
-    order_blocks,
     strip_ocr_junk,
     table_blocks,
     textlayer_lines,
@@ -28,6 +27,7 @@ from .layout import (
 )
 from .ocr import OcrBlock, OcrEngine
 from .pdf import capped_dpi, render_clip, render_page
+from .reading_order import order_blocks
 
 log = logging.getLogger("parse")
 
