@@ -144,6 +144,10 @@ class Section(Mapping):
         """The values as a plain dict, in params.yaml order."""
         return dict(self.items())
 
+    def replace(self, **changes: Any) -> Section:
+        """A copy with ``changes`` (unchecked): a variant of the section for one call."""
+        return type(self).of(self.section_name, {**self.as_dict(), **changes})
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.as_dict()!r})"
 

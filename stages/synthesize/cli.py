@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     params = P.load(args.params, "synthesize", "prompt", "data", "evaluate")
-    cfg, abstain = params["synthesize"], params["prompt"]["abstain"]
+    cfg, abstain = params["synthesize"], params["prompt"].abstain
     # The natural test set is decontaminated out of every split ('' = another brochure: no natural set).
     natural_path = params["evaluate"].get("natural_questions", "")
     if natural_path and not Path(natural_path).is_file() and (REPO / natural_path).is_file():
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     if not chunks_path.is_file():
         raise UserError(f"{chunks_path}: not found (run the chunk stage first)")
     chunks = read_jsonl(chunks_path)
-    if cfg.get("generator") == "rules" and not any(chunk_facts(c, Limits.from_cfg(cfg)) for c in chunks):
+    if cfg.generator == "rules" and not any(chunk_facts(c, Limits.from_cfg(cfg)) for c in chunks):
         raise UserError(
             f"{chunks_path}: no questions could be generated from {len(chunks)} chunks "
             "(no extractable facts: no address, phone, price, hours, table, list or descriptive sentence found)"
