@@ -14,6 +14,7 @@ import yaml
 
 from stages.common import metrics as M
 from stages.common.io import read_jsonl
+from stages.common.params_schema import Report
 from stages.report.compare import (
     FAILURE_DOCS,
     MODEL_KO,
@@ -78,12 +79,12 @@ HYPER_KEYS = (
 )
 
 
-def testset_context(ts: str, t: dict[str, Any], run: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+def testset_context(ts: str, t: dict[str, Any], run: dict[str, Any], cfg: Report) -> dict[str, Any]:
     if t.get("skipped"):
         return {"name": ts, "ko": TESTSET_KO[ts], "skipped": True, "reason": t["reason"]}
     preds = run["preds"]
-    limit = cfg["max_example_chars"]
-    pct = int(round(float(cfg["ci"]) * 100))
+    limit = cfg.max_example_chars
+    pct = int(round(float(cfg.ci) * 100))
     models = t["models"]
     headers = ["지표", *[MODEL_KO[m] for m in MODELS]] + [
         f"{MODEL_KO[a]} − {MODEL_KO[b]} Δ [{pct}% CI]" for a, b in PAIRS
@@ -277,7 +278,7 @@ def build_context(
         "p": params,
         "model_name": params["model"].get("name", "–"),
         "embedder": (ret or {}).get("embedder") or params["index"].get("embedder", "–"),
-        "pct": int(round(float(cfg["ci"]) * 100)),
+        "pct": int(round(float(cfg.ci) * 100)),
         "n_resamples": comp["n_resamples"],
         "seed": comp["seed"],
         "fewshot_k": ecfg.get("fewshot_k"),
@@ -306,7 +307,7 @@ def build_context(
         if train
         else "",
         "figures": drawn,
-        "targets_table": targets_table(comp.get("targets") or [], int(round(float(cfg["ci"]) * 100))),
+        "targets_table": targets_table(comp.get("targets") or [], int(round(float(cfg.ci) * 100))),
         "loss": loss,
         "failure_docs": FAILURE_DOCS,
         "model_ko": MODEL_KO,
