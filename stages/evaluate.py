@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     t_start = time.perf_counter()
     params = P.load(args.params, "evaluate", "retrieval", "prompt", "machine")
-    setup_env(offline=params["machine"].get("offline", True))
+    setup_env(offline=params["machine"].offline)
     ecfg = params["evaluate"]
     device, dtype, limit, backend = ecfg.device, ecfg.dtype, ecfg.limit, ecfg.backend
 

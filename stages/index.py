@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     params = P.load(args.params, "index", "retrieval", "machine")
-    setup_env(offline=params["machine"].get("offline", True))
+    setup_env(offline=params["machine"].offline)
     check_machine({"name": params["profile"], **params["machine"]})
     spec, rcfg = params["index"], params["retrieval"]
     ks = sorted(rcfg.eval_k)

@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
 
     p = params.load(args.params, "model", "machine")
     machine = p["machine"]
-    env.setup_env(offline=bool(machine.get("offline", True)))
+    env.setup_env(offline=machine.offline)
     env.check_machine({**machine, "name": p["profile"], "requires_cuda": False})  # no GPU needed to download
     t0 = time.perf_counter()
     info = prepare(p["model"], args.out)

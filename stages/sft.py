@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
 
     params = P.load(args.params, "sft", "retrieval", "prompt", "machine")
     cfg = params["sft"]
-    setup_env(offline=params["machine"].get("offline", True))
+    setup_env(offline=params["machine"].offline)
     qa: dict[str, list[dict[str, Any]]] = {}
     for split in SPLITS:
         path = args.qa / f"{split}.jsonl"

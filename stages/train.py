@@ -358,7 +358,7 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
     n_train = check_inputs(args.base, args.data)
     require_deepspeed(cfg_train)
     base_cfg = load_base_config(cfg_train.axolotl_config)
-    device = "cuda" if p["machine"].get("requires_cuda") else "cpu"
+    device = "cuda" if p["machine"].requires_cuda else "cpu"
     dtype, why = precision.choose_dtype(cfg_train.dtype, device)
     log.info("training dtype %s (%s)", dtype, why)
     shape = {"dtype": dtype, "num_layers": model_num_layers(args.base) if cfg_train.lora_top_layers else None}
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
 
     p = params.load(args.params, "train", "machine")
     machine = p["machine"]
-    env.setup_env(offline=bool(machine.get("offline", True)))
+    env.setup_env(offline=machine.offline)
     env.check_machine({**machine, "name": p["profile"], "offline": True})  # models are local: no hub needed
     m = train(args, p)
     log.info(

@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
 
     params = P.load(args.params, "train_retriever", "retrieval", "machine")
     cfg, rcfg = params["train_retriever"], params["retrieval"]
-    setup_env(offline=params["machine"].get("offline", True))
+    setup_env(offline=params["machine"].offline)
     enabled = cfg.enabled
     info: dict[str, Any] = {"enabled": enabled}
     if not enabled:

@@ -32,7 +32,7 @@ log = logging.getLogger("parse")
 def run(pdf: Path, out: Path, metrics_path: Path, truth_path: Path | None, params_path: Path) -> dict[str, Any]:
     start = time.perf_counter()
     loaded = params.load(params_path, "parse", "machine")
-    setup_env(offline=bool(loaded["machine"].get("offline", True)))
+    setup_env(offline=loaded["machine"].offline)
     check_machine({"name": loaded["profile"], **loaded["machine"]})  # runpod: fail here, not inside PaddleOCR
     cfg = check_parse(loaded["parse"])
     # no path, or an empty file (what the dvc `truth` stage writes for data.truth ''): no ground truth
