@@ -14,7 +14,7 @@ import yaml
 
 from stages.common import metrics as M
 from stages.common.io import read_jsonl
-from stages.common.params_schema import Report
+from stages.common.params_schema import Report, Retrieval
 from stages.report.compare import (
     FAILURE_DOCS,
     MODEL_KO,
@@ -222,13 +222,13 @@ def dataset_context(ds: dict[str, Any] | None, samples: list[dict[str, Any]]) ->
     return out
 
 
-def retrieval_context(ret: dict[str, Any] | None, rcfg: dict[str, Any]) -> dict[str, Any]:
+def retrieval_context(ret: dict[str, Any] | None, rcfg: Retrieval) -> dict[str, Any]:
     if not ret:
         return {"present": False}
     methods = [k for k, v in ret.items() if isinstance(v, dict) and "mrr" in v]
     ks = sorted({k for m in methods for k in ret[m] if k.startswith("recall@")}, key=lambda s: int(s[7:]))
     extra = [k for k in ("ndcg@10", "latency_ms_per_query") if any(k in ret[m] for m in methods)]
-    active = rcfg.get("method")
+    active = rcfg.method
     rows = [
         [
             f"**{m}** (사용)" if m == active else m,
@@ -237,7 +237,7 @@ def retrieval_context(ret: dict[str, Any] | None, rcfg: dict[str, Any]) -> dict[
         ]
         for m in methods
     ]
-    k = rcfg.get("top_k")
+    k = rcfg.top_k
     recall_k = ret[active].get(f"recall@{k}") if isinstance(ret.get(active), dict) else None
     return {
         "present": True,
