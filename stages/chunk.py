@@ -21,6 +21,7 @@ from typing import Any
 from stages.common import params as P
 from stages.common.errors import UserError, run_cli
 from stages.common.io import atomic_dir, dump_jsonl, nfc, read_jsonl
+from stages.common.params_schema import Chunk
 
 log = logging.getLogger("chunk")
 
@@ -291,19 +292,13 @@ def finalize(drafts: list[Draft], max_chars: int, min_chars: int, overlap: int) 
     return chunks
 
 
-def chunk_blocks(blocks: list[dict[str, Any]], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+def chunk_blocks(blocks: list[dict[str, Any]], cfg: Chunk) -> list[dict[str, Any]]:
     blocks = sorted(blocks, key=lambda b: (b["page"], b["order"]))
     return finalize(
-        build_drafts(
-            blocks,
-            P.require(cfg, "entry_level", int, "chunk"),
-            P.require(cfg, "toc_titles", list, "chunk"),
-            P.require(cfg, "entry_name_max_chars", int, "chunk"),
-            P.require(cfg, "entry_name_max_words", int, "chunk"),
-        ),
-        P.require(cfg, "max_chars", int, "chunk"),
-        P.require(cfg, "min_chars", int, "chunk"),
-        P.require(cfg, "overlap_sentences", int, "chunk"),
+        build_drafts(blocks, cfg.entry_level, cfg.toc_titles, cfg.entry_name_max_chars, cfg.entry_name_max_words),
+        cfg.max_chars,
+        cfg.min_chars,
+        cfg.overlap_sentences,
     )
 
 

@@ -40,6 +40,7 @@ from stages.common.env import setup_env
 from stages.common.errors import UserError, run_cli
 from stages.common.generation import generate, load_model
 from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
+from stages.common.params_schema import Evaluate
 from stages.common.prompting import (
     build_fewshot_messages,
     build_messages,
@@ -132,7 +133,7 @@ def select_fewshot(
     if model_name != "baseline_fewshot":
         return []
     ecfg = params["evaluate"]
-    k = ecfg["fewshot_k"]
+    k = ecfg.fewshot_k
     if k < 1:
         raise UserError("params: evaluate.fewshot_k must be ≥ 1 for the baseline_fewshot model")
     path = qa_dir / "train.jsonl"
@@ -142,9 +143,9 @@ def select_fewshot(
         read_jsonl(path),
         chunks_by_id,
         k,
-        ecfg["fewshot_chunk_chars"],
-        params["prompt"]["abstain"],
-        ecfg["fewshot_seed"],
+        ecfg.fewshot_chunk_chars,
+        params["prompt"].abstain,
+        ecfg.fewshot_seed,
     )
     if len(examples) < k:
         raise UserError(f"{path}: only {len(examples)} usable few-shot examples for evaluate.fewshot_k={k}")
@@ -226,18 +227,18 @@ def run(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Retrieve, prompt, generate and score; returns (predictions, metrics). Pure apart from the model."""
     ecfg, rcfg, pcfg = params["evaluate"], params["retrieval"], params["prompt"]
-    k = rcfg["top_k"]
-    max_chars = pcfg["max_context_chars"]
-    max_new = ecfg["max_new_tokens"]
-    batch_size = ecfg["batch_size"]
+    k = rcfg.top_k
+    max_chars = pcfg.max_context_chars
+    max_new = ecfg.max_new_tokens
+    batch_size = ecfg.batch_size
     if max_new < 1 or batch_size < 1:
         raise UserError("params: evaluate.max_new_tokens and evaluate.batch_size must be ≥ 1")
     judge_cfg = judge_config(ecfg)  # checked before generating: a bad judge setup fails in seconds, not after
-    contexts = retrieve(retriever, questions, k, rcfg["method"])
-    example_chars = ecfg["fewshot_chunk_chars"] if examples else max_chars
-    messages = prompt_messages(questions, contexts, pcfg["system"], max_chars, examples or [], example_chars)
+    contexts = retrieve(retriever, questions, k, rcfg.method)
+    example_chars = ecfg.fewshot_chunk_chars if examples else max_chars
+    messages = prompt_messages(questions, contexts, pcfg.system, max_chars, examples or [], example_chars)
     prompts = render_prompts(tokenizer, messages)
-    stop_at_line_end = ecfg["stop_at_line_end"]
+    stop_at_line_end = ecfg.stop_at_line_end
     generations = generate(model, tokenizer, prompts, max_new, batch_size, stop_at_line_end)
     preds = make_predictions(
         questions, contexts, generations, M.ScoreConfig.from_params(ecfg, pcfg), max_chars, model_name, testset
@@ -248,11 +249,11 @@ def run(
     return preds, report
 
 
-def judge_config(ecfg: dict[str, Any]) -> J.JudgeConfig | None:
+def judge_config(ecfg: Evaluate) -> J.JudgeConfig | None:
     """The LLM judge's settings when evaluate.judge.enabled, else None; the API key must be in the env."""
     if not J.enabled(ecfg):
         return None
-    cfg = J.JudgeConfig.from_params(ecfg["judge"])
+    cfg = J.JudgeConfig.from_params(ecfg.judge)
     cfg.api_key()
     return cfg
 
@@ -340,9 +341,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     t_start = time.perf_counter()
     params = P.load(args.params, "evaluate", "retrieval", "prompt", "machine")
-    setup_env(offline=params["machine"].get("offline", True))
+    setup_env(offline=params["machine"].offline)
     ecfg = params["evaluate"]
-    device, dtype, limit, backend = ecfg["device"], ecfg["dtype"], ecfg["limit"], ecfg["backend"]
+    device, dtype, limit, backend = ecfg.device, ecfg.dtype, ecfg.limit, ecfg.backend
 
     if args.testset == "natural":
         reason = natural_skip_reason(args.natural)
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
             return
     # The template questions are checked before the (slower) index loads; natural ones need its chunks.
     questions = load_questions(args.qa, limit, args.split) if args.testset == "template" else []
-    retriever = Retriever.load(args.index, with_dense=needs_dense(params["retrieval"]["method"]))
+    retriever = Retriever.load(args.index, with_dense=needs_dense(params["retrieval"].method))
     if args.testset == "natural":
         questions = load_natural_questions(args.natural, retriever.chunks, limit)
     examples = select_fewshot(args.model, args.qa, retriever.by_id, params)

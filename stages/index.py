@@ -106,10 +106,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     params = P.load(args.params, "index", "retrieval", "machine")
-    setup_env(offline=params["machine"].get("offline", True))
+    setup_env(offline=params["machine"].offline)
     check_machine({"name": params["profile"], **params["machine"]})
     spec, rcfg = params["index"], params["retrieval"]
-    ks = sorted(rcfg["eval_k"])
+    ks = sorted(rcfg.eval_k)
     options = RetrievalOptions.from_params(rcfg)
 
     for path, stage in ((args.chunks / "chunks.jsonl", "chunk"), (args.qa / "test.jsonl", "synthesize")):
@@ -124,20 +124,20 @@ def main(argv: list[str] | None = None) -> None:
     retriever = Retriever.build(
         chunks,
         load_embedder(dense_spec),
-        rcfg["rrf_k"],
-        rcfg["fusion_depth"],
+        rcfg.rrf_k,
+        rcfg.fusion_depth,
         options=options,
         ft_embedder=load_embedder(ft_spec) if ft_spec else None,
         reranker=load_reranker(reranker_spec) if spec.get("reranker") else None,
     )
     build_s = time.perf_counter() - start
     metrics: dict[str, Any] = evaluate_retrievers(retriever, test, ks)
-    metrics["embedder"] = spec["embedder"]
+    metrics["embedder"] = spec.embedder
     metrics["embedder_ft"] = ft_spec["embedder"] if ft_spec else None
     metrics["reranker"] = spec.get("reranker") or None
     metrics["n_chunks"] = len(chunks)
     metrics["build_seconds"] = round(build_s, 2)
-    method = rcfg["method"]
+    method = rcfg.method
     why_not = retriever.available_methods().get(method, "unknown method")
     if why_not:
         raise UserError(f"params: retrieval.method={method} cannot be served by this index ({why_not})")

@@ -32,6 +32,7 @@ from typing import Any
 
 from stages.common import env, io, params
 from stages.common.errors import UserError, run_cli
+from stages.common.params_schema import Model
 
 log = logging.getLogger("prepare_model")
 
@@ -153,15 +154,15 @@ def tokenizer_from_gguf(gguf: Path) -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=tok, **{k: v for k, v in named.items() if v})
 
 
-def from_gguf_package(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+def from_gguf_package(cfg: Model, out: Path) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    package = cfg["package"]
-    dtype = cfg["dtype"]
+    package = cfg.package
+    dtype = cfg.dtype
     if dtype not in DTYPES:
         raise UserError(f"params: model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    template_file = cfg["chat_template"]
+    template_file = cfg.chat_template
     if not template_file:
         raise UserError("params: model.chat_template must name a template file for a GGUF model (it has none)")
     template = read_template(template_file)
@@ -217,13 +218,13 @@ def _copy_snapshot(snapshot: Path, out: Path) -> None:
             shutil.copyfile(src, out / rel)
 
 
-def from_hub(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+def from_hub(cfg: Model, out: Path) -> dict[str, Any]:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    name = cfg["name"]
-    revision = cfg["revision"]
-    template_file = cfg.get("chat_template") or ""
+    name = cfg.name
+    revision = cfg.revision
+    template_file = cfg.get("chat_template") or ""  # optional for a hub model (it may ship its own)
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     try:
         kwargs = {"repo_id": name, "revision": revision, "allow_patterns": HUB_ALLOW_PATTERNS}
@@ -257,9 +258,8 @@ def from_hub(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     return {"source": "hub", "name": name, "revision": revision, "chat_template_attached": attached}
 
 
-def prepare(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-    cfg = params.Section("model", cfg)  # a plain dict too (tests): a missing key is a one-line error naming it
-    source = cfg["source"]
+def prepare(cfg: Model, out: Path) -> dict[str, Any]:
+    source = cfg.source
     if source not in SOURCES:
         raise UserError(f"params: model.source must be one of {', '.join(SOURCES)}, got {source!r}")
     with io.atomic_dir(out) as tmp:
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
 
     p = params.load(args.params, "model", "machine")
     machine = p["machine"]
-    env.setup_env(offline=bool(machine.get("offline", True)))
+    env.setup_env(offline=machine.offline)
     env.check_machine({**machine, "name": p["profile"], "requires_cuda": False})  # no GPU needed to download
     t0 = time.perf_counter()
     info = prepare(p["model"], args.out)

@@ -42,6 +42,7 @@ from stages.common import params as P
 from stages.common.env import setup_env
 from stages.common.errors import UserError, run_cli
 from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
+from stages.common.params_schema import Prompt, Retrieval, Sft
 from stages.common.prompting import build_messages, target_answer
 from stages.common.records import gold_ids
 from stages.common.retrieval import Retriever, needs_dense
@@ -94,7 +95,7 @@ def build_example(
     question: dict[str, Any],
     context_ids: list[str],
     by_id: dict[str, dict[str, Any]],
-    prompt_cfg: dict[str, Any],
+    prompt_cfg: Prompt,
     max_chars: int,
     rng: random.Random,
     view: int = 0,
@@ -103,8 +104,8 @@ def build_example(
     rng.shuffle(ids)
     golds = gold_ids(question)
     gold_in = question["answerable"] and all(g in ids for g in golds)
-    answer = target_answer(question["answer"], golds) if gold_in else prompt_cfg["abstain"]
-    messages = build_messages(question["question"], [by_id[c] for c in ids], prompt_cfg["system"], max_chars)
+    answer = target_answer(question["answer"], golds) if gold_in else prompt_cfg.abstain
+    messages = build_messages(question["question"], [by_id[c] for c in ids], prompt_cfg.system, max_chars)
     return {
         "messages": [*messages, {"role": "assistant", "content": answer}],
         "meta": {
@@ -149,9 +150,9 @@ def cap_rows(
 def build_split(
     questions: list[dict[str, Any]],
     retriever: Retriever,
-    cfg: dict[str, Any],
-    rcfg: dict[str, Any],
-    prompt_cfg: dict[str, Any],
+    cfg: Sft,
+    rcfg: Retrieval,
+    prompt_cfg: Prompt,
     allowed: set[str],
     *,
     views: int,
@@ -159,16 +160,16 @@ def build_split(
     seed_offset: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows of one split and their counts (questions dropped, rows per target, test chunks shown = 0)."""
-    rng = random.Random(cfg["seed"] + seed_offset)
-    share = float(cfg["abstain_share"])
-    max_chars = prompt_cfg["max_context_chars"]
-    depth = cfg["distractor_depth"]
-    k = rcfg["top_k"]
+    rng = random.Random(cfg.seed + seed_offset)
+    share = float(cfg.abstain_share)
+    max_chars = prompt_cfg.max_context_chars
+    depth = cfg.distractor_depth
+    k = rcfg.top_k
     # A question whose gold chunk a prompt may not show cannot be trained on in this split.
     usable = [q for q in questions if not q["answerable"] or all(g in allowed for g in gold_ids(q))]
     dropped = len(questions) - len(usable)
     # Rank deep enough that `depth` allowed, non-gold chunks survive the filter.
-    ranked = retriever.rank([q["question"] for q in usable], len(retriever.by_id), rcfg["method"]) if usable else []
+    ranked = retriever.rank([q["question"] for q in usable], len(retriever.by_id), rcfg.method) if usable else []
     hard = [[c for c in r if c in allowed][: depth + 4] for r in ranked]
 
     answer_rows, abstain_rows = [], []  # (view, order, question index, keep_gold)
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
 
     params = P.load(args.params, "sft", "retrieval", "prompt", "machine")
     cfg = params["sft"]
-    setup_env(offline=params["machine"].get("offline", True))
+    setup_env(offline=params["machine"].offline)
     qa: dict[str, list[dict[str, Any]]] = {}
     for split in SPLITS:
         path = args.qa / f"{split}.jsonl"
@@ -224,14 +225,14 @@ def main(argv: list[str] | None = None) -> None:
         qa[split] = read_jsonl(path)
     if not qa["train"]:
         raise UserError(f"{args.qa / 'train.jsonl'}: empty training split")
-    retriever = Retriever.load(args.index, with_dense=needs_dense(params["retrieval"]["method"]))
+    retriever = Retriever.load(args.index, with_dense=needs_dense(params["retrieval"].method))
     by_split = split_chunks(qa)
     all_ids = sorted(retriever.by_id)
     out: dict[str, list[dict[str, Any]]] = {}
     stats: dict[str, Any] = {}
     caps = {
-        "train": (cfg["views_per_question"], cfg["max_rows"]),
-        "validation": (1, cfg["max_val_rows"]),  # one view: a stable loss to watch
+        "train": (cfg.views_per_question, cfg.max_rows),
+        "validation": (1, cfg.max_val_rows),  # one view: a stable loss to watch
     }
     for offset, split in enumerate(("train", "validation")):
         views, max_rows = caps[split]

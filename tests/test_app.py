@@ -69,7 +69,7 @@ demo:
 profiles:
   cpu:
     machine: {{offline: true}}
-    evaluate: {{device: cpu, dtype: float32, limit: 0}}
+    evaluate: {{device: cpu, dtype: float32, limit: 0, backend: transformers}}
 """
 
 

@@ -1,4 +1,5 @@
 from stages.chunk import chunk_blocks
+from stages.common import params as P
 
 CFG = {
     "max_chars": 120,
@@ -9,6 +10,11 @@ CFG = {
     "entry_name_max_chars": 40,
     "entry_name_max_words": 6,
 }
+
+
+def cfg(**changes):
+    """The chunk section as the stage gets it from params.load (a typed section), with ``changes``."""
+    return P.make_section("chunk", {**CFG, **changes})
 
 
 def block(page, order, text, type_="text", size=None, source="textlayer", level=None):
@@ -58,7 +64,7 @@ BLOCKS = [
 
 
 def test_entries_become_chunks_with_section_path_and_provenance():
-    chunks = chunk_blocks(BLOCKS, CFG)
+    chunks = chunk_blocks(BLOCKS, cfg())
     cable = next(c for c in chunks if c["title"] == "청풍호반 케이블카")
     assert cable["section_path"] == "PART 2 미리보는 여행지 > 남부권역 주요 관광지 > 청풍호반 케이블카"
     assert cable["title"] == "청풍호반 케이블카"
@@ -70,9 +76,9 @@ def test_entries_become_chunks_with_section_path_and_provenance():
 
 
 def test_headers_and_footers_are_dropped():
-    texts = "\n".join(c["text"] for c in chunk_blocks(BLOCKS, CFG))
+    texts = "\n".join(c["text"] for c in chunk_blocks(BLOCKS, cfg()))
     assert "\n12\n" not in f"\n{texts}\n"
-    assert all(c["section_path"] != "PART 2" for c in chunk_blocks(BLOCKS, CFG))
+    assert all(c["section_path"] != "PART 2" for c in chunk_blocks(BLOCKS, cfg()))
     assert "PART 1 출발 전 준비 04" not in texts  # the contents page is not content
 
 
@@ -86,7 +92,7 @@ def test_running_header_sets_the_part_and_font_size_ranks_set_levels():
         block(14, 5, "청풍수상레저", "title", 12),
         block(14, 6, "제천시 금성면 굴리-성내리 근방 6월부터 9월 초까지 운영되는 수상액티비티이다."),
     ]
-    chunks = chunk_blocks(blocks, CFG)
+    chunks = chunk_blocks(blocks, cfg())
     assert [(c["kind"], c["title"]) for c in chunks] == [("entry", "청풍랜드"), ("entry", "청풍수상레저")]
     assert chunks[1]["section_path"] == "PART 2 미리보는 여행지 > 남부권역 주요 관광지 > 권역 소개 > 청풍수상레저"
 
@@ -97,12 +103,12 @@ def test_tiny_subheading_merges_into_the_next_table_as_caption():
         block(22, 2, "호텔"),
         block(22, 3, "숙박시설 | 객실수\n서울관광호텔 | 42", "table"),
     ]
-    [table] = chunk_blocks(blocks, CFG)
+    [table] = chunk_blocks(blocks, cfg())
     assert table["kind"] == "table" and table["text"] == "호텔\n숙박시설 | 객실수\n서울관광호텔 | 42"
 
 
 def test_long_table_is_split_by_rows_and_keeps_header():
-    tables = [c for c in chunk_blocks(BLOCKS, CFG) if c["kind"] == "table"]
+    tables = [c for c in chunk_blocks(BLOCKS, cfg()) if c["kind"] == "table"]
     assert len(tables) == 2
     assert all(t["text"].startswith("구분 | 객실수\n") for t in tables)
     rows = [r for t in tables for r in t["text"].splitlines()[1:]]
@@ -110,7 +116,7 @@ def test_long_table_is_split_by_rows_and_keeps_header():
 
 
 def test_ids_are_stable_and_sequential():
-    first, second = chunk_blocks(BLOCKS, CFG), chunk_blocks(list(reversed(BLOCKS)), CFG)
+    first, second = chunk_blocks(BLOCKS, cfg()), chunk_blocks(list(reversed(BLOCKS)), cfg())
     assert [c["chunk_id"] for c in first] == [f"c{i:03d}" for i in range(1, len(first) + 1)]
     assert first == second  # input order does not matter: blocks are sorted by (page, order)
 
@@ -120,13 +126,13 @@ def test_colon_inside_brackets_is_not_an_entry():
         block(1, 1, "트레킹", "title", 20),
         block(1, 2, "의림지 숲길 (소요시간: 30분)\n금수산 용담폭포 (소요시간: 2시간)", "list"),
     ]
-    chunks = chunk_blocks(blocks, CFG)
+    chunks = chunk_blocks(blocks, cfg())
     assert [c["kind"] for c in chunks] == ["section"]
 
 
 def test_long_section_splits_at_sentence_boundaries():
     text = " ".join(f"문장 {i}번은 제천의 관광지를 소개합니다." for i in range(12))
-    chunks = chunk_blocks([block(1, 1, "소개", "title", 20), block(1, 2, text)], CFG)
+    chunks = chunk_blocks([block(1, 1, "소개", "title", 20), block(1, 2, text)], cfg())
     assert len(chunks) > 1
     assert all(len(c["text"]) <= CFG["max_chars"] for c in chunks)
     assert all(c["text"].endswith("소개합니다.") for c in chunks)
@@ -147,7 +153,7 @@ def test_ocr_title_without_font_size_takes_parse_level():
         block(14, 7, "청풍수상레저", "title", 10.5, level=3),  # a smaller size ranks deeper (4)
         block(14, 8, "제천시 금성면 굴리-성내리 근방 6월부터 9월 초까지 운영되는 수상액티비티이다."),
     ]
-    chunks = chunk_blocks(blocks, CFG)
+    chunks = chunk_blocks(blocks, cfg())
     assert [c["section_path"] for c in chunks] == [
         "남부권역 주요 관광지 > 권역 소개 > 청풍호반 케이블카",
         "남부권역 주요 관광지 > 권역 소개 > 청풍랜드",
@@ -158,9 +164,9 @@ def test_ocr_title_without_font_size_takes_parse_level():
 def test_entry_name_limits_come_from_params():
     line = "청풍호반 케이블카 타는 곳 안내: 매표소는 1층입니다."  # a 5-word name
     blocks = [block(1, 1, "안내", "title", 20), block(1, 2, line, "list")]
-    assert chunk_blocks(blocks, CFG)[0]["kind"] == "entry"
-    assert chunk_blocks(blocks, {**CFG, "entry_name_max_words": 4})[0]["kind"] == "section"
-    assert chunk_blocks(blocks, {**CFG, "entry_name_max_chars": 10})[0]["kind"] == "section"
+    assert chunk_blocks(blocks, cfg())[0]["kind"] == "entry"
+    assert chunk_blocks(blocks, cfg(entry_name_max_words=4))[0]["kind"] == "section"
+    assert chunk_blocks(blocks, cfg(entry_name_max_chars=10))[0]["kind"] == "section"
 
 
 def test_bare_headings_become_list_lines_of_their_section():
@@ -177,7 +183,7 @@ def test_bare_headings_become_list_lines_of_their_section():
         block(12, 2, "청풍호반 케이블카", "title", 14),
         block(12, 3, "비봉산의 풍경을 감상할 수 있는 제천 관광의 랜드마크이다.", "text"),
     ]
-    chunks = chunk_blocks(blocks, {**CFG, "max_chars": 400})
+    chunks = chunk_blocks(blocks, cfg(max_chars=400))
     festival = [c for c in chunks if c["title"] == "제천의 축제"]
     assert len(festival) == 1
     assert festival[0]["text"].splitlines()[1:] == ["청풍호 벚꽃축제", "제천국제음악영화제", "봉양박달콩축제"]

@@ -163,15 +163,25 @@ def test_registry_choices_follow_the_registries():
 
 
 def test_a_missing_key_read_from_a_loaded_section_names_it(tmp_path):
+    import dataclasses
     import pickle
+
+    from stages.common import params_schema
 
     path = _write(tmp_path, {"profile": "cpu", "profiles": {"cpu": {}}, "sft": {"seed": 3}})
     sft = params.load(path, "sft")["sft"]
-    assert sft["seed"] == 3 and sft.get("max_rows") is None
+    assert isinstance(sft, params_schema.Sft) and sft.seed == 3 and sft.get("max_rows") is None
+    with pytest.raises(UserError, match=r"^params: missing sft\.max_rows$"):
+        _ = sft.max_rows
     with pytest.raises(UserError, match=r"^params: missing sft\.max_rows$"):
         sft["max_rows"]
+    with pytest.raises(AttributeError, match="max_row"):  # a typo is not a params error: the key does not exist
+        _ = sft.max_row
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sft.seed = 4
     again = pickle.loads(pickle.dumps(sft))  # process pools pickle params
-    assert again == {"seed": 3} and again.name == "sft"
+    assert again == {"seed": 3} and again.as_dict() == {"seed": 3} and again.section_name == "sft"
+    assert type(again) is params_schema.Sft and again.seed == 3
 
 
 def test_every_declared_key_has_a_doc_and_a_type():

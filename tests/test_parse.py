@@ -13,20 +13,21 @@ from conftest import NANUM_FONT, insert_image, text_image
 from PIL import Image
 
 from stages.common import io
+from stages.common import params as P
 from stages.parse import cer as parse_cer
 from stages.parse import runner
 from stages.parse.__main__ import run as parse_run
-from stages.parse.config import ParseConfig
+from stages.parse.config import check_parse
 from stages.parse.layout import (
     Block,
     classify,
     content_share,
     list_marker,
     normalise,
-    order_blocks,
     textlayer_verdict,
 )
 from stages.parse.ocr import make_engine
+from stages.parse.reading_order import order_blocks
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -397,7 +398,7 @@ def test_paddle_engine_when_available(tmp_path):
     pytest.importorskip("paddleocr")
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     section = {**raw["parse"], **raw["profiles"]["runpod"]["parse"], "paddle_device": "cpu"}
-    cfg = ParseConfig.from_params(section)
+    cfg = check_parse(P.make_section("parse", section))
     if cfg.paddle_model_dir and not (Path(cfg.paddle_model_dir) / cfg.paddle_rec_model).is_dir():
         pytest.skip("PaddleOCR models not present")
     from stages.common.errors import UserError

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stages import prepare_model as stage
+from stages.common import params
 from stages.common.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +103,7 @@ def test_hub_source_attaches_template_only_when_missing(tmp_path, tiny_tokenizer
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
     cfg = {"source": "hub", "name": "org/model", "revision": "main", "chat_template": str(TEMPLATE)}
     out = tmp_path / "base"
-    info = stage.prepare(cfg, out)
+    info = stage.prepare(params.make_section("model", cfg), out)
     assert info["chat_template_attached"] is True
     assert not (out / ".cache").exists()
     from transformers import AutoTokenizer
@@ -138,7 +139,7 @@ def _saved(folder: Path, tokenizer, template: bool) -> Path:
 )  # fmt: skip
 def test_bad_model_params_are_user_errors(tmp_path, cfg, message):
     with pytest.raises(UserError, match=message):
-        stage.prepare(cfg, tmp_path / "base")
+        stage.prepare(params.make_section("model", cfg), tmp_path / "base")
     assert not (tmp_path / "base").exists()
 
 
@@ -163,7 +164,7 @@ def test_real_gguf_to_hf_folder(tmp_path):
         "chat_template": str(TEMPLATE),
     }
     out = tmp_path / "base"
-    info = stage.prepare(cfg, out)
+    info = stage.prepare(params.make_section("model", cfg), out)
     assert info["architecture"] == "Gemma3ForCausalLM"
     assert json.loads((out / "config.json").read_text())["eos_token_id"] == 1
 

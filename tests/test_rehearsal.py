@@ -317,8 +317,7 @@ def test_multi_gpu_deepspeed_wiring(monkeypatch):
     from stages.common import params
     from stages.common.errors import UserError
 
-    train = params.section(committed_runpod(), "train")
-    train = {**train, "num_gpus": 4}
+    train = params.section(committed_runpod(), "train").replace(num_gpus=4)
     monkeypatch.chdir(REPO)  # the rendered paths are repo-relative
     rendered = stage.render_config(
         stage.load_base_config(train["axolotl_config"]),
@@ -338,7 +337,7 @@ def test_multi_gpu_deepspeed_wiring(monkeypatch):
     if importlib.util.find_spec("deepspeed") is None:
         with pytest.raises(UserError, match="needs the deepspeed package"):
             stage.require_deepspeed(train)
-    stage.require_deepspeed({**train, "deepspeed_config": ""})  # plain DDP needs no deepspeed
+    stage.require_deepspeed(train.replace(deepspeed_config=""))  # plain DDP needs no deepspeed
 
 
 def test_too_small_gpu_fails_in_one_line(monkeypatch):

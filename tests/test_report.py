@@ -12,6 +12,7 @@ from conftest import ABSTAIN, EVALUATE_PARAMS, EVALUATE_PROFILE
 
 from stages import report as R
 from stages.common import metrics as M
+from stages.common import params as P
 from stages.common.errors import UserError
 from stages.common.prompting import cited_ids
 
@@ -45,7 +46,9 @@ GOLD = {
     "q0003": "제천시 청풍면",
     "q0004": "문화재길 166",
 }
-CFG = M.ScoreConfig.from_params(EVALUATE_PARAMS, {"abstain": ABSTAIN})
+CFG = M.ScoreConfig.from_params(
+    P.make_section("evaluate", EVALUATE_PARAMS), P.make_section("prompt", {"abstain": ABSTAIN, "system": ""})
+)
 
 
 def _records(model: str, testset: str = "template") -> list[dict]:

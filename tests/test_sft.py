@@ -1,8 +1,11 @@
 import random
 
+from stages.common.params import make_section
 from stages.sft import build_example, make_context
 
-PROMPT = {"system": "시스템", "abstain": "브로셔에 해당 정보가 없습니다.", "max_context_chars": 100}
+PROMPT = make_section(
+    "prompt", {"system": "시스템", "abstain": "브로셔에 해당 정보가 없습니다.", "max_context_chars": 100}
+)
 BY_ID = {f"c{i:03d}": {"chunk_id": f"c{i:03d}", "section_path": f"경로{i}", "text": f"본문{i}"} for i in range(1, 8)}
 Q = {
     "id": "q1",
@@ -25,7 +28,7 @@ def test_gold_is_removed_when_not_kept_and_distractors_fill_in():
 
 
 def test_unanswerable_keeps_retrieved_context():
-    q = dict(Q, answerable=False, answer=PROMPT["abstain"])
+    q = dict(Q, answerable=False, answer=PROMPT.abstain)
     assert make_context(q, ["c005", "c001", "c002", "c003"], k=3, keep_gold=True, distractor_pool=[]) == [
         "c005",
         "c001",
@@ -41,7 +44,7 @@ def test_example_with_gold_cites_it_and_without_gold_abstains():
     assert with_gold["meta"]["target"] == "answer"
 
     without = build_example(Q, ["c001", "c002", "c003"], BY_ID, PROMPT, 100, random.Random(0))
-    assert without["messages"][-1]["content"] == PROMPT["abstain"]
+    assert without["messages"][-1]["content"] == PROMPT.abstain
     assert without["meta"] == {**without["meta"], "gold_in_context": False, "target": "abstain"}
 
 
@@ -78,7 +81,7 @@ def test_cross_chunk_answer_cites_every_chunk_and_half_the_evidence_means_abstai
     assert both["messages"][-1]["content"] == "포레스트 리솜입니다 [c005][c006]"
     assert both["meta"]["gold_chunk_ids"] == ["c005", "c006"]
     half = build_example(COMPARISON, ["c005", "c001", "c002"], BY_ID, PROMPT, 100, random.Random(0))
-    assert half["messages"][-1]["content"] == PROMPT["abstain"]
+    assert half["messages"][-1]["content"] == PROMPT.abstain
 
 
 # ---------------------------------------------------------------- RAFT views, abstention share, split hygiene
@@ -139,11 +142,10 @@ def test_build_split_rows_views_share_and_no_leak():
     questions = [dict(Q, id=f"t{i}", chunk_id=c) for i, c in enumerate(["c001", "c002", "c003"])]
     questions.append(dict(Q, id="u1", chunk_id="c007", answerable=False, type="unanswerable", answer="-"))
     questions.append(dict(Q, id="t9", chunk_id="c005"))  # its gold is a test chunk: cannot be trained on
-    cfg = {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8}
+    cfg = make_section("sft", {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8})
+    rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
     allowed = {"c001", "c002", "c003", "c007"}
-    rows, stats = build_split(
-        questions, RankAll(), cfg, {"top_k": 3, "method": "hybrid"}, PROMPT, allowed, views=2, max_rows=0
-    )
+    rows, stats = build_split(questions, RankAll(), cfg, rcfg, PROMPT, allowed, views=2, max_rows=0)
     assert stats["questions_dropped_gold_not_allowed"] == 1
     assert all(set(r["meta"]["context_ids"]) <= allowed for r in rows)
     answers = [r for r in rows if r["meta"]["target"] == "answer"]
@@ -152,7 +154,5 @@ def test_build_split_rows_views_share_and_no_leak():
     assert stats["gold_removed_rows"] == 1 and stats["abstain_rows"] == 2 and stats["rows"] == 8
     for r in answers:
         assert r["messages"][-1]["content"] == f"043-649-6000 [{r['meta']['gold_chunk_id']}]"
-    again, _ = build_split(
-        questions, RankAll(), cfg, {"top_k": 3, "method": "hybrid"}, PROMPT, allowed, views=2, max_rows=0
-    )
+    again, _ = build_split(questions, RankAll(), cfg, rcfg, PROMPT, allowed, views=2, max_rows=0)
     assert again == rows

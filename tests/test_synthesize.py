@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from stages.common import params as P
 from stages.synthesize import (
     Limits,
     build_dataset,
@@ -44,6 +45,11 @@ CFG = {
     "menu_min_items": 3,
 }
 LIM = Limits()
+
+
+def synth_cfg(**changes):
+    """The synthesize section as the stage gets it from params.load (a typed section), with ``changes``."""
+    return P.make_section("synthesize", {**CFG, **changes})
 
 
 def chunk(cid, title, text, kind="entry", path=None):
@@ -198,7 +204,7 @@ def test_multihop_links_a_course_stop_to_the_place_chunk():
 
 def test_rules_dataset_types_unanswerable_and_ids():
     chunks = [LODGING, ATTRACTION, RESTAURANTS, HOTELS_A, HOTELS_B, COURSE]
-    qa = rules_questions(chunks, CFG, ABSTAIN)
+    qa = rules_questions(chunks, synth_cfg(), ABSTAIN)
     by_fact = {q["fact"]: q for q in qa if q["type"] == "factual" and q["chunk_id"] == "c001"}
     assert by_fact["rooms"]["question"] in {
         "포레스트 리솜의 객실 수는 몇 개인가요?",
@@ -226,7 +232,7 @@ def test_rules_dataset_types_unanswerable_and_ids():
 def test_same_question_from_two_chunks_is_dropped():
     twin = dict(LODGING, chunk_id="c009")
     qa = rules_questions(
-        [LODGING, twin, ATTRACTION, RESTAURANTS, HOTELS_B], {**CFG, "mix": {"unanswerable": 0.0}}, ABSTAIN
+        [LODGING, twin, ATTRACTION, RESTAURANTS, HOTELS_B], synth_cfg(mix={"unanswerable": 0.0}), ABSTAIN
     )
     assert {q["chunk_id"] for q in qa} == {"c002", "c003", "c011"}
 
@@ -268,7 +274,7 @@ def test_cross_chunk_questions_stay_inside_one_split():
         )
         for i in range(1, 16)
     ]
-    splits = build_dataset(hotels, {**CFG, "mix": {"comparison": 0.3, "multihop": 0.0, "unanswerable": 0.0}}, ABSTAIN)
+    splits = build_dataset(hotels, synth_cfg(mix={"comparison": 0.3, "multihop": 0.0, "unanswerable": 0.0}), ABSTAIN)
     owner = {}
     for name, rows in splits.items():
         for r in rows:
@@ -369,7 +375,7 @@ def test_llm_generator_against_a_local_openai_compatible_server(fake_endpoint, m
         )
         for i in range(1, 4)
     ]
-    splits = build_dataset(chunks, {**CFG, "generator": "llm", "llm": llm, "mix": {"unanswerable": 0.0}}, ABSTAIN)
+    splits = build_dataset(chunks, synth_cfg(generator="llm", llm=llm, mix={"unanswerable": 0.0}), ABSTAIN)
     rows = [r for rows in splits.values() for r in rows]
     assert all(r["generator"] == "llm" for r in rows)
     assert sorted(r["answer"] for r in rows if r["chunk_id"] == "c001") == [
@@ -636,7 +642,7 @@ def test_payment_and_age_questions_are_asked_of_places_that_charge_not_of_a_moun
 def test_questions_near_a_natural_test_question_are_dropped_from_every_split():
     """Decontamination: the frozen natural test set is never trained (or validated) on."""
     chunks = [HOTELS_A, HOTELS_B, LODGING, ATTRACTION, COURSE]
-    base = build_dataset(chunks, CFG, ABSTAIN)
+    base = build_dataset(chunks, synth_cfg(), ABSTAIN)
     rows = [r for s in base.values() for r in s]
     by_q = next(r for r in rows if r["answerable"] and r["type"] == "factual")
     by_a = next(
@@ -651,14 +657,14 @@ def test_questions_near_a_natural_test_question_are_dropped_from_every_split():
         {"question": "반려동물 동반이 되나요 혹시", "answer": ABSTAIN, "answerable": False},
     ]
     report: dict = {}
-    kept = build_dataset(chunks, CFG, ABSTAIN, report=report, natural=natural)
+    kept = build_dataset(chunks, synth_cfg(), ABSTAIN, report=report, natural=natural)
     kept_rows = [r for s in kept.values() for r in s]
     assert by_q["question"] not in {r["question"] for r in kept_rows}
     assert by_a["answer"] not in {r["answer"] for r in kept_rows}
     assert any(not r["answerable"] for r in kept_rows)
     assert report["filtered"]["natural_overlap"] >= 2
     clean: dict = {}
-    build_dataset(chunks, CFG, ABSTAIN, report=clean)
+    build_dataset(chunks, synth_cfg(), ABSTAIN, report=clean)
     assert clean["filtered"]["natural_overlap"] == 0
 
 

@@ -60,8 +60,8 @@ def test_repo_params_render_for_every_profile(profile):
 
 def test_params_change_shows_up_in_resolved_yaml():
     train = repo_train_params()
-    a = render({**train, "lora_r": 8, "learning_rate": 1e-4, "sequence_len": 512})
-    b = render({**train, "lora_r": 32, "learning_rate": 3e-4, "sequence_len": 768})
+    a = render(train.replace(lora_r=8, learning_rate=1e-4, sequence_len=512))
+    b = render(train.replace(lora_r=32, learning_rate=3e-4, sequence_len=768))
     assert (a["lora_r"], a["learning_rate"], a["sequence_len"]) == (8, 1e-4, 512)
     assert (b["lora_r"], b["learning_rate"], b["sequence_len"]) == (32, 3e-4, 768)
     assert "lora_r: 32" in stage.dump_yaml(b)
@@ -70,7 +70,7 @@ def test_params_change_shows_up_in_resolved_yaml():
 def test_multi_gpu_renders_deepspeed_and_launches_one_process_per_gpu():
     train = repo_train_params("runpod")
     assert "deepspeed" not in render(train)  # one GPU: plain single process
-    multi = {**train, "num_gpus": 4}
+    multi = train.replace(num_gpus=4)
     assert render(multi)["deepspeed"] == "axolotl/deepspeed/zero2.json"
     cmd = stage.axolotl_command(Path("cfg.yaml"), 4)
     assert cmd[1:] == [
@@ -88,8 +88,8 @@ def test_multi_gpu_renders_deepspeed_and_launches_one_process_per_gpu():
 
 def test_max_steps_zero_means_epochs():
     train = repo_train_params()
-    assert "max_steps" not in render({**train, "max_steps": 0})
-    assert render({**train, "max_steps": 7})["max_steps"] == 7
+    assert "max_steps" not in render(train.replace(max_steps=0))
+    assert render(train.replace(max_steps=7))["max_steps"] == 7
 
 
 @pytest.mark.parametrize(
@@ -107,12 +107,11 @@ def test_max_steps_zero_means_epochs():
 )
 def test_bad_train_params_are_user_errors(change, message):
     with pytest.raises(UserError, match=message):
-        render({**repo_train_params(), **change}, base_cfg={})
+        render(repo_train_params().replace(**change), base_cfg={})
 
 
 def test_missing_train_key_is_a_user_error():
-    train = repo_train_params()
-    del train["learning_rate"]
+    train = params.make_section("train", {k: v for k, v in repo_train_params().items() if k != "learning_rate"})
     with pytest.raises(UserError, match="missing train.learning_rate"):
         render(train, base_cfg={})
 
@@ -156,22 +155,22 @@ def test_resolved_dtype_is_rendered_and_base_configs_leave_it_to_params(dtype, b
         base = yaml.safe_load((REPO / repo_train_params(profile)["axolotl_config"]).read_text(encoding="utf-8"))
         assert "bf16" not in base and "fp16" not in base
     with pytest.raises(UserError, match="train.dtype must be one of"):
-        render({**train, "dtype": "int8"}, base_cfg={})
+        render(train.replace(dtype="int8"), base_cfg={})
 
 
 def test_lora_top_layers_renders_the_top_layer_indices():
-    train = {**repo_train_params(), "lora_top_layers": 6}
+    train = repo_train_params().replace(lora_top_layers=6)
     kw = {"base_model": Path("b"), "data": Path("d"), "output_dir": Path("o")}
     cfg = stage.render_config({}, train, num_layers=18, **kw)
     assert cfg["peft_layers_to_transform"] == list(range(12, 18))
-    assert "peft_layers_to_transform" not in stage.render_config({}, {**train, "lora_top_layers": 0}, **kw)
+    assert "peft_layers_to_transform" not in stage.render_config({}, train.replace(lora_top_layers=0), **kw)
     assert "peft_layers_to_transform" not in stage.render_config(
-        {}, {**train, "lora_top_layers": 18}, num_layers=18, **kw
+        {}, train.replace(lora_top_layers=18), num_layers=18, **kw
     )
     with pytest.raises(UserError, match="number of layers"):
         stage.render_config({}, train, **kw)
     with pytest.raises(UserError, match="lora_top_layers must be >= 0"):
-        render({**train, "lora_top_layers": -1}, base_cfg={})
+        render(train.replace(lora_top_layers=-1), base_cfg={})
 
 
 def test_model_num_layers_reads_nested_text_config(tmp_path):

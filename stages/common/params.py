@@ -16,9 +16,10 @@ Every section a stage loads is checked against its declaration in
 ``params_schema.SECTIONS`` (in the shared section and in every profile): an unknown
 key is an error that suggests the closest known one, a wrong type names the expected
 type, a value out of its range or not one of its choices names the allowed ones.
-The merged section is a ``Section``: a missing key read as ``cfg[key]`` is a
-one-line error naming it, so stages read checked keys directly. Sections not in the
-schema yet are not checked, so a stage under development can add one; ``check_all``
+The merged section is an instance of its declared class (a ``params_spec.Section``):
+stages read its keys as attributes (``p["train"].lora_r``), and a key missing from
+params.yaml is a one-line error naming it when read. Sections not in the schema yet
+are not checked (a plain dict), so a stage under development can add one; ``check_all``
 (``python -m stages.common.params``, and a test) checks the whole file.
 """
 
@@ -34,7 +35,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError, run_cli
-from .params_schema import SECTIONS, TOP_LEVEL, Spec, fields, load_registries
+from .params_schema import SECTIONS, TOP_LEVEL, Section, Spec, fields, load_registries
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -61,22 +62,8 @@ def profile_name(raw: dict[str, Any]) -> str:
     return name
 
 
-class Section(dict):
-    """A merged params section: reading a missing key is a one-line error naming ``<section>.<key>``."""
-
-    def __init__(self, name: str, values: dict[str, Any]) -> None:
-        super().__init__(values)
-        self.name = name
-
-    def __missing__(self, key: str) -> Any:
-        raise UserError(f"params: missing {self.name}.{key}")
-
-    def __reduce__(self) -> Any:  # picklable for process pools: the name is not a dict item
-        return (Section, (self.name, dict(self)))
-
-
-def section(raw: dict[str, Any], name: str) -> Section:
-    """Merged view of one params section: shared keys + the active profile's keys."""
+def section(raw: dict[str, Any], name: str) -> Any:
+    """One params section, shared keys + the active profile's keys, checked: an instance of its declared class."""
     profile = profile_name(raw)
     shared = raw.get(name) or {}
     overlay = (raw["profiles"][profile] or {}).get(name) or {}
@@ -94,11 +81,17 @@ def section(raw: dict[str, Any], name: str) -> Section:
             f"params: {name}.{clash[0]} is set both in {name}: and in profiles.{profile}.{name}: "
             "- keep each key in one place"
         )
-    return Section(name, {**shared, **overlay})
+    merged = {**shared, **overlay}
+    return SECTIONS[name].of(name, merged) if name in SECTIONS else merged
 
 
-def load(path: str | Path = DEFAULT_PARAMS, *names: str) -> dict[str, dict[str, Any]]:
-    """Return ``{"profile": name, section: merged, ...}`` for the requested sections."""
+def make_section(name: str, values: dict[str, Any]) -> Section:
+    """Section ``name`` holding ``values`` as they are (unchecked): for callers given a plain dict (tests)."""
+    return values if isinstance(values, Section) else SECTIONS[name].of(name, values)
+
+
+def load(path: str | Path = DEFAULT_PARAMS, *names: str) -> dict[str, Any]:
+    """Return ``{"profile": name, section: its checked section object, ...}`` for the requested sections."""
     raw = load_raw(path)
     out: dict[str, Any] = {"profile": profile_name(raw)}
     for name in names:

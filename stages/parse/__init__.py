@@ -16,7 +16,7 @@ Run it as ``python -m stages.parse`` (the CLI is ``__main__.py``). Per page:
 
 Where things are:
 - ``__main__.py``  the CLI and ``run()`` (params, checks, outputs, metrics)
-- ``config.py``    ``ParseConfig``: the ``parse:`` knobs, typed and checked
+- ``config.py``    ``check_parse``: the typed ``parse:`` section's engine-specific keys
 - ``pdf.py``       opening/validating the input PDF, rendering pages and regions
 - ``page.py``      one page: text layer, tables, OCR regions, photo test, block types, order
 - ``runner.py``    all pages, in a process pool when the engine allows it

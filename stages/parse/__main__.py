@@ -19,7 +19,7 @@ from ..common import io, params
 from ..common.env import check_machine, setup_env
 from ..common.errors import UserError, run_cli
 from .cer import NO_TRUTH, load_truth, truth_metrics
-from .config import ParseConfig
+from .config import check_parse
 from .layout import assign_levels
 from .ocr import make_engine
 from .outputs import block_records, parse_metrics, write_outputs
@@ -32,9 +32,9 @@ log = logging.getLogger("parse")
 def run(pdf: Path, out: Path, metrics_path: Path, truth_path: Path | None, params_path: Path) -> dict[str, Any]:
     start = time.perf_counter()
     loaded = params.load(params_path, "parse", "machine")
-    setup_env(offline=bool(loaded["machine"].get("offline", True)))
+    setup_env(offline=loaded["machine"].offline)
     check_machine({"name": loaded["profile"], **loaded["machine"]})  # runpod: fail here, not inside PaddleOCR
-    cfg = ParseConfig.from_params(loaded["parse"])
+    cfg = check_parse(loaded["parse"])
     # no path, or an empty file (what the dvc `truth` stage writes for data.truth ''): no ground truth
     truth = (load_truth(truth_path) or None) if truth_path else None
     for tool in ("pdftoppm", "pdfinfo"):

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..common import io
 from ..common.errors import UserError
-from .config import ParseConfig
+from ..common.params_schema import Parse
 from .layout import Block, covered_share
 from .page import PageResult
 from .pdf import one_line
@@ -80,7 +80,7 @@ def load_truth(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def truth_metrics(results: list[PageResult], truth: list[dict[str, Any]], cfg: ParseConfig) -> dict[str, Any]:
+def truth_metrics(results: list[PageResult], truth: list[dict[str, Any]], cfg: Parse) -> dict[str, Any]:
     """CER overall (reading order), by layout, on image-only pages and on raster-only regions."""
     by_page = {r.page: r for r in results}
 

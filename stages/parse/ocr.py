@@ -277,13 +277,13 @@ class PaddleOcrEngine:
 
 # ---------------------------------------------------------------- the engine registry
 # An engine is added here and nowhere else (plus its params): register a factory under the name
-# `parse.ocr_engine` takes, with the engine-specific parse keys it requires (declared as optional
-# fields of ParseConfig and in params.yaml). ParseConfig checks the name and keys against this table.
+# `parse.ocr_engine` takes, with the engine-specific parse keys it requires (declared in params_schema.Parse
+# and set in params.yaml). config.check_parse checks the name and keys against this table.
 
 
 @dataclass(frozen=True)
 class EngineSpec:
-    factory: Any  # (ParseConfig, LayoutParams) -> OcrEngine
+    factory: Any  # (params_schema.Parse, LayoutParams) -> OcrEngine
     keys: tuple[str, ...] = ()  # parse.* keys only this engine needs
 
 

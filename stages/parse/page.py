@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ParseConfig
+from ..common.params_schema import Parse
 from .layout import (
     Block,
     blocks_from_lines,
@@ -20,7 +20,6 @@ from .layout import (
     is_content,
     list_marker,
     normalise_ocr,
-    order_blocks,
     strip_ocr_junk,
     table_blocks,
     textlayer_lines,
@@ -28,6 +27,7 @@ from .layout import (
 )
 from .ocr import OcrBlock, OcrEngine
 from .pdf import capped_dpi, render_clip, render_page
+from .reading_order import order_blocks
 
 log = logging.getLogger("parse")
 
@@ -48,7 +48,7 @@ class PageResult:
     png: bytes | None = None
 
 
-def parse_page(doc: Any, pdf_path: Path, pno: int, cfg: ParseConfig, engine: OcrEngine | None) -> PageResult:
+def parse_page(doc: Any, pdf_path: Path, pno: int, cfg: Parse, engine: OcrEngine | None) -> PageResult:
     """Parse one page (1-based); exceptions are the caller's to record."""
     import pymupdf
 
@@ -120,7 +120,7 @@ def parse_page(doc: Any, pdf_path: Path, pno: int, cfg: ParseConfig, engine: Ocr
     return res
 
 
-def _with_sparse_pass(engine: OcrEngine, image: Any, found: list[OcrBlock], cfg: ParseConfig) -> list[OcrBlock]:
+def _with_sparse_pass(engine: OcrEngine, image: Any, found: list[OcrBlock], cfg: Parse) -> list[OcrBlock]:
     """Whole-page OCR of a map, cover or leaflet: add a sparse-text pass and put the better pass first.
 
     Tesseract's column segmentation (psm 4) reads paragraphs well but merges,
@@ -141,7 +141,7 @@ def _with_sparse_pass(engine: OcrEngine, image: Any, found: list[OcrBlock], cfg:
     return found + other if _ocr_score(found, cfg) >= _ocr_score(other, cfg) else other + found
 
 
-def _ocr_score(found: list[OcrBlock], cfg: ParseConfig) -> float:
+def _ocr_score(found: list[OcrBlock], cfg: Parse) -> float:
     """Letters read with at least the minimum confidence, weighted by confidence."""
     return sum(
         w.confidence * sum(1 for c in w.text if is_content(c))
@@ -152,7 +152,7 @@ def _ocr_score(found: list[OcrBlock], cfg: ParseConfig) -> float:
     )
 
 
-def _is_photo(page: Any, region: tuple, page_box: tuple, cfg: ParseConfig) -> bool:
+def _is_photo(page: Any, region: tuple, page_box: tuple, cfg: Parse) -> bool:
     """Is an image region a photo (not worth OCR)? Its most common colour covers less than
     ``ocr_photo_max_flat_share`` of it (8 levels per channel, on a small render). Text cards, menus and
     tables sit on flat backgrounds (sample at 72 dpi: 80-94% of the region), photos do not (16-69%); on the
@@ -187,7 +187,7 @@ def _weighted_median(values: list[float], weights: list[int]) -> float:
     return pairs[-1][0]
 
 
-def _image_regions(page: Any, page_box: tuple, cfg: ParseConfig) -> list[tuple]:
+def _image_regions(page: Any, page_box: tuple, cfg: Parse) -> list[tuple]:
     """Raster image boxes (clipped to the page) big enough to hold text, largest first, nested ones dropped."""
     boxes = []
     for info in page.get_image_info():
@@ -209,7 +209,7 @@ def _ocr_to_blocks(
     scale: float,
     taken: list[tuple],
     accepted: list[tuple],
-    cfg: ParseConfig,
+    cfg: Parse,
 ) -> list[Block]:
     """Map OCR blocks (crop pixels) to page points, drop duplicates and noise, build Blocks."""
     out: list[Block] = []

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.errors import UserError
-from .config import ParseConfig
+from ..common.params_schema import Parse
 from .ocr import OcrEngine, make_engine
 from .page import PageResult, parse_page
 from .pdf import capped_dpi, one_line, render_page
@@ -16,7 +16,7 @@ from .pdf import capped_dpi, one_line, render_page
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(pdf_path: str, cfg: ParseConfig, need_engine: bool) -> None:
+def _init_worker(pdf_path: str, cfg: Parse, need_engine: bool) -> None:
     import pymupdf
 
     _WORKER.clear()
@@ -31,7 +31,7 @@ def _engine() -> OcrEngine | None:
 
 def _run_page(pno: int) -> PageResult:
     """Parse one page and render its citation image; failures become a failed PageResult."""
-    cfg: ParseConfig = _WORKER["cfg"]
+    cfg: Parse = _WORKER["cfg"]
     try:
         res = parse_page(_WORKER["doc"], _WORKER["pdf"], pno, cfg, _engine())
     except UserError:
@@ -55,7 +55,7 @@ def _run_page(pno: int) -> PageResult:
     return res
 
 
-def run_pages(pdf_path: Path, n_pages: int, cfg: ParseConfig, engine: OcrEngine | None) -> list[PageResult]:
+def run_pages(pdf_path: Path, n_pages: int, cfg: Parse, engine: OcrEngine | None) -> list[PageResult]:
     """All pages in order, in a process pool of ``cfg.workers`` when the engine allows it."""
     from tqdm import tqdm
 

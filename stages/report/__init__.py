@@ -64,8 +64,7 @@ def main(argv: list[str] | None = None) -> None:
 
     params = P.load(args.params, "report", "model", "index", "retrieval", "train", "evaluate", "prompt")
     cfg = params["report"]
-    dpi = P.require(cfg, "figure_dpi", int, "report")
-    P.require(cfg, "max_example_chars", int, "report")
+    dpi, _ = cfg.figure_dpi, cfg.max_example_chars  # both read before any work: a missing key fails first
     runs = load_runs(args.eval, args.metrics_dir)
     comparison = build_comparison(runs, cfg)
     train_curve = read_curve(args.plots / "train_loss.csv", "loss")

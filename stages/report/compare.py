@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from stages.common import metrics as M
-from stages.common import params as P
 from stages.common.errors import UserError
 from stages.common.io import atomic_path, read_json, read_jsonl
+from stages.common.params_schema import Report
 from stages.common.records import Prediction
 
 log = logging.getLogger("report")
@@ -132,7 +132,7 @@ def _pair_key(tuned: str, ref: str) -> str:
 
 
 def compare_pair(
-    ref: list[dict[str, Any]], tuned: list[dict[str, Any]], cfg: dict[str, Any]
+    ref: list[dict[str, Any]], tuned: list[dict[str, Any]], cfg: Report
 ) -> dict[str, dict[str, float | None]]:
     """Every metric of METRICS: reference and fine-tuned values, delta (tuned − ref) and its paired-bootstrap CI."""
     raw = M.compare(
@@ -140,9 +140,9 @@ def compare_pair(
         [p["scores"] for p in tuned],
         ref,
         tuned,
-        P.require(cfg, "n_resamples", int, "report"),
-        P.require(cfg, "seed", int, "report"),
-        float(P.require(cfg, "ci", (int, float), "report")),
+        cfg.n_resamples,
+        cfg.seed,
+        float(cfg.ci),
     )
     out = {}
     for key, r in raw.items():
@@ -180,7 +180,7 @@ def values_by_group(preds: dict[str, list[Prediction]], field: str) -> dict[str,
     return out
 
 
-def build_testset(run: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+def build_testset(run: dict[str, Any], cfg: Report) -> dict[str, Any]:
     preds: dict[str, list[dict[str, Any]]] = run["preds"]
     base = preds["baseline"]
     n_ans = sum(bool(p["answerable"]) for p in base)
@@ -224,12 +224,12 @@ def build_testset(run: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_comparison(runs: dict[str, dict[str, Any]], cfg: dict[str, Any]) -> dict[str, Any]:
+def build_comparison(runs: dict[str, dict[str, Any]], cfg: Report) -> dict[str, Any]:
     """metrics/comparison.json: per test set, values of all models and the fine-tuned − baseline pairs."""
     out: dict[str, Any] = {
-        "ci": float(P.require(cfg, "ci", (int, float), "report")),
-        "n_resamples": P.require(cfg, "n_resamples", int, "report"),
-        "seed": P.require(cfg, "seed", int, "report"),
+        "ci": float(cfg.ci),
+        "n_resamples": cfg.n_resamples,
+        "seed": cfg.seed,
         "testsets": {},
     }
     for ts, run in runs.items():

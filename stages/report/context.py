@@ -14,6 +14,7 @@ import yaml
 
 from stages.common import metrics as M
 from stages.common.io import read_jsonl
+from stages.common.params_schema import Report, Retrieval
 from stages.report.compare import (
     FAILURE_DOCS,
     MODEL_KO,
@@ -78,12 +79,12 @@ HYPER_KEYS = (
 )
 
 
-def testset_context(ts: str, t: dict[str, Any], run: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+def testset_context(ts: str, t: dict[str, Any], run: dict[str, Any], cfg: Report) -> dict[str, Any]:
     if t.get("skipped"):
         return {"name": ts, "ko": TESTSET_KO[ts], "skipped": True, "reason": t["reason"]}
     preds = run["preds"]
-    limit = cfg["max_example_chars"]
-    pct = int(round(float(cfg["ci"]) * 100))
+    limit = cfg.max_example_chars
+    pct = int(round(float(cfg.ci) * 100))
     models = t["models"]
     headers = ["지표", *[MODEL_KO[m] for m in MODELS]] + [
         f"{MODEL_KO[a]} − {MODEL_KO[b]} Δ [{pct}% CI]" for a, b in PAIRS
@@ -221,13 +222,13 @@ def dataset_context(ds: dict[str, Any] | None, samples: list[dict[str, Any]]) ->
     return out
 
 
-def retrieval_context(ret: dict[str, Any] | None, rcfg: dict[str, Any]) -> dict[str, Any]:
+def retrieval_context(ret: dict[str, Any] | None, rcfg: Retrieval) -> dict[str, Any]:
     if not ret:
         return {"present": False}
     methods = [k for k, v in ret.items() if isinstance(v, dict) and "mrr" in v]
     ks = sorted({k for m in methods for k in ret[m] if k.startswith("recall@")}, key=lambda s: int(s[7:]))
     extra = [k for k in ("ndcg@10", "latency_ms_per_query") if any(k in ret[m] for m in methods)]
-    active = rcfg.get("method")
+    active = rcfg.method
     rows = [
         [
             f"**{m}** (사용)" if m == active else m,
@@ -236,7 +237,7 @@ def retrieval_context(ret: dict[str, Any] | None, rcfg: dict[str, Any]) -> dict[
         ]
         for m in methods
     ]
-    k = rcfg.get("top_k")
+    k = rcfg.top_k
     recall_k = ret[active].get(f"recall@{k}") if isinstance(ret.get(active), dict) else None
     return {
         "present": True,
@@ -277,7 +278,7 @@ def build_context(
         "p": params,
         "model_name": params["model"].get("name", "–"),
         "embedder": (ret or {}).get("embedder") or params["index"].get("embedder", "–"),
-        "pct": int(round(float(cfg["ci"]) * 100)),
+        "pct": int(round(float(cfg.ci) * 100)),
         "n_resamples": comp["n_resamples"],
         "seed": comp["seed"],
         "fewshot_k": ecfg.get("fewshot_k"),
@@ -306,7 +307,7 @@ def build_context(
         if train
         else "",
         "figures": drawn,
-        "targets_table": targets_table(comp.get("targets") or [], int(round(float(cfg["ci"]) * 100))),
+        "targets_table": targets_table(comp.get("targets") or [], int(round(float(cfg.ci) * 100))),
         "loss": loss,
         "failure_docs": FAILURE_DOCS,
         "model_ko": MODEL_KO,

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from stages.common.params_schema import Synthesize
 from stages.synthesize.limits import TYPES
 
 log = logging.getLogger("synthesize")
@@ -86,14 +87,14 @@ evaluation; check the publisher's terms before redistributing or using commercia
 """
 
 
-def dataset_card(stats: dict[str, Any], cfg: dict[str, Any], abstain: str, source: str = "data/sample") -> str:
+def dataset_card(stats: dict[str, Any], cfg: Synthesize, abstain: str, source: str = "data/sample") -> str:
     table = "\n".join(
         f"| {s} | {v['questions']} | {v['answerable']} | {v['unanswerable']} | {v['chunks']} | "
         + " | ".join(str(v["by_type"].get(t, 0)) for t in TYPES)
         + " |"
         for s, v in stats.items()
     )
-    llm = cfg["generator"] == "llm"
+    llm = cfg.generator == "llm"
     how = (
         "an LLM asked, in Korean, for grounded questions per chunk (JSON)"
         if llm
@@ -103,21 +104,21 @@ def dataset_card(stats: dict[str, Any], cfg: dict[str, Any], abstain: str, sourc
         "facts of one entry) and price differences between two rows of one table"
     )
     return CARD.format(
-        generator=cfg["generator"],
+        generator=cfg.generator,
         abstain=abstain,
-        ratios=cfg["split"],
-        seed=cfg["seed"],
+        ratios=cfg.split,
+        seed=cfg.seed,
         table=table,
         type_cols=" | ".join(TYPES),
         type_sep="---|" * len(TYPES),
         how=how,
         llm_note=", or for LLM answers: numbers verbatim and most content morphemes" if llm else "",
-        near_dup=cfg["near_duplicate"],
-        mix=cfg["mix"],
-        per_chunk=cfg["max_questions_per_chunk"],
+        near_dup=cfg.near_duplicate,
+        mix=cfg.mix,
+        per_chunk=cfg.max_questions_per_chunk,
         source=source,
         name=Path(source).stem or "brochure",
         size="n<1K" if sum(v["questions"] for v in stats.values()) < 1000 else "1K<n<10K",
-        qpf=cfg.get("questions_per_fact", 1),
-        stratify=cfg.get("stratify_by", "type"),
+        qpf=cfg.questions_per_fact,
+        stratify=cfg.stratify_by,
     )

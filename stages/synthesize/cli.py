@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     params = P.load(args.params, "synthesize", "prompt", "data", "evaluate")
-    cfg, abstain = params["synthesize"], params["prompt"]["abstain"]
+    cfg, abstain = params["synthesize"], params["prompt"].abstain
     # The natural test set is decontaminated out of every split ('' = another brochure: no natural set).
-    natural_path = params["evaluate"].get("natural_questions", "")
+    natural_path = params["evaluate"].natural_questions
     if natural_path and not Path(natural_path).is_file() and (REPO / natural_path).is_file():
         natural_path = str(REPO / natural_path)  # run from another directory (a copied params.yaml)
     natural = load_natural(natural_path, abstain) if natural_path else []
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     if not chunks_path.is_file():
         raise UserError(f"{chunks_path}: not found (run the chunk stage first)")
     chunks = read_jsonl(chunks_path)
-    if cfg.get("generator") == "rules" and not any(chunk_facts(c, Limits.from_cfg(cfg)) for c in chunks):
+    if cfg.generator == "rules" and not any(chunk_facts(c, Limits.from_cfg(cfg)) for c in chunks):
         raise UserError(
             f"{chunks_path}: no questions could be generated from {len(chunks)} chunks "
             "(no extractable facts: no address, phone, price, hours, table, list or descriptive sentence found)"
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, rows in splits.items():
             dump_jsonl(tmp / f"{name}.jsonl", rows)
         DatasetDict({name: Dataset.from_list(rows) for name, rows in splits.items()}).save_to_disk(str(tmp / "hf"))
-        source = Path(params["data"].get("pdf", "")).name or "brochure.pdf"
+        source = Path(params["data"].pdf).name or "brochure.pdf"
         (tmp / "README.md").write_text(dataset_card(stats, cfg, abstain, source), encoding="utf-8")
     by_type = Counter(r["type"] for rows in splits.values() for r in rows)
     by_style = Counter(r["style"] for rows in splits.values() for r in rows)

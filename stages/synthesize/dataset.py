@@ -9,6 +9,7 @@ from typing import Any
 
 from stages.common import params as P
 from stages.common.errors import UserError
+from stages.common.params_schema import Synthesize
 from stages.synthesize.crosschunk import comparison_questions, multihop_questions
 from stages.synthesize.filters import drop_natural_overlap, drop_off_truth, filter_records
 from stages.synthesize.limits import SPLITS, TYPES, Limits
@@ -24,7 +25,7 @@ log = logging.getLogger("synthesize")
 # ------------------------------------------------------------------ assembly
 def build_dataset(
     chunks: list[dict[str, Any]],
-    cfg: dict[str, Any],
+    cfg: Synthesize,
     abstain: str,
     client: Any = None,
     report: dict[str, Any] | None = None,
@@ -39,13 +40,13 @@ def build_dataset(
     `truth` (page -> true page text, parse's truth copy): answerable questions whose key facts are
     not on their true pages (OCR-damaged golds) are dropped (counted as ``truth``)."""
     lim = Limits.from_cfg(cfg)
-    seed = P.require(cfg, "seed", int, "synthesize")
-    per_chunk = P.require(cfg, "max_questions_per_chunk", int, "synthesize")
-    n_unanswerable = P.require(cfg, "unanswerable_per_chunk", int, "synthesize")
-    mix = P.require(cfg, "mix", dict, "synthesize")
-    near_dup = float(P.require(cfg, "near_duplicate", (int, float), "synthesize"))
+    seed = cfg.seed
+    per_chunk = cfg.max_questions_per_chunk
+    n_unanswerable = cfg.unanswerable_per_chunk
+    mix = cfg.mix
+    near_dup = float(cfg.near_duplicate)
     # decontamination threshold, looser than near_dup: a natural question reworded is still leaked
-    overlap = float(P.require(cfg, "natural_overlap", (int, float), "synthesize")) if natural else 1.0
+    overlap = float(cfg.natural_overlap) if natural else 1.0
     by_id = {c["chunk_id"]: c for c in chunks}
     rng = random.Random(seed)
     dropped: Counter = Counter()  # why candidates were dropped: shape, grounding, leak, ambiguous, near_duplicate, cap
@@ -66,10 +67,7 @@ def build_dataset(
     rng.shuffle(unans)
     records = capped + unans[:n_u]
 
-    stratify_by = P.require(cfg, "stratify_by", str, "synthesize")
-    if stratify_by not in ("type", "fact", "style"):
-        raise UserError(f"params: synthesize.stratify_by must be type, fact or style, got {stratify_by!r}")
-    splits = split_by_chunk(records, P.require(cfg, "split", dict, "synthesize"), seed, stratify_by)
+    splits = split_by_chunk(records, cfg.split, seed, cfg.stratify_by)  # stratify_by: a choice the schema checked
     out: dict[str, list[dict[str, Any]]] = {}
     for name in SPLITS:
         rows = splits[name]
@@ -88,19 +86,19 @@ def build_dataset(
 
 def _single_candidates(
     chunks: list[dict[str, Any]],
-    cfg: dict[str, Any],
+    cfg: Synthesize,
     lim: Limits,
     rng: random.Random,
     client: Any,
     dropped: Counter,
 ) -> tuple[list[dict[str, Any]], float]:
     """Single-chunk answerable candidates of the configured generator, and the grounding share they need."""
-    generator = P.require(cfg, "generator", str, "synthesize")
+    generator = cfg.generator
     singles: list[dict[str, Any]] = []
     if generator == "llm":
         from tqdm import tqdm
 
-        llm = P.require(cfg, "llm", dict, "synthesize")
+        llm = cfg.llm  # a nested mapping: a plain dict
         min_share = float(P.require(llm, "grounding_min_share", (int, float), "synthesize.llm"))
         client = client or ChatClient(llm)
         n = P.require(llm, "questions_per_chunk", int, "synthesize.llm")
@@ -157,9 +155,9 @@ def _numbered(out: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, 
     return out
 
 
-def rules_questions(chunks: list[dict[str, Any]], cfg: dict[str, Any], abstain: str) -> list[dict[str, Any]]:
+def rules_questions(chunks: list[dict[str, Any]], cfg: Synthesize, abstain: str) -> list[dict[str, Any]]:
     """Every question the rules generator keeps (all splits, in split order)."""
-    splits = build_dataset(chunks, {**cfg, "generator": "rules"}, abstain)
+    splits = build_dataset(chunks, cfg.replace(generator="rules"), abstain)
     return [r for s in SPLITS for r in splits[s]]
 
 

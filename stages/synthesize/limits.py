@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stages.common.params_schema import Synthesize
 
 log = logging.getLogger("synthesize")
 
@@ -27,8 +30,8 @@ class Limits:
     questions_per_fact: int = 3  # phrasings asked per fact (different styles)
 
     @classmethod
-    def from_cfg(cls, cfg: dict[str, Any]) -> Limits:
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__})  # cfg: a checked params.Section
+    def from_cfg(cls, cfg: Synthesize) -> Limits:
+        return cls(**{k: getattr(cfg, k) for k in cls.__dataclass_fields__})  # cfg: the checked params section
 
 
 DEFAULTS = Limits()  # module-level: a call in argument defaults is evaluated once anyway (ruff B008)
