@@ -39,7 +39,7 @@ from stages.common.env import check_machine, setup_env
 from stages.common.errors import UserError, run_cli
 from stages.common.io import atomic_dir, read_jsonl, write_json
 from stages.common.params_schema import Retrieval, TrainRetriever
-from stages.common.retrieval import DEFAULT_PASSAGE_TEMPLATE, gold_ids, passage_text, ranking_metrics
+from stages.common.retrieval import gold_ids, passage_text, ranking_metrics
 
 log = logging.getLogger("train_retriever")
 
@@ -242,7 +242,7 @@ def training_rows(
     ranked: list[list[str]],
     chunks_by_id: dict[str, dict[str, Any]],
     n_negatives: int,
-    template: str = DEFAULT_PASSAGE_TEMPLATE,
+    template: str,
     query_prefix: str = "",
     passage_prefix: str = "",
 ) -> tuple[list[dict[str, str]], int]:

@@ -22,6 +22,17 @@ SYSTEM = "브로셔 문서만 보고 짧게 답하고 [c001]처럼 근거를 표
 PLACES = ["의림지", "청풍호반 케이블카", "배론성지", "박달재", "옥순봉 출렁다리", "청풍문화재단지"]
 
 
+def retrieval_options(**changes):
+    """params.yaml's retrieval options (what the stages use), with a test's changes: no code defaults to drift."""
+    import dataclasses
+
+    from stages.common import params as P
+    from stages.common.retrieval import RetrievalOptions
+
+    options = RetrievalOptions.from_params(P.load(REPO / "params.yaml", "retrieval")["retrieval"])
+    return dataclasses.replace(options, **changes)
+
+
 NANUM_FONT = Path("/usr/share/fonts/truetype/nanum/NanumGothic.ttf")
 
 

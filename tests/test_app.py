@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import retrieval_options
 
 from app import rag
 from app.__main__ import create, parse_args
@@ -92,7 +93,9 @@ def world(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     from transformers import AutoModelForCausalLM
 
     root = tmp_path_factory.mktemp("app")
-    Retriever.build(CHUNKS, OneHotEmbedder(), rrf_k=60, fusion_depth=20).save(root / "index", {"embedder": "onehot"})
+    Retriever.build(CHUNKS, OneHotEmbedder(), rrf_k=60, fusion_depth=20, options=retrieval_options()).save(
+        root / "index", {"embedder": "onehot"}
+    )
     (root / "parsed" / "images").mkdir(parents=True)
     with open(root / "parsed" / "pages.jsonl", "w", encoding="utf-8") as fh:
         for page in (1, 2, 3):

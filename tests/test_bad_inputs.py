@@ -15,7 +15,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 import yaml
-from conftest import NANUM_FONT, insert_image, text_image
+from conftest import NANUM_FONT, insert_image, retrieval_options, text_image
 from PIL import Image
 
 from stages import chunk, evaluate, sft, synthesize
@@ -291,7 +291,7 @@ class _HashEmbedder:
 def test_sft_with_an_empty_training_split(tmp_path, capsys):
     index = tmp_path / "index"
     chunks = [chunk_record("c001", "의림지", "의림지: 제천시 의림대로")]
-    Retriever.build(chunks, _HashEmbedder(), 60, 20).save(index, {"embedder": "hash"})
+    Retriever.build(chunks, _HashEmbedder(), 60, 20, options=retrieval_options()).save(index, {"embedder": "hash"})
     qa = _qa_dir(tmp_path, test=[QUESTION])  # train and validation empty
     out = tmp_path / "sft"
     params_path = write_params(tmp_path, retrieval={"method": "bm25"})  # no embedder needed

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
-from conftest import ABSTAIN, EVALUATE_PARAMS, EVALUATE_PROFILE
+from conftest import ABSTAIN, EVALUATE_PARAMS, EVALUATE_PROFILE, retrieval_options
 
 from stages import evaluate as E
 from stages.common import generation as G
@@ -177,7 +177,9 @@ def world(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
         LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False),
     )
     peft_model.save_pretrained(root / "adapter")
-    Retriever.build(CHUNKS, FakeEmbedder(), rrf_k=60, fusion_depth=20).save(root / "index", {"embedder": "fake"})
+    Retriever.build(CHUNKS, FakeEmbedder(), rrf_k=60, fusion_depth=20, options=retrieval_options()).save(
+        root / "index", {"embedder": "fake"}
+    )
     (root / "qa").mkdir()
     (root / "qa" / "test.jsonl").write_text(
         "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in QUESTIONS), encoding="utf-8"
@@ -296,7 +298,7 @@ def test_run_in_memory_dense_retriever_and_identical_prompts(world):
     root = world["root"]
     (root / "dense.yaml").write_text(params_yaml(method="dense", batch_size=3), encoding="utf-8")
     params = P.load(root / "dense.yaml", "evaluate", "retrieval", "prompt", "machine")
-    retriever = Retriever.build(CHUNKS, FakeEmbedder(), rrf_k=60, fusion_depth=20)
+    retriever = Retriever.build(CHUNKS, FakeEmbedder(), rrf_k=60, fusion_depth=20, options=retrieval_options())
     model, tok = G.load_model(root / "base", None, "cpu", "float32", backend="transformers")
     preds, metrics = E.run(QUESTIONS, retriever, model, tok, params)
     assert len(preds) == 3 and metrics["n"] == 3

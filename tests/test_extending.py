@@ -8,6 +8,7 @@ import json
 
 import pytest
 import yaml
+from conftest import retrieval_options
 from test_report import PARAMS, write_eval
 from test_retrieval import CHUNKS, HashEmbedder
 
@@ -48,7 +49,7 @@ def toy_metric():
 
 
 def test_a_registered_retrieval_method_is_measured_by_the_index_stage(toy_method):
-    retriever = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=10)
+    retriever = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=10, options=retrieval_options())
     questions = [
         {"question": "제천한방엑스포공원", "answerable": True, "chunk_id": "c003"},  # reverse order: rank 1
         {"question": "케이블카", "answerable": True, "chunk_id": "c001"},  # rank 3

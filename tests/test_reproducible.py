@@ -18,13 +18,16 @@ from pathlib import Path
 import numpy as np
 from stages.common.retrieval import Retriever
 
+sys.path.insert(0, "tests")  # run from the repo root
+from conftest import retrieval_options
+
 class Embedder:
     def embed_passages(self, texts):
         return np.ones((len(texts), 4), dtype=np.float32) / 2
 
 texts = ["의림지는 제천시 의림대로에 있는 저수지입니다", "청풍호반 케이블카 요금은 성인 15,000원", "배론성지 천주교 성지 순례길"]
 chunks = [{"chunk_id": f"c{i:03d}", "section_path": t.split()[0], "title": t.split()[0], "text": t} for i, t in enumerate(texts)]
-Retriever.build(chunks, Embedder(), 60, 20).save(Path(sys.argv[1]), {"embedder": "fixed"})
+Retriever.build(chunks, Embedder(), 60, 20, options=retrieval_options()).save(Path(sys.argv[1]), {"embedder": "fixed"})
 """
 
 

