@@ -250,7 +250,7 @@ def _tiny_cross_encoder(folder: Path) -> Path:
 
 def test_cross_encoder_reranker_scores_with_a_tiny_local_model(tmp_path):
     model_dir = _tiny_cross_encoder(tmp_path / "ce")
-    reranker = CrossEncoderReranker(str(model_dir), device="cpu", max_length=128)
+    reranker = CrossEncoderReranker(str(model_dir), device="cpu", max_length=128, batch_size=32)
     texts = [passage_text(c, retrieval_options().passage_template) for c in CHUNKS]
     scores = reranker.score("포레스트 리솜 객실", texts)
     assert scores.shape == (3,) and np.isfinite(scores).all()
@@ -276,7 +276,9 @@ def test_reranker_spec_round_trips_and_loads_lazily(tmp_path):
         fusion_depth=20,
         options=retrieval_options(rerank_from="bm25", rerank_depth=3),
     )
-    built.save(tmp_path / "index", spec, reranker_spec={"reranker": str(model_dir), "device": "cpu"})
+    built.save(
+        tmp_path / "index", spec, reranker_spec={"reranker": str(model_dir), "device": "cpu", "reranker_batch_size": 8}
+    )
     loaded = Retriever.load(tmp_path / "index", with_dense=False)
     assert loaded._reranker._instance is None  # nothing loaded until a reranked query
     ranked = loaded.rank(["포레스트 리솜 객실"], 3, "reranked")[0]

@@ -80,7 +80,7 @@ class Reranker(Protocol):
 class CrossEncoderReranker:
     """A sentence-transformers CrossEncoder (e.g. BAAI/bge-reranker-v2-m3): one score per (query, passage)."""
 
-    def __init__(self, name: str, device: str | None = None, max_length: int | None = None, batch_size: int = 32):
+    def __init__(self, name: str, device: str | None, max_length: int | None, batch_size: int):
         from sentence_transformers import CrossEncoder
 
         self.name = name
@@ -98,5 +98,5 @@ def load_reranker(spec: dict[str, Any]) -> Reranker:
     if not spec.get("reranker"):
         raise UserError("params: index.reranker is not set (retrieval.method=reranked needs a cross-encoder)")
     return CrossEncoderReranker(
-        spec["reranker"], spec.get("device"), spec.get("reranker_max_length"), spec.get("reranker_batch_size", 32)
+        spec["reranker"], spec.get("device"), spec.get("reranker_max_length"), spec["reranker_batch_size"]
     )
