@@ -38,7 +38,7 @@ from stages.common import metrics as M
 from stages.common import params as P
 from stages.common.env import setup_env
 from stages.common.errors import UserError, run_cli
-from stages.common.generation import generate, load_model
+from stages.common.generation import generate, generation_dtype, load_model
 from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
 from stages.common.params_schema import Evaluate
 from stages.common.prompting import (
@@ -275,6 +275,7 @@ def run_info(model_name: str, testset: str, preds: list[dict[str, Any]], example
         "fewshot_k": len(examples),
         "prompt_tokens_mean": round(sum(tokens) / len(tokens), 1) if tokens else None,
         "prompt_tokens_max": max(tokens) if tokens else None,
+        "new_tokens_mean": round(sum(int(p.get("new_tokens") or 0) for p in preds) / len(preds), 1) if preds else None,
     }
 
 
@@ -375,8 +376,11 @@ def main(argv: list[str] | None = None) -> None:
         if examples:
             write_json(tmp / "fewshot.json", [{k: ex[k] for k in ("id", "question", "answer")} for ex in examples])
     # wall_seconds: the whole run (index + model load + generation + scoring) — what the pipeline budget pays.
+    dtype_used, dtype_reason = generation_dtype(dtype, device)
     info = {
         **run_info(args.model, args.testset, preds, examples),
+        "dtype": dtype_used,  # what `auto` resolved to on this machine, and why (issue 14: CPUs differ)
+        "dtype_reason": dtype_reason,
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
     write_json(args.metrics, {**info, **report})

@@ -275,6 +275,9 @@ def test_cli_baseline_predictions_and_metrics(world):
     assert metrics["model"] == "baseline" and metrics["testset"] == "template" and metrics["skipped"] is False
     assert metrics["fewshot_k"] == 0 and metrics["wall_seconds"] > 0
     assert metrics["prompt_tokens_mean"] == pytest.approx(sum(p["prompt_tokens"] for p in preds) / 3, abs=0.05)
+    assert metrics["new_tokens_mean"] == pytest.approx(sum(p["new_tokens"] for p in preds) / 3, abs=0.05)
+    # the precision `auto` resolved to, and why: the test params force float32
+    assert metrics["dtype"] == "float32" and "float32" in metrics["dtype_reason"]
 
 
 def test_cli_finetuned_merges_adapter(world):
