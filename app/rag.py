@@ -182,7 +182,8 @@ class Engine:
             chunks = [self.retriever.by_id[c] for c in ids]
             prompts = build_prompts(tokenizer, [{"question": question}], [chunks], s.system, s.max_chars)
             t0 = time.perf_counter()
-            gen = generate(model, tokenizer, prompts, s.max_new_tokens, 1, s.stop_at_line_end)[0]
+            # One question: one row, prefilled alone (a prefill always takes at least one prompt).
+            gen = generate(model, tokenizer, prompts, s.max_new_tokens, 1, 1, s.stop_at_line_end)[0]
             elapsed = time.perf_counter() - t0
         answer = interpret(question, choice, gen["answer"], ids, set(self.retriever.by_id), s)
         answer.latency_s = round(elapsed, 2)

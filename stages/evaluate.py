@@ -230,16 +230,13 @@ def run(
     k = rcfg.top_k
     max_chars = pcfg.max_context_chars
     max_new = ecfg.max_new_tokens
-    batch_size = ecfg.batch_size
-    if max_new < 1 or batch_size < 1:
-        raise UserError("params: evaluate.max_new_tokens and evaluate.batch_size must be ≥ 1")
     judge_cfg = judge_config(ecfg)  # checked before generating: a bad judge setup fails in seconds, not after
     contexts = retrieve(retriever, questions, k, rcfg.method)
     example_chars = ecfg.fewshot_chunk_chars if examples else max_chars
     messages = prompt_messages(questions, contexts, pcfg.system, max_chars, examples or [], example_chars)
     prompts = render_prompts(tokenizer, messages)
     stop_at_line_end = ecfg.stop_at_line_end
-    generations = generate(model, tokenizer, prompts, max_new, batch_size, stop_at_line_end)
+    generations = generate(model, tokenizer, prompts, max_new, ecfg.batch_size, ecfg.prefill_tokens, stop_at_line_end)
     preds = make_predictions(
         questions, contexts, generations, M.ScoreConfig.from_params(ecfg, pcfg), max_chars, model_name, testset
     )

@@ -163,6 +163,7 @@ EVALUATE_PARAMS = {
     "max_new_tokens": 16,
     "stop_at_line_end": True,
     "batch_size": 2,
+    "prefill_tokens": 1,
     "abstain_markers": ["정보가 없"],
     "abstain_window": 60,
     "support_min_share": 1.0,

@@ -260,7 +260,7 @@ def test_served_app_shows_citations_of_a_fixed_answer(served, world, monkeypatch
     seen: list[list[str]] = []
     reply = {"text": "제천시 의림지로 33 [c002]"}
 
-    def fixed_generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop_at_line_end=False):
+    def fixed_generate(model, tokenizer, prompts, max_new_tokens, batch_size, prefill_tokens, stop_at_line_end=False):
         seen.append(prompts)
         return [{"answer": reply["text"], "new_tokens": 9, "hit_eos": True, "prompt_tokens": 1, "latency_s": 0.0}]
 

@@ -539,7 +539,7 @@ def test_vllm_path_with_a_fake_engine(world, monkeypatch):
     assert calls["init"]["enable_lora"] and calls["init"]["max_lora_rank"] == 4  # r of the test adapter
     assert model.lora_request.args[2] == str((root / "adapter").resolve())
     prompts = ["<bos>질문 하나", "<bos>질문 둘"]
-    recs = G.generate(model, tok, prompts, max_new_tokens=3, batch_size=8)
+    recs = G.generate(model, tok, prompts, max_new_tokens=3, batch_size=8, prefill_tokens=4096)
     sent, sampling, lora = calls["generate"]
     assert (
         sampling["temperature"] == 0.0
@@ -753,6 +753,14 @@ def test_answers_end_at_the_first_line_break_after_content(tiny_tokenizer):
     assert [ends_answer(x) for x in ids] == [True, False, False, True]
 
 
+def _encoder(tok, prompts):
+    def encode(rows):
+        enc = tok([prompts[i] for i in rows], add_special_tokens=False, padding=True, return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+    return encode
+
+
 def test_greedy_decode_gives_generates_tokens_and_drops_ended_rows(tiny_model_dir):
     """greedy_decode = model.generate(do_sample=False) token for token on left-padded prompts of mixed lengths,
     some longer than the sliding window (64 in the tiny model), while a row that ended leaves the batch."""
@@ -764,23 +772,120 @@ def test_greedy_decode_gives_generates_tokens_and_drops_ended_rows(tiny_model_di
     enc = tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
     eos = set(G.eos_ids(model, tok))
     cfg = GenerationConfig(max_new_tokens=12, do_sample=False, eos_token_id=sorted(eos), pad_token_id=tok.pad_token_id)
+    rows, encode, lengths = [0, 1, 2, 3], _encoder(tok, prompts), enc["attention_mask"].sum(-1).tolist()
     with torch.inference_mode():
         reference = model.generate(**enc, generation_config=cfg)[:, enc["input_ids"].shape[1] :].tolist()
-        decoded = G.greedy_decode(model, enc["input_ids"], enc["attention_mask"], 12, eos)
-    assert [G.split_generation(r, sorted(eos)) for r in reference] == [(ids, hit) for ids, hit in decoded]
-    assert all(len(ids) == 12 for ids, hit in decoded if not hit)  # the budget binds rows that never end
+        decoded = G.greedy_decode(model, encode, rows, lengths, 12, eos, batch_size=4, prefill_tokens=4 * 100)
+    assert [G.split_generation(r, sorted(eos)) for r in reference] == [decoded[i] for i in rows]
+    assert all(len(ids) == 12 for ids, hit in decoded.values() if not hit)  # the budget binds rows that never end
 
     # A row ended by ends_answer stops there; the others go on unchanged.
     row, heads = next(
         (i, heads)
         for n in range(1, 12)
-        for heads in [[tuple(ids[:n]) for ids, _ in decoded]]
+        for heads in [[tuple(decoded[r][0][:n]) for r in rows]]
         for i, h in enumerate(heads)
         if len(h) == n and heads.count(h) == 1 and len(decoded[i][0]) > n
     )
     with torch.inference_mode():
-        cut = G.greedy_decode(
-            model, enc["input_ids"], enc["attention_mask"], 12, eos, lambda ids: tuple(ids) == heads[row]
-        )
+        cut = G.greedy_decode(model, encode, rows, lengths, 12, eos, 4, 400, lambda ids: tuple(ids) == heads[row])
     assert cut[row] == (list(heads[row]), False)
-    assert cut[:row] + cut[row + 1 :] == decoded[:row] + decoded[row + 1 :]
+    assert {r: v for r, v in cut.items() if r != row} == {r: v for r, v in decoded.items() if r != row}
+
+
+def test_continuous_batching_gives_each_prompt_its_own_tokens(tiny_model_dir, monkeypatch):
+    """Rows that join a running batch (cache and mask left-padded to a common width) and rows that leave it (cache
+    trimmed to the columns still used) get the tokens each prompt gets when generated alone, across the sliding
+    window (64 in the tiny model)."""
+    import torch
+    from transformers import GenerationConfig
+
+    model, tok = G.load_model(tiny_model_dir, None, "cpu", "float32")
+    prompts = [*("user model\n" * n for n in (1, 2, 8, 13)), ("model user " * 7 + "\n") * 2, "hello world "]
+    prompts += ["user model\n" * 30, "hello world " * 20]  # 11 to 330 tokens
+    eos = set(G.eos_ids(model, tok))
+    budget = 10
+    cfg = GenerationConfig(
+        max_new_tokens=budget, do_sample=False, eos_token_id=sorted(eos), pad_token_id=tok.pad_token_id
+    )
+    with torch.inference_mode():
+        alone = [
+            G.split_generation(
+                model.generate(**enc, generation_config=cfg)[0, enc["input_ids"].shape[1] :].tolist(), sorted(eos)
+            )
+            for p in prompts
+            for enc in [tok([p], add_special_tokens=False, return_tensors="pt")]
+        ]
+
+    # A row's answer ends where its token changes: rows end after 2 to 10 tokens, so places free up at different
+    # steps and later prompts join mid-way.
+    def ends_answer(ids):
+        return len(ids) > 1 and ids[-1] != ids[-2]
+
+    def cut(ids, hit):
+        n = next((n for n in range(1, len(ids) + 1) if ends_answer(ids[:n])), None)
+        return (ids[:n], False) if n is not None else (ids, hit)
+
+    expected = [cut(ids, hit) for ids, hit in alone]
+    assert len({len(ids) for ids, _ in expected}) > 2
+    ended = []
+    joins = []
+    real_merge = G.merge_states
+
+    def spy_merge(running, joining):
+        if running is not None and joining is not None:
+            joins.append(
+                (
+                    list(running.rows),
+                    list(joining.rows),
+                    running.attention_mask.shape[1],
+                    joining.attention_mask.shape[1],
+                )
+            )
+        return real_merge(running, joining)
+
+    monkeypatch.setattr(G, "merge_states", spy_merge)
+    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    order = sorted(range(len(prompts)), key=lengths.__getitem__)
+    with torch.inference_mode():
+        decoded = G.greedy_decode(
+            model, _encoder(tok, prompts), order, lengths, budget, eos, 3, 100, ends_answer, ended.append
+        )
+    assert [decoded[i] for i in range(len(prompts))] == expected
+    assert sorted(ended) == list(range(len(prompts)))
+    assert joins and any(a != b for *_, a, b in joins)  # prompts joined rows of another cache width
+
+
+def test_shared_prompt_prefix_is_computed_once_with_the_same_tokens(tiny_model_dir):
+    """Prompts starting with the same tokens (system prompt, few-shot turns) reuse one computed prefix: each row's
+    padding and prefix are laid into its cache, across the sliding window (64), and the tokens are those each
+    prompt gets alone."""
+    import os
+
+    import torch
+    from transformers import GenerationConfig
+
+    model, tok = G.load_model(tiny_model_dir, None, "cpu", "float32")
+    start = "user model\n" * 9  # ~100 tokens, longer than the window
+    prompts = [start + "hello world " * n + "model" for n in (1, 4, 9, 70)]
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    lengths = [len(x) for x in ids]
+    eos = set(G.eos_ids(model, tok))
+    cfg = GenerationConfig(max_new_tokens=8, do_sample=False, eos_token_id=sorted(eos), pad_token_id=tok.pad_token_id)
+    with torch.inference_mode():
+        alone = [
+            G.split_generation(
+                model.generate(**e, generation_config=cfg)[0, e["input_ids"].shape[1] :].tolist(), sorted(eos)
+            )
+            for p in prompts
+            for e in [tok([p], add_special_tokens=False, return_tensors="pt")]
+        ]
+        prefix = G.shared_prefix(model, ids)
+        assert prefix.length == len(os.path.commonprefix(ids)) > 64
+        assert G.shared_prefix(model, ids[:1]) is None and G.shared_prefix(model, [ids[0], [7] + ids[1]]) is None
+        # One prefill of all four (the shorter rows padded past the whole prefix), then three and one.
+        for prefill_tokens in (10_000, 2 * max(lengths)):
+            decoded = G.greedy_decode(
+                model, _encoder(tok, prompts), [0, 1, 2, 3], lengths, 8, eos, 4, prefill_tokens, prefix=prefix
+            )
+            assert [decoded[i] for i in range(4)] == alone

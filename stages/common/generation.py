@@ -6,7 +6,8 @@ adapter (train stage) is merged in so both runs generate with the same code.
 Two backends (params ``evaluate.backend``), same prompts, same greedy decoding,
 same output records:
 
-* ``transformers`` (default, any device): left-padded batches of similar length;
+* ``transformers`` (default, any device): continuous batching (``greedy_decode``), the prompts' shared start
+  (system prompt, few-shot turns) computed once (``shared_prefix``);
 * ``vllm`` (CUDA only, when the vllm package is installed): continuous batching
   with the adapter served through ``LoRARequest`` (no merge). ``load_model``
   returns a ``VllmModel`` and ``generate`` dispatches on it, so callers do not change.
@@ -17,6 +18,8 @@ from __future__ import annotations
 import logging
 import time
 import unicodedata
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -139,56 +142,248 @@ def cut_at_line_end(text: str) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def greedy_decode(
-    model, input_ids, attention_mask, max_new_tokens: int, eos: set[int], ends_answer=None
-) -> list[tuple[list[int], bool]]:
-    """Greedy decoding of one left-padded batch in which a row leaves the batch as soon as its answer ends.
+@dataclass
+class DecodeState:
+    """Rows decoded together: their KV cache, its padding mask, and each row's next token and position.
 
-    The tokens are those of ``model.generate(do_sample=False)`` (same cache class, masks and position ids); the
-    difference is cost: generate() keeps computing every row until the longest one ends, and in our runs about half
-    the row-steps of the few-shot and fine-tuned evaluations were such padding. ``ends_answer(ids)`` is an extra
-    per-row end (the line end). Returns per row: (new ids without the ending EOS, whether an EOS came).
+    ``rows`` maps batch positions to the caller's prompt numbers. ``attention_mask`` covers the cached columns
+    (0 = left padding); ``next_tokens`` are chosen but not yet fed to the model.
     """
-    import torch
 
-    n_rows = input_ids.shape[0]
-    new_ids: list[list[int]] = [[] for _ in range(n_rows)]
-    hit_eos = [False] * n_rows
-    rows = list(range(n_rows))  # batch position -> row of the caller's batch
+    rows: list[int]
+    cache: Any
+    attention_mask: Any
+    next_tokens: Any
+    next_positions: Any
+
+
+@dataclass
+class SharedPrefix:
+    """The keys and values of the token prefix every prompt starts with (system prompt, few-shot turns), computed
+    once: per layer ``[1, heads, length, head_dim]``, sliding-window layers included in full."""
+
+    length: int
+    keys: list[Any]
+    values: list[Any]
+
+
+def shared_prefix(model, prompt_ids: list[list[int]]) -> SharedPrefix | None:
+    """The prompts' common token prefix run through the model once (None when they share none). At least one token
+    of every prompt is left out of it: a prefill needs an input."""
+    import os
+
+    import torch
+    from transformers import DynamicCache
+
+    if len(prompt_ids) < 2:  # one prompt: nothing to share
+        return None
+    length = min(len(os.path.commonprefix(prompt_ids)), min(len(ids) for ids in prompt_ids) - 1)
+    if length < 1:
+        return None
+    cache = DynamicCache(config=model.config)
+    for layer in cache.layers:
+        if getattr(layer, "is_sliding", False):
+            layer.activate_past_recording()  # keep the whole prefix: rows place it at different columns
+    ids = torch.tensor([prompt_ids[0][:length]], device=model.device)
+    model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return SharedPrefix(length, [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers])
+
+
+def prefix_cache(model, prefix: SharedPrefix, attention_mask):
+    """The cache a left-padded batch would hold after its first ``prefix.length`` columns: per row its padding
+    (zero keys/values, masked) and then the start of the shared prefix."""
+    import torch
+    from transformers import DynamicCache
+
+    width = prefix.length
+    padding = (attention_mask.shape[-1] - attention_mask.sum(-1)).clamp(max=width).tolist()
+    cache = DynamicCache(config=model.config)
+    for layer, keys, values in zip(cache.layers, prefix.keys, prefix.values, strict=True):
+        rows_keys = [_left_pad(keys[:, :, : width - pad], width, -2) for pad in padding]
+        rows_values = [_left_pad(values[:, :, : width - pad], width, -2) for pad in padding]
+        layer.update(torch.cat(rows_keys), torch.cat(rows_values))  # a sliding layer keeps its window of them
+    return cache
+
+
+def prefill(model, rows: list[int], input_ids, attention_mask, prefix: SharedPrefix | None = None) -> DecodeState:
+    """One forward pass over left-padded prompts: their cache and first generated tokens. With a ``prefix`` the
+    first ``prefix.length`` columns come from its cache instead (the same keys and values: a token's depend only
+    on the tokens before it), so only the rest is computed."""
     # Left padding: positions count real tokens only (what generate() derives from the attention mask).
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    start, cache = (prefix.length, prefix_cache(model, prefix, attention_mask)) if prefix else (0, None)
     out = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True, logits_to_keep=1
+        input_ids=input_ids[:, start:],
+        attention_mask=attention_mask,
+        position_ids=position_ids[:, start:],
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
     )
-    for step in range(max_new_tokens):
-        next_tokens = out.logits[:, -1, :].argmax(-1)
+    return DecodeState(
+        rows, out.past_key_values, attention_mask, out.logits[:, -1, :].argmax(-1), position_ids[:, -1:] + 1
+    )
+
+
+def decode_step(model, state: DecodeState) -> DecodeState:
+    """Feed every row its next token; the cache grows by one column."""
+    import torch
+
+    mask = torch.cat([state.attention_mask, state.attention_mask.new_ones((len(state.rows), 1))], dim=-1)
+    out = model(
+        input_ids=state.next_tokens[:, None],
+        attention_mask=mask,
+        position_ids=state.next_positions,
+        past_key_values=state.cache,
+        use_cache=True,
+    )
+    return DecodeState(state.rows, out.past_key_values, mask, out.logits[:, -1, :].argmax(-1), state.next_positions + 1)
+
+
+def _cache_columns(state: DecodeState) -> int:
+    return state.attention_mask.shape[-1]
+
+
+def keep_rows(state: DecodeState, keep: list[int]) -> DecodeState | None:
+    """Only the rows at ``keep`` (None when none is left), without the leading columns that are padding in all of
+    them: masked columns change no attention score, and distances to the newest token stay the same, so sliding
+    windows see the same tokens."""
+    import torch
+
+    if not keep:
+        return None
+    if len(keep) < len(state.rows):
+        index = torch.tensor(keep, device=state.attention_mask.device)
+        for layer in state.cache.layers:
+            layer.batch_select_indices(index)
+        state = DecodeState(
+            [state.rows[i] for i in keep],
+            state.cache,
+            state.attention_mask[index],
+            state.next_tokens[index],
+            state.next_positions[index],
+        )
+    padding = int((state.attention_mask.sum(0) == 0).long().cumprod(0).sum())
+    if padding:
+        columns = _cache_columns(state) - padding
+        for layer in state.cache.layers:
+            if getattr(layer, "is_sliding", False):
+                layer.cumulative_length = columns
+            layer.keys, layer.values = layer.keys[:, :, -columns:], layer.values[:, :, -columns:]
+        state.attention_mask = state.attention_mask[:, padding:]
+    return state
+
+
+def _left_pad(tensor, length: int, dim: int):
+    import torch
+
+    missing = length - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+def merge_states(running: DecodeState | None, joining: DecodeState | None) -> DecodeState | None:
+    """One batch of both: the shorter side is left-padded (zero keys/values, mask 0), so every row keeps its
+    tokens right-aligned, as in a left-padded batch that had held them from the start."""
+    import torch
+
+    if running is None or joining is None:
+        return running or joining
+    columns = max(_cache_columns(running), _cache_columns(joining))
+    for mine, theirs in zip(running.cache.layers, joining.cache.layers, strict=True):
+        width = max(mine.keys.shape[-2], theirs.keys.shape[-2])
+        mine.keys = torch.cat([_left_pad(mine.keys, width, -2), _left_pad(theirs.keys, width, -2)])
+        mine.values = torch.cat([_left_pad(mine.values, width, -2), _left_pad(theirs.values, width, -2)])
+        if getattr(mine, "is_sliding", False):
+            mine.cumulative_length = columns
+    return DecodeState(
+        running.rows + joining.rows,
+        running.cache,
+        torch.cat([_left_pad(running.attention_mask, columns, -1), _left_pad(joining.attention_mask, columns, -1)]),
+        torch.cat([running.next_tokens, joining.next_tokens]),
+        torch.cat([running.next_positions, joining.next_positions]),
+    )
+
+
+def greedy_decode(
+    model,
+    encode,
+    order: list[int],
+    prompt_lengths: list[int],
+    max_new_tokens: int,
+    eos: set[int],
+    batch_size: int,
+    prefill_tokens: int,
+    ends_answer=None,
+    on_done=None,
+    seconds: dict[int, float] | None = None,
+    prefix: SharedPrefix | None = None,
+) -> dict[int, tuple[list[int], bool]]:
+    """Greedy decoding with continuous batching: up to ``batch_size`` rows decode together; a row leaves as soon as
+    its answer ends, and when enough places are free the next prompts of ``order`` are prefilled in one forward
+    pass (as many as fit in ``prefill_tokens`` padded tokens, at least one) and join the running rows.
+
+    Per row, the tokens are those of ``model.generate(do_sample=False)``: the same masks, positions and caches as
+    a left-padded batch, so up to the float rounding of a different batch shape. Why two sizes: on 2 CPU cores a
+    decode step costs about the same for 8 or 32 rows (the weights are read once per step), while prefill is
+    fastest at a few thousand tokens per forward (README "Where the time goes").
+    ``encode(rows)`` gives the left-padded (input_ids, attention_mask) of those prompts, ``prompt_lengths[row]``
+    their token counts; ``ends_answer(ids)`` is an extra per-row end (the line end); ``on_done(row)`` is called
+    when a row ends; ``seconds`` (if given) receives each row's share of the forward passes it took part in
+    (a pass's time split equally among its rows, so the shares add up to the decoding time); ``prefix`` (the
+    prompts' shared start, ``shared_prefix``) is not computed again for each prompt. Returns per row:
+    (new ids without the ending EOS, whether an EOS came).
+    """
+    queue = deque(order)
+    new_ids: dict[int, list[int]] = {row: [] for row in order}
+    hit_eos: dict[int, bool] = dict.fromkeys(order, False)
+
+    def next_group_size() -> int:
+        longest, size = 0, 0
+        for row in queue:
+            longest = max(longest, prompt_lengths[row])
+            if size == batch_size or (size and (size + 1) * longest > prefill_tokens):
+                break
+            size += 1
+        return size
+
+    def record(state: DecodeState) -> DecodeState | None:
         keep = []
-        for pos, (row, token) in enumerate(zip(rows, next_tokens.tolist(), strict=True)):
+        for pos, (row, token) in enumerate(zip(state.rows, state.next_tokens.tolist(), strict=True)):
+            ids = new_ids[row]
             if token in eos:
                 hit_eos[row] = True
-                continue
-            new_ids[row].append(token)
-            if ends_answer is None or not ends_answer(new_ids[row]):
-                keep.append(pos)
-        if not keep or step == max_new_tokens - 1:
-            break
-        cache = out.past_key_values
-        if len(keep) < len(rows):
-            index = torch.tensor(keep, device=input_ids.device)
-            for layer in cache.layers:
-                layer.batch_select_indices(index)
-            rows = [rows[i] for i in keep]
-            attention_mask, position_ids, next_tokens = attention_mask[index], position_ids[index], next_tokens[index]
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(rows), 1))], dim=-1)
-        position_ids = position_ids[:, -1:] + 1
-        out = model(
-            input_ids=next_tokens[:, None],
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=cache,
-            use_cache=True,
-        )
-    return list(zip(new_ids, hit_eos, strict=True))
+            else:
+                ids.append(token)
+                if len(ids) < max_new_tokens and (ends_answer is None or not ends_answer(ids)):
+                    keep.append(pos)
+                    continue
+            if on_done is not None:
+                on_done(row)
+        return keep_rows(state, keep)
+
+    def timed(forward, rows: list[int], *args) -> DecodeState:
+        start = time.perf_counter()
+        out = forward(model, *args)
+        if seconds is not None:
+            share = (time.perf_counter() - start) / len(rows)
+            for row in rows:
+                seconds[row] = seconds.get(row, 0.0) + share
+        return out
+
+    state: DecodeState | None = None
+    while queue or state is not None:
+        free = batch_size - (len(state.rows) if state is not None else 0)
+        group = next_group_size() if queue else 0
+        if group and free >= group:
+            rows = [queue.popleft() for _ in range(group)]
+            state = merge_states(state, record(timed(prefill, rows, rows, *encode(rows), prefix)))
+        else:
+            state = record(timed(decode_step, state.rows, state))
+    return {row: (new_ids[row], hit_eos[row]) for row in order}
 
 
 def line_end_check(tokenizer):
@@ -206,14 +401,21 @@ def line_end_check(tokenizer):
 
 
 def generate(
-    model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int, stop_at_line_end: bool = False
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    prefill_tokens: int,
+    stop_at_line_end: bool = False,
 ) -> list[dict[str, Any]]:
-    """Greedy decoding (``greedy_decode``), left-padded batches of similar length; per-example latency = share of
-    batch time.
+    """Greedy decoding of every prompt (``greedy_decode``: continuous batching, prompts taken shortest first so a
+    prefill group needs little padding); ``latency_s`` = the answer's share of the decoding time (each forward
+    pass split among its rows: they add up to the total, so tokens/s is the throughput).
 
     ``stop_at_line_end``: an answer also ends at its first line break after content (``hit_eos`` is then True:
     the answer ended, it did not run out of budget). A ``VllmModel`` (backend vllm) generates all prompts in one
-    continuous batch instead.
+    continuous batch of its own instead.
     """
     if isinstance(model, VllmModel):
         return generate_vllm(model, tokenizer, prompts, max_new_tokens, stop_at_line_end)
@@ -221,37 +423,56 @@ def generate(
 
     eos = set(eos_ids(model, tokenizer))
     ends_answer = line_end_check(tokenizer) if stop_at_line_end else None
-    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))  # less padding per batch
-    results: list[dict[str, Any] | None] = [None] * len(prompts)
-    total_tokens, total_time = 0, 0.0
-    bar = tqdm(range(0, len(order), batch_size), desc="generate", unit="batch")
-    for start in bar:
-        idx = order[start : start + batch_size]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    lengths = [len(ids) for ids in prompt_ids]
+    order = sorted(range(len(prompts)), key=lambda i: (lengths[i], i))
+    seconds: dict[int, float] = {}
+    bar = tqdm(total=len(prompts), desc="generate", unit="answer")
+
+    def encode(rows: list[int]):
         # The chat template already writes BOS: no special tokens added here.
-        enc = tokenizer([prompts[i] for i in idx], add_special_tokens=False, padding=True, return_tensors="pt").to(
-            model.device
+        enc = tokenizer([prompts[i] for i in rows], add_special_tokens=False, padding=True, return_tensors="pt")
+        return enc["input_ids"].to(model.device), enc["attention_mask"].to(model.device)
+
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        prefix = shared_prefix(model, prompt_ids)
+        if prefix is not None:
+            log.info("shared prompt prefix: %d tokens, computed once", prefix.length)
+            seconds.update(dict.fromkeys(range(len(prompts)), (time.perf_counter() - t0) / len(prompts)))
+        decoded = greedy_decode(
+            model,
+            encode,
+            order,
+            lengths,
+            max_new_tokens,
+            eos,
+            batch_size,
+            prefill_tokens,
+            ends_answer,
+            on_done=lambda row: bar.update(1),
+            seconds=seconds,
+            prefix=prefix,
         )
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            decoded = greedy_decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens, eos, ends_answer)
-        elapsed = time.perf_counter() - t0
-        for (ids, hit_eos), i in zip(decoded, idx, strict=True):
-            n_new = len(ids) + int(hit_eos)
-            total_tokens += n_new
-            text = tokenizer.decode(ids, skip_special_tokens=True)
-            if stop_at_line_end:
-                text, hit_line_end = cut_at_line_end(text)
-                hit_eos = hit_eos or hit_line_end
-            results[i] = {
+    total_time = time.perf_counter() - t0
+    bar.close()
+    results = []
+    for i in range(len(prompts)):
+        ids, hit_eos = decoded[i]
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        if stop_at_line_end:
+            text, hit_line_end = cut_at_line_end(text)
+            hit_eos = hit_eos or hit_line_end
+        results.append(
+            {
                 "answer": unicodedata.normalize("NFC", text).strip(),
-                "new_tokens": n_new,
+                "new_tokens": len(ids) + int(decoded[i][1]),
                 "hit_eos": hit_eos,
                 "prompt_tokens": lengths[i],
-                "latency_s": round(elapsed / len(idx), 4),
+                "latency_s": round(seconds[i], 4),
             }
-        total_time += elapsed
-        bar.set_postfix(tok_s=f"{total_tokens / max(total_time, 1e-9):.1f}")
+        )
+    total_tokens = sum(r["new_tokens"] for r in results)
     log.info(
         "generated %d tokens in %.1f s: %.1f tokens/s, %.2f s/question",
         total_tokens,
@@ -259,7 +480,7 @@ def generate(
         total_tokens / max(total_time, 1e-9),
         total_time / max(len(prompts), 1),
     )
-    return [r for r in results if r is not None]
+    return results
 
 
 # ---------------------------------------------------------------- vLLM backend (CUDA)
