@@ -288,6 +288,31 @@ def test_cli_finetuned_merges_adapter(world):
     assert metrics["n"] == 3
 
 
+def test_merged_model_keeps_the_baselines_dtypes_and_merges_in_fp32(tiny_model_dir, tmp_path):
+    """The fine-tuned model is the baseline's model with merged weights: every buffer keeps the dtype the baseline
+    loads it in (Gemma-3's RoPE frequencies stay fp32 in a bf16 model), and the weights are the fp32 merge cast."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    lora = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    lora.save_pretrained(tmp_path / "adapter")
+    baseline, _ = G.load_model(tiny_model_dir, None, "cpu", "bfloat16")
+    tuned, _ = G.load_model(tiny_model_dir, tmp_path / "adapter", "cpu", "bfloat16")
+    assert {n: b.dtype for n, b in tuned.named_buffers()} == {n: b.dtype for n, b in baseline.named_buffers()}
+    assert any("inv_freq" in n and b.dtype == torch.float32 for n, b in tuned.named_buffers())
+    merged = G.merged_weights(tiny_model_dir, tmp_path / "adapter")
+    weights = dict(tuned.named_parameters())
+    assert all(weights[n].dtype == torch.bfloat16 for n in weights)
+    assert all(torch.equal(weights[n], merged[n].to(torch.bfloat16)) for n in weights)
+    changed = [n for n, w in baseline.named_parameters() if not torch.equal(w, weights[n])]
+    assert changed and all("q_proj" in n or "v_proj" in n for n in changed)
+
+
 def test_eos_stops_generation_and_empty_answer_is_a_format_failure(world):
     preds, metrics = _cli(world, "eos", base="eos_model")
     for p in preds:

@@ -102,16 +102,25 @@ def load_model(base: Path, adapter: Path | None, device: str, dtype: str, backen
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(base)
-    # Merge in fp32, then cast: added straight into bf16 weights, small LoRA deltas would round away.
-    # (bf16 -> fp32 -> bf16 is exact, so the base weights stay identical to the baseline's.)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32 if adapter else resolve_dtype(dtype))
+    # Loaded exactly as the baseline is: transformers keeps some buffers in fp32 whatever the dtype (Gemma-3's RoPE
+    # frequencies). A merged model cast with .to(bf16) had them in bf16: coarser positions than in training, and a
+    # 3x slower prefill on CPU.
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=resolve_dtype(dtype))
     if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-        model = model.to(resolve_dtype(dtype))
+        model.load_state_dict(merged_weights(base, adapter))  # copied into the loaded weights, cast to their dtype
     model.to(device).eval()
     return model, tokenizer
+
+
+def merged_weights(base: Path, adapter: Path) -> dict[str, Any]:
+    """The base model's weights with the LoRA adapter merged in, in fp32: added straight into bf16 weights, small
+    LoRA deltas would round away (bf16 -> fp32 -> bf16 is exact, so unadapted weights stay the baseline's)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    return PeftModel.from_pretrained(model, adapter).merge_and_unload().state_dict()
 
 
 def split_generation(tokens: list[int], eos_id: int | list[int]) -> tuple[list[int], bool]:
