@@ -18,6 +18,11 @@ What it adds to a plain Axolotl run:
 * ``use_cpu: true`` passes ``use_cpu`` to the HF TrainingArguments, which
   Axolotl never sets: without it bf16 autocast on CPU fails ("Your setup
   doesn't support bf16/gpu").
+* Without gradient checkpointing, the hook Axolotl always adds with
+  ``enable_input_require_grads()`` (the embeddings' output requires grad) is
+  removed: only checkpointed layers need it. With it, backward also ran through
+  every frozen layer below the lowest LoRA layer, computing input gradients
+  that no weight uses; the LoRA gradients are the same either way.
 * ``state_file``: the trainer state (log history: per-step loss, eval loss,
   token counts) is written there at the end of training; Axolotl only writes it
   inside checkpoints, which ``stages.train`` does not keep.
@@ -113,6 +118,15 @@ class _RunCallback(TrainerCallback):
             path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+def drop_input_grad_hook(model: Any) -> bool:
+    """Remove ``enable_input_require_grads()``'s hook from the (PEFT-wrapped) model; True if there was one."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(base, "_require_grads_hooks", None) and getattr(base, "_require_grads_hook", None) is None:
+        return False
+    base.disable_input_require_grads()
+    return True
+
+
 class BrochureTrainPlugin(BasePlugin):
     def get_input_args(self) -> str:
         return "stages.train_plugin.BrochureTrainArgs"
@@ -145,6 +159,10 @@ class BrochureTrainPlugin(BasePlugin):
             return
         model.forward = labelled_positions_forward(model)
         log.info("logits_on_labels_only: LM head computed only at labelled positions")
+
+    def post_model_load(self, cfg, model):
+        if not cfg.gradient_checkpointing and drop_input_grad_hook(model):
+            log.info("no gradient checkpointing: backward stops at the lowest LoRA layer (input-grad hook removed)")
 
     def add_callbacks_post_trainer(self, cfg, trainer):
         # No transformers model card (README.md) in the adapter folder: publish writes ours. Axolotl's call

@@ -365,3 +365,38 @@ def test_labelled_positions_loss_equals_full_vocab_loss(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     model.forward = labelled_positions_forward(model)
     assert model(input_ids=ids).logits.shape == (2, 24, model.config.vocab_size)
+
+
+def test_backward_stops_at_the_lowest_lora_layer_with_the_same_lora_gradients(tiny_model_dir):
+    """Axolotl's enable_input_require_grads() hook makes backward run through the frozen layers below the LoRA
+    layers; the plugin removes it (no gradient checkpointing): same LoRA gradients, no graph below them."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from stages.train_plugin import drop_input_grad_hook
+
+    torch.manual_seed(0)
+    ids = torch.randint(5, 300, (2, 16))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    top = model.config.num_hidden_layers - 1
+    model.enable_input_require_grads()  # what Axolotl's load_adapter does
+    model = get_peft_model(
+        model,
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], layers_to_transform=[top], init_lora_weights=False),
+    )
+    below = []
+    model.get_base_model().model.layers[0].register_forward_hook(lambda m, i, out: below.append(out[0].requires_grad))
+
+    def lora_grads():
+        model.zero_grad()
+        model(input_ids=ids, labels=ids).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    with_hook = lora_grads()
+    assert drop_input_grad_hook(model) and not drop_input_grad_hook(model)
+    without = lora_grads()
+    assert below == [True, False]  # the lowest layer's output no longer carries a graph
+    assert with_hook.keys() == without.keys() and all(f".{top}." in n for n in without)
+    for name, grad in without.items():
+        torch.testing.assert_close(grad, with_hook[name])
