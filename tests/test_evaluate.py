@@ -818,29 +818,36 @@ def test_greedy_decode_gives_generates_tokens_and_drops_ended_rows(tiny_model_di
     assert {r: v for r, v in cut.items() if r != row} == {r: v for r, v in decoded.items() if r != row}
 
 
+def _generated_alone(model, tok, prompts, max_new_tokens):
+    """Each prompt through model.generate() on its own (no padding): (new ids without EOS, whether an EOS came)."""
+    import torch
+    from transformers import GenerationConfig
+
+    eos = sorted(G.eos_ids(model, tok))
+    cfg = GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=tok.pad_token_id
+    )
+    out = []
+    with torch.inference_mode():
+        for prompt in prompts:
+            enc = tok([prompt], add_special_tokens=False, return_tensors="pt")
+            new = model.generate(**enc, generation_config=cfg)[0, enc["input_ids"].shape[1] :].tolist()
+            out.append(G.split_generation(new, eos))
+    return out
+
+
 def test_continuous_batching_gives_each_prompt_its_own_tokens(tiny_model_dir, monkeypatch):
     """Rows that join a running batch (cache and mask left-padded to a common width) and rows that leave it (cache
     trimmed to the columns still used) get the tokens each prompt gets when generated alone, across the sliding
     window (64 in the tiny model)."""
     import torch
-    from transformers import GenerationConfig
 
     model, tok = G.load_model(tiny_model_dir, None, "cpu", "float32")
     prompts = [*("user model\n" * n for n in (1, 2, 8, 13)), ("model user " * 7 + "\n") * 2, "hello world "]
     prompts += ["user model\n" * 30, "hello world " * 20]  # 11 to 330 tokens
     eos = set(G.eos_ids(model, tok))
     budget = 10
-    cfg = GenerationConfig(
-        max_new_tokens=budget, do_sample=False, eos_token_id=sorted(eos), pad_token_id=tok.pad_token_id
-    )
-    with torch.inference_mode():
-        alone = [
-            G.split_generation(
-                model.generate(**enc, generation_config=cfg)[0, enc["input_ids"].shape[1] :].tolist(), sorted(eos)
-            )
-            for p in prompts
-            for enc in [tok([p], add_special_tokens=False, return_tensors="pt")]
-        ]
+    alone = _generated_alone(model, tok, prompts, budget)
 
     # A row's answer ends where its token changes: rows end after 2 to 10 tokens, so places free up at different
     # steps and later prompts join mid-way.
@@ -888,7 +895,6 @@ def test_shared_prompt_prefix_is_computed_once_with_the_same_tokens(tiny_model_d
     import os
 
     import torch
-    from transformers import GenerationConfig
 
     model, tok = G.load_model(tiny_model_dir, None, "cpu", "float32")
     start = "user model\n" * 9  # ~100 tokens, longer than the window
@@ -896,15 +902,8 @@ def test_shared_prompt_prefix_is_computed_once_with_the_same_tokens(tiny_model_d
     ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     lengths = [len(x) for x in ids]
     eos = set(G.eos_ids(model, tok))
-    cfg = GenerationConfig(max_new_tokens=8, do_sample=False, eos_token_id=sorted(eos), pad_token_id=tok.pad_token_id)
+    alone = _generated_alone(model, tok, prompts, 8)
     with torch.inference_mode():
-        alone = [
-            G.split_generation(
-                model.generate(**e, generation_config=cfg)[0, e["input_ids"].shape[1] :].tolist(), sorted(eos)
-            )
-            for p in prompts
-            for e in [tok([p], add_special_tokens=False, return_tensors="pt")]
-        ]
         prefix = G.shared_prefix(model, ids)
         assert prefix.length == len(os.path.commonprefix(ids)) > 64
         assert G.shared_prefix(model, ids[:1]) is None and G.shared_prefix(model, [ids[0], [7] + ids[1]]) is None
