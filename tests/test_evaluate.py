@@ -861,6 +861,7 @@ def test_continuous_batching_gives_each_prompt_its_own_tokens(tiny_model_dir, mo
     expected = [cut(ids, hit) for ids, hit in alone]
     assert len({len(ids) for ids, _ in expected}) > 2
     ended = []
+    seconds = {}
     joins = []
     real_merge = G.merge_states
 
@@ -881,10 +882,11 @@ def test_continuous_batching_gives_each_prompt_its_own_tokens(tiny_model_dir, mo
     order = sorted(range(len(prompts)), key=lengths.__getitem__)
     with torch.inference_mode():
         decoded = G.greedy_decode(
-            model, _encoder(tok, prompts), order, lengths, budget, eos, 3, 100, ends_answer, ended.append
+            model, _encoder(tok, prompts), order, lengths, budget, eos, 3, 100, ends_answer, ended.append, seconds
         )
     assert [decoded[i] for i in range(len(prompts))] == expected
     assert sorted(ended) == list(range(len(prompts)))
+    assert sorted(seconds) == list(range(len(prompts))) and all(t > 0 for t in seconds.values())  # latency shares
     assert joins and any(a != b for *_, a, b in joins)  # prompts joined rows of another cache width
 
 
