@@ -441,3 +441,17 @@ def test_metric_table_rows_come_from_the_scorer(fixture_dirs):
     assert rows["인용 정확도"].rstrip(" |").endswith(M.BY_KEY["citation_ok"].why)
     assert "정답 청크가 검색된 답변 가능 질문에서 그 청크를 [cNNN]으로 인용한 비율" not in md  # the stale definition
     assert compare.metric_doc("no_such_metric") == ("no_such_metric", "–", "–")
+
+
+def test_style_table_keeps_every_column_for_unanswerable_only_styles():
+    from stages.report.tables import style_table
+
+    failures = {m: {"ok": 1} for m in ("baseline", "baseline_fewshot", "finetuned")}
+    three = {"baseline": 0.0, "baseline_fewshot": 0.5, "finetuned": 1.0}
+    by_style = {
+        "direct": {"n": 2, "correct": three, "key_fact_recall": three, "failures": failures},
+        "policy": {"n": 1, "correct": three, "failures": failures},  # unanswerable only: no key-fact recall
+    }
+    lines = [line for line in style_table({"by_style": by_style}).splitlines() if line.startswith("|")]
+    assert {line.count("|") for line in lines} == {10}  # 9 columns: style, n, 3 correct, 3 key-fact recall, failure
+    assert lines[-1].startswith("| policy | 1 | 0.000 | 0.500 | 1.000 | – | – | – |")

@@ -180,6 +180,8 @@ def failure_examples(preds: dict[str, list[Prediction]], field: str | None, limi
 
 def style_table(t: dict[str, Any]) -> str:
     """Per question style: n, correct per model (and key-fact recall where measured), the fine-tune's top failure."""
+    # a style with only unanswerable questions has no key-fact recall: its cells are "–", not missing
+    has_kfr = any("key_fact_recall" in sub for sub in t["by_style"].values())
     rows = []
     for style, sub in t["by_style"].items():
         rows.append(
@@ -187,11 +189,10 @@ def style_table(t: dict[str, Any]) -> str:
                 style,
                 sub["n"],
                 *[fmt(sub.get("correct", {}).get(m)) for m in MODELS],
-                *[fmt(sub.get("key_fact_recall", {}).get(m)) for m in MODELS if "key_fact_recall" in sub],
+                *([fmt(sub.get("key_fact_recall", {}).get(m)) for m in MODELS] if has_kfr else []),
                 top_failure(sub["failures"]["finetuned"]) or "–",
             ]
         )
-    has_kfr = any("key_fact_recall" in sub for sub in t["by_style"].values())
     headers = ["스타일", "n", *[f"정답률 {MODEL_KO[m]}" for m in MODELS]]
     if has_kfr:
         headers += [f"핵심 사실 재현율 {MODEL_KO[m]}" for m in MODELS]
