@@ -14,6 +14,13 @@ distractors rather than to recognise one prompt:
   of the rows: too many taught the model to abstain by reflex (issue 13);
 * unanswerable questions: the retrieved chunks as they are; target = abstention.
 
+`sft.gold_removed_share` sets how the abstention rows divide between the two kinds. At 0
+the unanswerable questions fill them; but the generator's unanswerable questions come
+from a few wordings ("~에 화장실이 있나요?", every policy question), so a model can learn to
+abstain on the wording instead of on the context. A gold-removed row asks an answerable
+question, in any style, whose answer is simply not in its context: only the context
+tells it apart from the same question answered elsewhere.
+
 Comparison and multi-hop questions need several chunks (`chunk_ids`): all count as
 gold, are kept or removed together, and are all cited.
 
@@ -131,6 +138,29 @@ def n_gold_removed(n_answer_rows: int, n_unanswerable: int, n_answerable: int, s
     return max(0, min(n_answerable, round(want)))
 
 
+def abstention_count(n_answer_rows: int, n_unanswerable: int, share: float, max_rows: int) -> int:
+    """Abstention rows that make up `share` of the rows: of `max_rows` when the cap binds, else beside the answer rows."""
+    if max_rows and n_answer_rows + n_unanswerable > max_rows:
+        return round(max_rows * share)
+    if share >= 1:
+        return n_answer_rows + n_unanswerable
+    return round(share * n_answer_rows / (1 - share))
+
+
+def split_abstentions(
+    answerable: list[int], unanswerable: list[int], n_abstain: int, gold_removed_share: float, rng: random.Random
+) -> tuple[list[int], list[int]]:
+    """`n_abstain` abstention rows as (unanswerable questions, answerable questions shown without their gold).
+
+    `gold_removed_share` of them are gold-removed (at most one per answerable question); the unanswerable
+    questions fill the rest, and gold-removed rows fill in when there are too few of them. Seeded picks.
+    """
+    n_removed = min(len(answerable), round(n_abstain * gold_removed_share))
+    n_unanswerable = min(len(unanswerable), n_abstain - n_removed)
+    n_removed = min(len(answerable), n_abstain - n_unanswerable)
+    return sorted(rng.sample(unanswerable, n_unanswerable)), sorted(rng.sample(answerable, n_removed))
+
+
 def cap_rows(
     answer_rows: list[tuple], abstain_rows: list[tuple], max_rows: int, share: float, rng: random.Random
 ) -> tuple[list[tuple], list[tuple]]:
@@ -178,9 +208,18 @@ def build_split(
         for v in range(views):
             answer_rows.append((v, (i, v), i, True))
     unanswerable = [i for i, q in enumerate(usable) if not q["answerable"]]
-    abstain_rows += [(0, (i, 0), i, False) for i in unanswerable]
-    n_removed = n_gold_removed(len(answer_rows), len(unanswerable), len(answerable), share)
-    abstain_rows += [(0, (i, -1), i, False) for i in sorted(rng.sample(answerable, n_removed))]
+    if cfg.gold_removed_share > 0:
+        n_abstain = abstention_count(len(answer_rows), len(unanswerable), share, max_rows)
+        picked_unanswerable, removed = split_abstentions(
+            answerable, unanswerable, n_abstain, cfg.gold_removed_share, rng
+        )
+    else:
+        picked_unanswerable = unanswerable
+        removed = sorted(
+            rng.sample(answerable, n_gold_removed(len(answer_rows), len(unanswerable), len(answerable), share))
+        )
+    abstain_rows += [(0, (i, 0), i, False) for i in picked_unanswerable]
+    abstain_rows += [(0, (i, -1), i, False) for i in removed]
     answer_rows, abstain_rows = cap_rows(answer_rows, abstain_rows, max_rows, share, rng)
 
     examples = []

@@ -85,7 +85,16 @@ def test_cross_chunk_answer_cites_every_chunk_and_half_the_evidence_means_abstai
 
 
 # ---------------------------------------------------------------- RAFT views, abstention share, split hygiene
-from stages.sft import allowed_chunks, build_split, cap_rows, n_gold_removed, split_chunks, view_context  # noqa: E402
+from stages.sft import (  # noqa: E402
+    abstention_count,
+    allowed_chunks,
+    build_split,
+    cap_rows,
+    n_gold_removed,
+    split_abstentions,
+    split_chunks,
+    view_context,
+)
 
 
 def test_views_show_the_gold_with_different_distractors():
@@ -142,7 +151,7 @@ def test_build_split_rows_views_share_and_no_leak():
     questions = [dict(Q, id=f"t{i}", chunk_id=c) for i, c in enumerate(["c001", "c002", "c003"])]
     questions.append(dict(Q, id="u1", chunk_id="c007", answerable=False, type="unanswerable", answer="-"))
     questions.append(dict(Q, id="t9", chunk_id="c005"))  # its gold is a test chunk: cannot be trained on
-    cfg = make_section("sft", {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8})
+    cfg = make_section("sft", {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8, "gold_removed_share": 0.0})
     rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
     allowed = {"c001", "c002", "c003", "c007"}
     rows, stats = build_split(questions, RankAll(), cfg, rcfg, PROMPT, allowed, views=2, max_rows=0)
@@ -156,3 +165,43 @@ def test_build_split_rows_views_share_and_no_leak():
         assert r["messages"][-1]["content"] == f"043-649-6000 [{r['meta']['gold_chunk_id']}]"
     again, _ = build_split(questions, RankAll(), cfg, rcfg, PROMPT, allowed, views=2, max_rows=0)
     assert again == rows
+
+
+def test_gold_removed_share_divides_the_abstention_rows():
+    answerable, unanswerable = list(range(40)), list(range(100, 120))
+    assert abstention_count(300, 100, 0.1, 320) == 32  # the cap binds: 10% of 320 rows
+    assert abstention_count(90, 0, 0.1, 0) == 10  # no cap: 10 of 100 rows
+    assert abstention_count(90, 5, 1.0, 0) == 95
+    unans, removed = split_abstentions(answerable, unanswerable, 10, 0.5, random.Random(0))
+    assert (len(unans), len(removed)) == (5, 5) and set(unans) <= set(unanswerable) and set(removed) <= set(answerable)
+    assert split_abstentions(answerable, unanswerable, 10, 0.0, random.Random(0))[1] == []
+    # too few unanswerable questions: gold-removed rows fill in; too few answerable ones: unanswerable fill in
+    assert [len(x) for x in split_abstentions(answerable, [100, 101], 10, 0.5, random.Random(0))] == [2, 8]
+    assert [len(x) for x in split_abstentions([1, 2], unanswerable, 10, 0.5, random.Random(0))] == [8, 2]
+
+
+def test_build_split_with_gold_removed_share_keeps_the_share_and_removes_the_gold():
+    questions = [dict(Q, id=f"t{i}", chunk_id=c) for i, c in enumerate(["c001", "c002", "c003"] * 3)]
+    questions += [dict(Q, id=f"u{i}", chunk_id="c007", answerable=False, type="unanswerable") for i in range(4)]
+    rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
+    allowed = {"c001", "c002", "c003", "c007"}
+    cfg = make_section("sft", {"seed": 1, "abstain_share": 0.4, "distractor_depth": 8, "gold_removed_share": 0.5})
+    rows, stats = build_split(questions, RankAll(), cfg, rcfg, PROMPT, allowed, views=1, max_rows=10)
+    # the cap binds (9 answer + 4 unanswerable > 10): 4 abstentions, half of them gold-removed
+    assert (stats["rows"], stats["abstain_rows"], stats["gold_removed_rows"]) == (10, 4, 2)
+    for r in rows:
+        meta = r["meta"]
+        assert meta["gold_in_context"] == (meta["target"] == "answer")
+        if meta["target"] == "abstain":
+            assert r["messages"][-1]["content"] == PROMPT.abstain
+            assert meta["gold_chunk_id"] not in meta["context_ids"] or not meta["answerable"]
+    # at share 0.2 the unanswerable questions alone fill the 2 abstention rows, unless gold_removed_share asks for some
+    cfg = cfg.replace(abstain_share=0.2)
+    assert (
+        build_split(questions, RankAll(), cfg, rcfg, PROMPT, allowed, views=1, max_rows=10)[1]["gold_removed_rows"] == 1
+    )
+    cfg0 = cfg.replace(gold_removed_share=0.0)
+    assert (
+        build_split(questions, RankAll(), cfg0, rcfg, PROMPT, allowed, views=1, max_rows=10)[1]["gold_removed_rows"]
+        == 0
+    )

@@ -269,6 +269,9 @@ class Sft(Section):
     seed: int = knob("row sampling seed")
     views_per_question: int = knob("gold-kept contexts per answerable training question", ge=1)
     abstain_share: float = knob("abstention targets as a share of rows", **SHARE)
+    gold_removed_share: float = knob(
+        "share of the abstention rows that are answerable questions shown without their gold", **SHARE
+    )
     distractor_depth: int = knob("hard distractors come from the retriever's top N", ge=0)
     max_rows: int = knob("cap on training rows; 0 = none", ge=0)
     max_val_rows: int = knob("cap on validation rows; 0 = none", ge=0)
