@@ -31,6 +31,11 @@ its text into the weights). Chunks are shuffled inside each prompt so the gold's
 position carries no signal. `sft.max_rows` / `sft.max_val_rows` cap the rows (the
 CPU cost budget: training time is linear in rows), keeping the abstention share; when the cap
 binds, view-0 rows go first, so questions get one gold context each before any gets a second.
+With `sft.balance_styles` the capped picks go round-robin over question styles: a random cap keeps
+the generator's style mix (direct 147 training questions, where_to_book 3), so the rare ways people ask
+(yes/no, when, multi-part) got few answer rows, and yes/no ones, half of them unanswerable, abstained
+in 7 of 16 rows (10% overall): the style predicted the abstention. Off in params.yaml: on validation
+it did not win over two training seeds (README "Tuning on validation").
 
     python -m stages.sft --qa data/qa --index data/index --out data/sft
 """
@@ -41,7 +46,8 @@ import argparse
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from collections import Counter
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -130,12 +136,22 @@ def build_example(
     }
 
 
-def n_gold_removed(n_answer_rows: int, n_unanswerable: int, n_answerable: int, share: float) -> int:
-    """Gold-removed rows that bring abstention targets to `share` of all rows (at most one per question)."""
-    if share <= 0:
-        return 0
-    want = (share * (n_answer_rows + n_unanswerable) - n_unanswerable) / (1 - share)
-    return max(0, min(n_answerable, round(want)))
+def seeded_pick(items: list, n: int, rng: random.Random, group: Callable[[Any], str] | None = None) -> list:
+    """`n` of `items`, a seeded random choice.
+
+    With `group`, round-robin over the groups (each in seeded random order, the groups of one round in random
+    order too): a small group is taken whole before a big one is cut, so a cap keeps every question style.
+    """
+    order = list(items)
+    rng.shuffle(order)
+    if group is not None:
+        seen: Counter = Counter()
+        rounds = []
+        for item in order:
+            rounds.append(seen[group(item)])
+            seen[group(item)] += 1
+        order = [item for _, item in sorted(zip(rounds, order), key=lambda pair: pair[0])]  # stable: ties stay shuffled
+    return order[: max(n, 0)]
 
 
 def abstention_count(n_answer_rows: int, n_unanswerable: int, share: float, max_rows: int) -> int:
@@ -148,33 +164,34 @@ def abstention_count(n_answer_rows: int, n_unanswerable: int, share: float, max_
 
 
 def split_abstentions(
-    answerable: list[int], unanswerable: list[int], n_abstain: int, gold_removed_share: float, rng: random.Random
+    answerable: list[int],
+    unanswerable: list[int],
+    n_abstain: int,
+    gold_removed_share: float,
+    rng: random.Random,
+    group: Callable[[int], str] | None = None,
 ) -> tuple[list[int], list[int]]:
     """`n_abstain` abstention rows as (unanswerable questions, answerable questions shown without their gold).
 
     `gold_removed_share` of them are gold-removed (at most one per answerable question); the unanswerable
-    questions fill the rest, and gold-removed rows fill in when there are too few of them. Seeded picks.
+    questions fill the rest, and gold-removed rows fill in when there are too few of them. Seeded picks,
+    round-robin over `group` (the question style) when given.
     """
     n_removed = min(len(answerable), round(n_abstain * gold_removed_share))
     n_unanswerable = min(len(unanswerable), n_abstain - n_removed)
     n_removed = min(len(answerable), n_abstain - n_unanswerable)
-    return sorted(rng.sample(unanswerable, n_unanswerable)), sorted(rng.sample(answerable, n_removed))
+    return sorted(seeded_pick(unanswerable, n_unanswerable, rng, group)), sorted(
+        seeded_pick(answerable, n_removed, rng, group)
+    )
 
 
-def cap_rows(
-    answer_rows: list[tuple], abstain_rows: list[tuple], max_rows: int, share: float, rng: random.Random
-) -> tuple[list[tuple], list[tuple]]:
-    """At most `max_rows` (0 = no cap), abstention keeping its share; answer rows of view 0 go first.
-
-    Rows are (view, order key, ...) tuples; the rest of each group is a seeded random choice.
-    """
-    total = len(answer_rows) + len(abstain_rows)
-    if not max_rows or total <= max_rows:
-        return answer_rows, abstain_rows
-    n_abstain = min(len(abstain_rows), round(max_rows * share))
-    n_answer = min(len(answer_rows), max_rows - n_abstain)
-    keyed = sorted(answer_rows, key=lambda r: (r[0], rng.random()))
-    return sorted(keyed[:n_answer], key=lambda r: r[1]), sorted(rng.sample(abstain_rows, n_abstain), key=lambda r: r[1])
+def pick_answer_rows(
+    rows: list[tuple[int, int]], n: int, rng: random.Random, group: Callable[[tuple[int, int]], str] | None = None
+) -> list[tuple[int, int]]:
+    """`n` of the (view, question index) answer rows: every view 0 before any later view, each a seeded pick."""
+    first = [r for r in rows if r[0] == 0]
+    picked = seeded_pick(first, n, rng, group)
+    return sorted(picked + seeded_pick([r for r in rows if r[0] > 0], n - len(picked), rng, group))
 
 
 def build_split(
@@ -190,7 +207,6 @@ def build_split(
     seed_offset: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows of one split and their counts (questions dropped, rows per target, test chunks shown = 0)."""
-    rng = random.Random(cfg.seed + seed_offset)
     share = float(cfg.abstain_share)
     max_chars = prompt_cfg.max_context_chars
     depth = cfg.distractor_depth
@@ -202,32 +218,32 @@ def build_split(
     ranked = retriever.rank([q["question"] for q in usable], len(retriever.by_id), rcfg.method) if usable else []
     hard = [[c for c in r if c in allowed][: depth + 4] for r in ranked]
 
-    answer_rows, abstain_rows = [], []  # (view, order, question index, keep_gold)
+    # Separate random streams, so that which abstention rows are drawn does not change which answer rows are.
+    rng_answers, rng_abstentions, rng_contexts = (
+        random.Random(f"{cfg.seed}:{seed_offset}:{use}") for use in ("answers", "abstentions", "contexts")
+    )
+    style = (lambda i: usable[i].get("style") or "") if cfg.balance_styles else None
     answerable = [i for i, q in enumerate(usable) if q["answerable"]]
-    for i in answerable:
-        for v in range(views):
-            answer_rows.append((v, (i, v), i, True))
     unanswerable = [i for i, q in enumerate(usable) if not q["answerable"]]
-    if cfg.gold_removed_share > 0:
-        n_abstain = abstention_count(len(answer_rows), len(unanswerable), share, max_rows)
-        picked_unanswerable, removed = split_abstentions(
-            answerable, unanswerable, n_abstain, cfg.gold_removed_share, rng
-        )
-    else:
-        picked_unanswerable = unanswerable
-        removed = sorted(
-            rng.sample(answerable, n_gold_removed(len(answer_rows), len(unanswerable), len(answerable), share))
-        )
-    abstain_rows += [(0, (i, 0), i, False) for i in picked_unanswerable]
-    abstain_rows += [(0, (i, -1), i, False) for i in removed]
-    answer_rows, abstain_rows = cap_rows(answer_rows, abstain_rows, max_rows, share, rng)
+    answer_rows = [(v, i) for i in answerable for v in range(views)]
+    n_abstain = abstention_count(len(answer_rows), len(unanswerable), share, max_rows)
+    picked_unanswerable, removed = split_abstentions(
+        answerable, unanswerable, n_abstain, cfg.gold_removed_share, rng_abstentions, style
+    )
+    n_answer = len(answer_rows)
+    if max_rows:
+        n_answer = min(n_answer, max_rows - len(picked_unanswerable) - len(removed))
+    answer_rows = pick_answer_rows(answer_rows, n_answer, rng_answers, style and (lambda r: style(r[1])))
+    # (order key, question index, view, keep gold): rows in question order, a question's gold-removed view first
+    rows = [((i, v), i, v, True) for v, i in answer_rows]
+    rows += [((i, 0), i, 0, False) for i in picked_unanswerable] + [((i, -1), i, 0, False) for i in removed]
 
     examples = []
-    for view, _, i, keep_gold in tqdm(sorted(answer_rows + abstain_rows, key=lambda r: r[1]), desc="sft", leave=False):
+    for _, i, view, keep_gold in tqdm(sorted(rows), desc="sft", leave=False):
         q = usable[i]
         pool = [c for c in hard[i] if q["answerable"] is False or c not in gold_ids(q)][:depth]
-        ids = view_context(q, pool, k, keep_gold, view, rng)
-        examples.append(build_example(q, ids, retriever.by_id, prompt_cfg, max_chars, rng, view))
+        ids = view_context(q, pool, k, keep_gold, view, rng_contexts)
+        examples.append(build_example(q, ids, retriever.by_id, prompt_cfg, max_chars, rng_contexts, view))
     leaks = sum(c not in allowed for e in examples for c in e["meta"]["context_ids"])
     if leaks:  # guarded above; a failure here is a bug, not bad input
         raise AssertionError(f"sft: {leaks} prompt chunks outside the allowed set")
@@ -242,6 +258,10 @@ def build_split(
         "prompt_chunks_from_other_splits": leaks,
     }
     stats["abstain_share"] = round(stats["abstain_rows"] / max(len(examples), 1), 4)
+    by_style: dict[str, Counter] = {}
+    for e in examples:
+        by_style.setdefault(e["meta"]["style"] or "", Counter())[e["meta"]["target"]] += 1
+    stats["rows_by_style"] = {st: {t: n[t] for t in ("answer", "abstain")} for st, n in sorted(by_style.items())}
     return examples, stats
 
 

@@ -89,8 +89,8 @@ from stages.sft import (  # noqa: E402
     abstention_count,
     allowed_chunks,
     build_split,
-    cap_rows,
-    n_gold_removed,
+    pick_answer_rows,
+    seeded_pick,
     split_abstentions,
     split_chunks,
     view_context,
@@ -107,22 +107,23 @@ def test_views_show_the_gold_with_different_distractors():
     assert view_context(Q, hard, 3, False, 0, random.Random(0)) == ["c001", "c002", "c003"]
 
 
-def test_gold_removed_count_reaches_the_abstention_share():
-    # 100 answer rows, 10 unanswerable: 0.2 share -> (0.2 * 110 - 10) / 0.8 = 15 gold-removed rows
-    assert n_gold_removed(100, 10, 50, 0.2) == 15
-    assert (10 + 15) / (100 + 10 + 15) == 0.2
-    assert n_gold_removed(100, 40, 50, 0.2) == 0  # unanswerable questions already exceed the share
-    assert n_gold_removed(100, 0, 5, 0.5) == 5  # at most one per answerable question
-    assert n_gold_removed(100, 10, 50, 0.0) == 0
+def test_cap_takes_every_first_view_before_second_views():
+    rows = [(v, i) for i in range(40) for v in (0, 1)]
+    picked = pick_answer_rows(rows, 45, random.Random(0))
+    assert len(picked) == 45 and picked == sorted(picked)
+    assert {i for v, i in picked if v == 0} == set(range(40))  # all 40 first views, then 5 second views
+    assert pick_answer_rows(rows, 80, random.Random(0)) == sorted(rows)
 
 
-def test_cap_keeps_the_share_and_every_first_view_before_second_views():
-    answer = [(v, (i, v), i, True) for i in range(40) for v in (0, 1)]
-    abstain = [(0, (100 + i, 0), 100 + i, False) for i in range(20)]
-    a, b = cap_rows(answer, abstain, 50, 0.2, random.Random(0))
-    assert (len(a), len(b)) == (40, 10)
-    assert all(r[0] == 0 for r in a)  # 40 first views fit: no second view got in
-    assert cap_rows(answer, abstain, 0, 0.2, random.Random(0)) == (answer, abstain)
+def test_seeded_pick_round_robin_keeps_small_groups_whole():
+    items = list(range(100)) + [100, 101, 102]  # a big group and a small one
+    group = lambda i: "small" if i >= 100 else "big"  # noqa: E731
+    picked = seeded_pick(items, 10, random.Random(0), group)
+    assert {100, 101, 102} <= set(picked) and len(picked) == 10 == len(set(picked))
+    plain = [seeded_pick(items, 10, random.Random(s)) for s in range(20)]
+    assert sum(len({100, 101, 102} & set(p)) for p in plain) < 20  # a plain sample mostly misses them
+    assert seeded_pick(items, 10, random.Random(3), group) == seeded_pick(items, 10, random.Random(3), group)
+    assert seeded_pick(items, 0, random.Random(0), group) == [] and len(seeded_pick(items, 500, random.Random(0))) == 103
 
 
 def test_no_training_prompt_shows_a_test_or_validation_chunk():
@@ -151,7 +152,10 @@ def test_build_split_rows_views_share_and_no_leak():
     questions = [dict(Q, id=f"t{i}", chunk_id=c) for i, c in enumerate(["c001", "c002", "c003"])]
     questions.append(dict(Q, id="u1", chunk_id="c007", answerable=False, type="unanswerable", answer="-"))
     questions.append(dict(Q, id="t9", chunk_id="c005"))  # its gold is a test chunk: cannot be trained on
-    cfg = make_section("sft", {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8, "gold_removed_share": 0.0})
+    cfg = make_section(
+        "sft",
+        {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8, "gold_removed_share": 0.0, "balance_styles": False},
+    )
     rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
     allowed = {"c001", "c002", "c003", "c007"}
     rows, stats = build_split(questions, RankAll(), cfg, rcfg, PROMPT, allowed, views=2, max_rows=0)
@@ -185,7 +189,10 @@ def test_build_split_with_gold_removed_share_keeps_the_share_and_removes_the_gol
     questions += [dict(Q, id=f"u{i}", chunk_id="c007", answerable=False, type="unanswerable") for i in range(4)]
     rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
     allowed = {"c001", "c002", "c003", "c007"}
-    cfg = make_section("sft", {"seed": 1, "abstain_share": 0.4, "distractor_depth": 8, "gold_removed_share": 0.5})
+    cfg = make_section(
+        "sft",
+        {"seed": 1, "abstain_share": 0.4, "distractor_depth": 8, "gold_removed_share": 0.5, "balance_styles": False},
+    )
     rows, stats = build_split(questions, RankAll(), cfg, rcfg, PROMPT, allowed, views=1, max_rows=10)
     # the cap binds (9 answer + 4 unanswerable > 10): 4 abstentions, half of them gold-removed
     assert (stats["rows"], stats["abstain_rows"], stats["gold_removed_rows"]) == (10, 4, 2)
@@ -205,3 +212,47 @@ def test_build_split_with_gold_removed_share_keeps_the_share_and_removes_the_gol
         build_split(questions, RankAll(), cfg0, rcfg, PROMPT, allowed, views=1, max_rows=10)[1]["gold_removed_rows"]
         == 0
     )
+
+
+def test_balanced_styles_keep_rare_styles_and_even_out_abstention_by_style():
+    # 12 direct questions, 2 yes/no ones; unanswerable: 6 yes/no, 2 policy. The cap keeps 8 rows, 2 of them abstentions.
+    questions = [dict(Q, id=f"d{i}", chunk_id=["c001", "c002", "c003"][i % 3], style="direct") for i in range(12)]
+    questions += [dict(Q, id=f"y{i}", chunk_id="c001", style="yes_no") for i in range(2)]
+    questions += [
+        dict(Q, id=f"u{i}", chunk_id="c007", answerable=False, type="unanswerable", style=st)
+        for i, st in enumerate(["yes_no"] * 6 + ["policy"] * 2)
+    ]
+    rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
+    allowed = {"c001", "c002", "c003", "c007"}
+    base = {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8, "gold_removed_share": 0.0}
+    balanced = make_section("sft", {**base, "balance_styles": True})
+    for seed in range(5):
+        rows, stats = build_split(
+            questions, RankAll(), balanced.replace(seed=seed), rcfg, PROMPT, allowed, views=1, max_rows=8
+        )
+        assert (stats["rows"], stats["abstain_rows"]) == (8, 2)
+        answered = {r["meta"]["qa_id"] for r in rows if r["meta"]["target"] == "answer"}
+        assert {"y0", "y1"} <= answered  # the rare style is kept whole
+        abstained = sorted(r["meta"]["style"] for r in rows if r["meta"]["target"] == "abstain")
+        assert abstained == ["policy", "yes_no"]  # one per style, not two yes/no ones
+        assert stats["rows_by_style"]["policy"] == {"answer": 0, "abstain": 1}
+        assert sum(n["answer"] for n in stats["rows_by_style"].values()) == 6
+    again = build_split(questions, RankAll(), balanced, rcfg, PROMPT, allowed, views=1, max_rows=8)
+    assert again == build_split(questions, RankAll(), balanced, rcfg, PROMPT, allowed, views=1, max_rows=8)
+
+
+def test_abstention_picks_do_not_change_the_answer_rows():
+    questions = [dict(Q, id=f"t{i}", chunk_id=["c001", "c002", "c003"][i % 3]) for i in range(12)]
+    questions += [dict(Q, id=f"u{i}", chunk_id="c007", answerable=False, type="unanswerable") for i in range(6)]
+    rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
+    allowed = {"c001", "c002", "c003", "c007"}
+    cfg = make_section(
+        "sft", {"seed": 1, "abstain_share": 0.2, "distractor_depth": 8, "gold_removed_share": 0.0, "balance_styles": False}
+    )
+
+    def answered(c):
+        rows, _ = build_split(questions, RankAll(), c, rcfg, PROMPT, allowed, views=1, max_rows=10)
+        return {r["meta"]["qa_id"] for r in rows if r["meta"]["target"] == "answer"}
+
+    # the same 2 abstention rows of another kind: the 8 answer rows are the same questions
+    assert answered(cfg) == answered(cfg.replace(gold_removed_share=1.0))

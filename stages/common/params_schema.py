@@ -273,6 +273,7 @@ class Sft(Section):
         "share of the abstention rows that are answerable questions shown without their gold", **SHARE
     )
     distractor_depth: int = knob("hard distractors come from the retriever's top N", ge=0)
+    balance_styles: bool = knob("capped row picks go round-robin over question styles")
     max_rows: int = knob("cap on training rows; 0 = none", ge=0)
     max_val_rows: int = knob("cap on validation rows; 0 = none", ge=0)
 
