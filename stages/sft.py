@@ -33,8 +33,8 @@ CPU cost budget: training time is linear in rows), keeping the abstention share;
 binds, view-0 rows go first, so questions get one gold context each before any gets a second.
 With `sft.balance_styles` the capped picks go round-robin over question styles: a random cap keeps
 the generator's style mix (direct 147 training questions, where_to_book 3), so the rare ways people ask
-(yes/no, when, multi-part) got few answer rows, and yes/no ones, half of them unanswerable, abstained
-in 7 of 16 rows (10% overall): the style predicted the abstention. Off in params.yaml: on validation
+(yes/no, when, multi-part) got few answer rows, and a third or more of the yes/no rows (half those
+questions are unanswerable) were abstentions, 10% overall: the style predicted the abstention. Off in params.yaml: on validation
 it did not win over two training seeds (README "Tuning on validation").
 
     python -m stages.sft --qa data/qa --index data/index --out data/sft
@@ -45,9 +45,10 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-from pathlib import Path
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -150,7 +151,8 @@ def seeded_pick(items: list, n: int, rng: random.Random, group: Callable[[Any], 
         for item in order:
             rounds.append(seen[group(item)])
             seen[group(item)] += 1
-        order = [item for _, item in sorted(zip(rounds, order), key=lambda pair: pair[0])]  # stable: ties stay shuffled
+        # a stable sort by round: within a round the shuffled order stays
+        order = [item for _, item in sorted(zip(rounds, order, strict=True), key=lambda pair: pair[0])]
     return order[: max(n, 0)]
 
 

@@ -123,7 +123,9 @@ def test_seeded_pick_round_robin_keeps_small_groups_whole():
     plain = [seeded_pick(items, 10, random.Random(s)) for s in range(20)]
     assert sum(len({100, 101, 102} & set(p)) for p in plain) < 20  # a plain sample mostly misses them
     assert seeded_pick(items, 10, random.Random(3), group) == seeded_pick(items, 10, random.Random(3), group)
-    assert seeded_pick(items, 0, random.Random(0), group) == [] and len(seeded_pick(items, 500, random.Random(0))) == 103
+    assert (
+        seeded_pick(items, 0, random.Random(0), group) == [] and len(seeded_pick(items, 500, random.Random(0))) == 103
+    )
 
 
 def test_no_training_prompt_shows_a_test_or_validation_chunk():
@@ -247,7 +249,8 @@ def test_abstention_picks_do_not_change_the_answer_rows():
     rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
     allowed = {"c001", "c002", "c003", "c007"}
     cfg = make_section(
-        "sft", {"seed": 1, "abstain_share": 0.2, "distractor_depth": 8, "gold_removed_share": 0.0, "balance_styles": False}
+        "sft",
+        {"seed": 1, "abstain_share": 0.2, "distractor_depth": 8, "gold_removed_share": 0.0, "balance_styles": False},
     )
 
     def answered(c):
