@@ -140,6 +140,16 @@ def test_no_training_prompt_shows_a_test_or_validation_chunk():
     assert allowed_chunks(ids, by_split, "validation") == {"c001", "c002", "c003", "c004", "c007"}
 
 
+RCFG = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
+ALLOWED = {"c001", "c002", "c003", "c007"}  # what a training prompt may show in these tests
+
+
+def sft_cfg(**values):
+    """An sft section: plain picks, abstention share 0.25, no gold-removed rows unless asked."""
+    base = {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8, "gold_removed_share": 0.0, "balance_styles": False}
+    return make_section("sft", {**base, **values})
+
+
 class RankAll:
     """A retriever stand-in ranking every chunk, test chunks first (the worst case for leakage)."""
 
@@ -154,12 +164,7 @@ def test_build_split_rows_views_share_and_no_leak():
     questions = [dict(Q, id=f"t{i}", chunk_id=c) for i, c in enumerate(["c001", "c002", "c003"])]
     questions.append(dict(Q, id="u1", chunk_id="c007", answerable=False, type="unanswerable", answer="-"))
     questions.append(dict(Q, id="t9", chunk_id="c005"))  # its gold is a test chunk: cannot be trained on
-    cfg = make_section(
-        "sft",
-        {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8, "gold_removed_share": 0.0, "balance_styles": False},
-    )
-    rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
-    allowed = {"c001", "c002", "c003", "c007"}
+    cfg, rcfg, allowed = sft_cfg(), RCFG, ALLOWED
     rows, stats = build_split(questions, RankAll(), cfg, rcfg, PROMPT, allowed, views=2, max_rows=0)
     assert stats["questions_dropped_gold_not_allowed"] == 1
     assert all(set(r["meta"]["context_ids"]) <= allowed for r in rows)
@@ -189,12 +194,7 @@ def test_gold_removed_share_divides_the_abstention_rows():
 def test_build_split_with_gold_removed_share_keeps_the_share_and_removes_the_gold():
     questions = [dict(Q, id=f"t{i}", chunk_id=c) for i, c in enumerate(["c001", "c002", "c003"] * 3)]
     questions += [dict(Q, id=f"u{i}", chunk_id="c007", answerable=False, type="unanswerable") for i in range(4)]
-    rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
-    allowed = {"c001", "c002", "c003", "c007"}
-    cfg = make_section(
-        "sft",
-        {"seed": 1, "abstain_share": 0.4, "distractor_depth": 8, "gold_removed_share": 0.5, "balance_styles": False},
-    )
+    cfg, rcfg, allowed = sft_cfg(abstain_share=0.4, gold_removed_share=0.5), RCFG, ALLOWED
     rows, stats = build_split(questions, RankAll(), cfg, rcfg, PROMPT, allowed, views=1, max_rows=10)
     # the cap binds (9 answer + 4 unanswerable > 10): 4 abstentions, half of them gold-removed
     assert (stats["rows"], stats["abstain_rows"], stats["gold_removed_rows"]) == (10, 4, 2)
@@ -224,10 +224,7 @@ def test_balanced_styles_keep_rare_styles_and_even_out_abstention_by_style():
         dict(Q, id=f"u{i}", chunk_id="c007", answerable=False, type="unanswerable", style=st)
         for i, st in enumerate(["yes_no"] * 6 + ["policy"] * 2)
     ]
-    rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
-    allowed = {"c001", "c002", "c003", "c007"}
-    base = {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8, "gold_removed_share": 0.0}
-    balanced = make_section("sft", {**base, "balance_styles": True})
+    rcfg, allowed, balanced = RCFG, ALLOWED, sft_cfg(balance_styles=True)
     for seed in range(5):
         rows, stats = build_split(
             questions, RankAll(), balanced.replace(seed=seed), rcfg, PROMPT, allowed, views=1, max_rows=8
@@ -246,15 +243,10 @@ def test_balanced_styles_keep_rare_styles_and_even_out_abstention_by_style():
 def test_abstention_picks_do_not_change_the_answer_rows():
     questions = [dict(Q, id=f"t{i}", chunk_id=["c001", "c002", "c003"][i % 3]) for i in range(12)]
     questions += [dict(Q, id=f"u{i}", chunk_id="c007", answerable=False, type="unanswerable") for i in range(6)]
-    rcfg = make_section("retrieval", {"top_k": 3, "method": "hybrid"})
-    allowed = {"c001", "c002", "c003", "c007"}
-    cfg = make_section(
-        "sft",
-        {"seed": 1, "abstain_share": 0.2, "distractor_depth": 8, "gold_removed_share": 0.0, "balance_styles": False},
-    )
+    cfg = sft_cfg(abstain_share=0.2)
 
     def answered(c):
-        rows, _ = build_split(questions, RankAll(), c, rcfg, PROMPT, allowed, views=1, max_rows=10)
+        rows, _ = build_split(questions, RankAll(), c, RCFG, PROMPT, ALLOWED, views=1, max_rows=10)
         return {r["meta"]["qa_id"] for r in rows if r["meta"]["target"] == "answer"}
 
     # the same 2 abstention rows of another kind: the 8 answer rows are the same questions
