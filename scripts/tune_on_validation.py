@@ -9,6 +9,15 @@ Each candidate is params.yaml plus dotted overrides (values parsed as YAML). For
 on the current pipeline outputs (data/qa, data/index, models/base): sft -> train -> evaluate (the fine-tuned model on
 data/qa/validation.jsonl, `--split validation`). Finished steps are skipped, so an interrupted sweep resumes.
 The summary (overrides, validation metrics, train time) is written to <out>/summary.json and printed as a table.
+
+One training run is not enough to choose between recipes: two seeds of one recipe can differ more than two recipes
+do (README "Tuning on validation"). `--seeds 13 14` trains every candidate once per `train.seed` (folders
+<name>@seed<N>) and adds each candidate's mean; `--reference NAME` then applies the adoption rule, seed by seed: a
+candidate is adopted only if on every seed its key-fact recall is above the reference's and its wrong-abstention rate
+stays at or under `--max-wrong-abstention`.
+
+    python scripts/tune_on_validation.py --out runs/tune --seeds 13 14 --reference current \
+        --candidate current --candidate balanced sft.balance_styles=true
 """
 
 from __future__ import annotations
@@ -102,6 +111,31 @@ def run_candidate(out: Path, name: str, overrides: list[str]) -> dict:
     return row
 
 
+def mean_row(name: str, rows: list[dict]) -> dict:
+    """The mean of each metric over a candidate's seeds (None where a seed lacks it)."""
+    row = {"candidate": f"{name} (mean of {len(rows)})", "n": rows[0].get("n") if rows else None}
+    for label in [*(label for label, _ in COLUMNS), "val_loss_last", "train_seconds"]:
+        values = [r.get(label) for r in rows]
+        row[label] = round(sum(values) / len(values), 4) if values and None not in values else None
+    return row
+
+
+def verdict(candidate: dict[int, dict], reference: dict[int, dict], max_wrong_abstention: float) -> tuple[bool, str]:
+    """The adoption rule over seeds: higher key-fact recall than the reference AND wrong abstentions under the cap,
+    on every seed both were trained with. Returns (adopted, why)."""
+    seeds = sorted(set(candidate) & set(reference))
+    if not seeds:
+        return False, "no seed in common with the reference"
+    lost = []
+    for seed in seeds:
+        c, r = candidate[seed], reference[seed]
+        if (c.get("key_fact_recall") or 0.0) <= (r.get("key_fact_recall") or 0.0):
+            lost.append(f"seed {seed}: key-fact recall {c.get('key_fact_recall')} <= {r.get('key_fact_recall')}")
+        if (c.get("wrong_abstention") or 0.0) > max_wrong_abstention:
+            lost.append(f"seed {seed}: wrong abstentions {c.get('wrong_abstention')} > {max_wrong_abstention}")
+    return (not lost), ("wins on seeds " + ", ".join(map(str, seeds))) if not lost else "; ".join(lost)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/tune"), help="one folder per candidate + summary.json")
@@ -113,14 +147,27 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("NAME", "KEY=VALUE"),
         help="a name and its params overrides (repeat the flag per candidate)",
     )
+    ap.add_argument("--seeds", type=int, nargs="+", default=[], help="train every candidate once per train.seed")
+    ap.add_argument("--reference", default="", help="candidate the others are judged against (the adoption rule)")
+    ap.add_argument("--max-wrong-abstention", type=float, default=0.15, help="the rule's cap (natural-set target)")
     args = ap.parse_args(argv)
     names = [c[0] for c in args.candidate]
     if len(set(names)) != len(names):
         raise SystemExit("error: candidate names must be unique")
-    rows = []
+    if args.reference and args.reference not in names:
+        raise SystemExit(f"error: --reference {args.reference!r} is not a candidate")
+    rows, by_seed = [], {}
     for name, *overrides in args.candidate:
-        print(f"candidate {name}: {' '.join(overrides) or '(params.yaml as is)'}", flush=True)
-        rows.append(run_candidate(args.out, name, overrides))
+        by_seed[name] = {}
+        for seed in args.seeds or [None]:
+            run_name, run_overrides = name, overrides
+            if seed is not None:
+                run_name, run_overrides = f"{name}@seed{seed}", [*overrides, f"train.seed={seed}"]
+            print(f"candidate {run_name}: {' '.join(run_overrides) or '(params.yaml as is)'}", flush=True)
+            by_seed[name][seed] = run_candidate(args.out, run_name, run_overrides)
+            rows.append(by_seed[name][seed])
+        if len(args.seeds) > 1:
+            rows.append(mean_row(name, list(by_seed[name].values())))
     summary = args.out / "summary.json"
     tmp = summary.with_suffix(".tmp")
     tmp.write_text(json.dumps(rows, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -129,6 +176,11 @@ def main(argv: list[str] | None = None) -> None:
     print(" | ".join(labels))
     for row in rows:
         print(" | ".join(str(row.get(label)) for label in labels))
+    if args.reference:
+        for name in names:
+            if name != args.reference:
+                adopted, why = verdict(by_seed[name], by_seed[args.reference], args.max_wrong_abstention)
+                print(f"{name} vs {args.reference}: {'ADOPT' if adopted else 'keep the reference'} ({why})")
 
 
 if __name__ == "__main__":

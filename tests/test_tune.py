@@ -35,3 +35,39 @@ def test_validation_split_is_read_only_when_asked(tmp_path):
     dump_jsonl(tmp_path / "validation.jsonl", [dict(q, id="v1"), dict(q, id="v2")])
     assert [x["id"] for x in E.load_questions(tmp_path, 0)] == ["q1"]
     assert [x["id"] for x in E.load_questions(tmp_path, 0, "validation")] == ["v1", "v2"]
+
+
+def test_adoption_needs_a_win_on_every_seed_under_the_wrong_abstention_cap():
+    ref = {
+        13: {"key_fact_recall": 0.526, "wrong_abstention": 0.101},
+        14: {"key_fact_recall": 0.517, "wrong_abstention": 0.025},
+    }
+    # this round's style-balanced candidate: a win on seed 13, a loss on seed 14
+    balanced = {
+        13: {"key_fact_recall": 0.547, "wrong_abstention": 0.008},
+        14: {"key_fact_recall": 0.456, "wrong_abstention": 0.134},
+    }
+    adopted, why = T.verdict(balanced, ref, 0.15)
+    assert not adopted and "seed 14: key-fact recall 0.456 <= 0.517" in why and "seed 13" not in why
+    better = {
+        13: {"key_fact_recall": 0.6, "wrong_abstention": 0.1},
+        14: {"key_fact_recall": 0.6, "wrong_abstention": 0.1},
+    }
+    assert T.verdict(better, ref, 0.15) == (True, "wins on seeds 13, 14")
+    assert not T.verdict(better, ref, 0.05)[0]  # over the cap
+    assert T.verdict(better, {12: ref[13]}, 0.15) == (False, "no seed in common with the reference")
+
+
+def test_mean_row_averages_each_metric_over_seeds():
+    rows = [
+        {"n": 136, "key_fact_recall": 0.5, "wrong_abstention": 0.1},
+        {"n": 136, "key_fact_recall": 0.4, "wrong_abstention": None},
+    ]
+    mean = T.mean_row("x", rows)
+    assert mean["candidate"] == "x (mean of 2)" and mean["key_fact_recall"] == 0.45 and mean["wrong_abstention"] is None
+
+
+def test_reference_must_be_a_candidate(tmp_path):
+    with pytest.raises(SystemExit, match="--reference 'current' is not a candidate"):
+        T.main(["--out", str(tmp_path), "--reference", "current", "--candidate", "balanced", "sft.balance_styles=true"])
+    assert not any(tmp_path.iterdir())  # nothing ran
