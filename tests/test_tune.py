@@ -56,6 +56,7 @@ def test_adoption_needs_a_win_on_every_seed_under_the_wrong_abstention_cap():
     assert T.verdict(better, ref, 0.15) == (True, "wins on seeds 13, 14")
     assert not T.verdict(better, ref, 0.05)[0]  # over the cap
     assert T.verdict(better, {12: ref[13]}, 0.15) == (False, "no seed in common with the reference")
+    assert T.verdict({None: better[13]}, {None: ref[13]}, 0.15) == (True, "wins on one run only (use --seeds)")
 
 
 def test_mean_row_averages_each_metric_over_seeds():
