@@ -235,13 +235,13 @@ def build_split(
     n_answer = len(answer_rows)
     if max_rows:
         n_answer = min(n_answer, max_rows - len(picked_unanswerable) - len(removed))
-    answer_rows = pick_answer_rows(answer_rows, n_answer, rng_answers, style and (lambda r: style(r[1])))
-    # (order key, question index, view, keep gold): rows in question order, a question's gold-removed view first
-    rows = [((i, v), i, v, True) for v, i in answer_rows]
-    rows += [((i, 0), i, 0, False) for i in picked_unanswerable] + [((i, -1), i, 0, False) for i in removed]
+    row_style = (lambda row: style(row[1])) if style else None
+    answer_rows = pick_answer_rows(answer_rows, n_answer, rng_answers, row_style)
+    # (question index, keep gold, view): sorted, rows follow question order, a question's gold-removed view first
+    rows = [(i, True, v) for v, i in answer_rows] + [(i, False, 0) for i in picked_unanswerable + removed]
 
     examples = []
-    for _, i, view, keep_gold in tqdm(sorted(rows), desc="sft", leave=False):
+    for i, keep_gold, view in tqdm(sorted(rows), desc="sft", leave=False):
         q = usable[i]
         pool = [c for c in hard[i] if q["answerable"] is False or c not in gold_ids(q)][:depth]
         ids = view_context(q, pool, k, keep_gold, view, rng_contexts)
