@@ -18,6 +18,11 @@ stays at or under `--max-wrong-abstention`.
 
     python scripts/tune_on_validation.py --out runs/tune --seeds 13 14 --reference current \
         --candidate current --candidate balanced sft.balance_styles=true
+
+A change made to save time rather than to win (fewer context chunks, fewer rows) is judged by the non-inferiority
+rule instead: `--margin 0.05` adopts it when, averaged over the seeds, its train time is lower, its key-fact recall,
+abstention recall and citation accuracy are at most the margin below the reference's, and its wrong-abstention rate
+at most the margin above.
 """
 
 from __future__ import annotations
@@ -141,6 +146,34 @@ def verdict(candidate: dict[int, dict], reference: dict[int, dict], max_wrong_ab
     )
 
 
+# The non-inferiority rule's metrics: (label, +1 when higher is better, -1 when lower is).
+NONINFERIOR = (("key_fact_recall", 1), ("abstain_recall", 1), ("citation_ok", 1), ("wrong_abstention", -1))
+
+
+def verdict_noninferior(candidate: dict[int, dict], reference: dict[int, dict], margin: float) -> tuple[bool, str]:
+    """The rule for a change that saves time: on the means over the seeds both were trained with, lower train time and
+    no metric of NONINFERIOR worse than the reference's by more than `margin`. Returns (adopted, why)."""
+    seeds = sorted(set(candidate) & set(reference), key=str)
+    if not seeds:
+        return False, "no seed in common with the reference"
+
+    def mean(runs: dict, label: str) -> float:
+        return sum(runs[s].get(label) or 0.0 for s in seeds) / len(seeds)
+
+    lost, kept = [], []
+    for label, sign in NONINFERIOR:
+        c, r = mean(candidate, label), mean(reference, label)
+        line = f"{label} {c:.3f} vs {r:.3f}"
+        (lost if sign * (c - r) < -margin else kept).append(line)
+    c_time, r_time = mean(candidate, "train_seconds"), mean(reference, "train_seconds")
+    time_line = f"train {c_time:.0f} s vs {r_time:.0f} s"
+    if c_time >= r_time:
+        lost.append(time_line + " (no time saved)")
+    if lost:
+        return False, f"worse by more than {margin}: " + "; ".join(lost)
+    return True, f"within {margin} on means over {len(seeds)} run(s): " + "; ".join([*kept, time_line])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/tune"), help="one folder per candidate + summary.json")
@@ -155,6 +188,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[], help="train every candidate once per train.seed")
     ap.add_argument("--reference", default="", help="candidate the others are judged against (the adoption rule)")
     ap.add_argument("--max-wrong-abstention", type=float, default=0.15, help="the rule's cap (natural-set target)")
+    ap.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="> 0: judge candidates by the non-inferiority rule (a change that saves time), with this margin",
+    )
     args = ap.parse_args(argv)
     names = [c[0] for c in args.candidate]
     if len(set(names)) != len(names):
@@ -184,7 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.reference:
         for name in names:
             if name != args.reference:
-                adopted, why = verdict(by_seed[name], by_seed[args.reference], args.max_wrong_abstention)
+                if args.margin > 0:
+                    adopted, why = verdict_noninferior(by_seed[name], by_seed[args.reference], args.margin)
+                else:
+                    adopted, why = verdict(by_seed[name], by_seed[args.reference], args.max_wrong_abstention)
                 print(f"{name} vs {args.reference}: {'ADOPT' if adopted else 'keep the reference'} ({why})")
 
 

@@ -72,3 +72,25 @@ def test_reference_must_be_a_candidate(tmp_path):
     with pytest.raises(SystemExit, match="--reference 'current' is not a candidate"):
         T.main(["--out", str(tmp_path), "--reference", "current", "--candidate", "balanced", "sft.balance_styles=true"])
     assert not any(tmp_path.iterdir())  # nothing ran
+
+
+def test_a_time_saving_change_is_adopted_when_no_mean_is_worse_by_more_than_the_margin():
+    ref = {
+        13: {"key_fact_recall": 0.40, "abstain_recall": 0.80, "citation_ok": 0.85, "wrong_abstention": 0.10,
+             "train_seconds": 1300},
+        14: {"key_fact_recall": 0.50, "abstain_recall": 0.70, "citation_ok": 0.80, "wrong_abstention": 0.05,
+             "train_seconds": 1340},
+    }  # fmt: skip
+    # seed 14 alone loses 0.08 key-fact recall; the means (0.42 vs 0.45) stay within 0.05
+    faster = {13: dict(ref[13], key_fact_recall=0.42, train_seconds=900), 14: dict(ref[14], train_seconds=910)}
+    faster[14]["key_fact_recall"] = 0.42
+    adopted, why = T.verdict_noninferior(faster, ref, 0.05)
+    assert adopted and "key_fact_recall 0.420 vs 0.450" in why and "train 905 s vs 1320 s" in why
+    assert not T.verdict_noninferior(faster, ref, 0.02)[0]
+    more_wrong = {s: dict(r, wrong_abstention=r["wrong_abstention"] + 0.06) for s, r in faster.items()}
+    adopted, why = T.verdict_noninferior(more_wrong, ref, 0.05)
+    assert not adopted and "wrong_abstention 0.135 vs 0.075" in why
+    slower = {s: dict(r, train_seconds=2000) for s, r in faster.items()}
+    adopted, why = T.verdict_noninferior(slower, ref, 0.05)
+    assert not adopted and "no time saved" in why
+    assert T.verdict_noninferior(faster, {12: ref[13]}, 0.05) == (False, "no seed in common with the reference")
