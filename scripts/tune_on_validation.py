@@ -156,16 +156,13 @@ def verdict_noninferior(candidate: dict[int, dict], reference: dict[int, dict], 
     seeds = sorted(set(candidate) & set(reference), key=str)
     if not seeds:
         return False, "no seed in common with the reference"
-
-    def mean(runs: dict, label: str) -> float:
-        return sum(runs[s].get(label) or 0.0 for s in seeds) / len(seeds)
-
+    means = [mean_row("", [runs[s] for s in seeds]) for runs in (candidate, reference)]
     lost, kept = [], []
     for label, sign in NONINFERIOR:
-        c, r = mean(candidate, label), mean(reference, label)
+        c, r = (m[label] or 0.0 for m in means)
         line = f"{label} {c:.3f} vs {r:.3f}"
         (lost if sign * (c - r) < -margin else kept).append(line)
-    c_time, r_time = mean(candidate, "train_seconds"), mean(reference, "train_seconds")
+    c_time, r_time = (m["train_seconds"] or 0.0 for m in means)
     time_line = f"train {c_time:.0f} s vs {r_time:.0f} s"
     if c_time >= r_time:
         lost.append(time_line + " (no time saved)")
