@@ -23,6 +23,11 @@ What it adds to a plain Axolotl run:
   removed: only checkpointed layers need it. With it, backward also ran through
   every frozen layer below the lowest LoRA layer, computing input gradients
   that no weight uses; the LoRA gradients are the same either way.
+* ``fast_lora_dropout: true`` (CPU) swaps each LoRA input's ``nn.Dropout`` for ``BitsDropout``: the same
+  inverted dropout (each element kept with probability 1 - p, independently, scaled by 1 / (1 - p)), drawn from
+  16 random bits per element taken out of 64-bit random integers. torch's CPU dropout draws one Bernoulli
+  sample per element (``bernoulli_``, ~12 ns each); with LoRA on the 7 projections of all 18 layers those
+  draws were half of a bf16 training step. p is rounded to a multiple of 1/65536 (0.05 -> 0.0500031).
 * ``state_file``: the trainer state (log history: per-step loss, eval loss,
   token counts) is written there at the end of training; Axolotl only writes it
   inside checkpoints, which ``stages.train`` does not keep.
@@ -55,6 +60,7 @@ class BrochureTrainArgs(BaseModel):
     final_eval: bool | None = None
     state_file: str | None = None
     use_cpu: bool | None = None
+    fast_lora_dropout: bool | None = None
 
 
 def labelled_positions_forward(model: Any) -> Any:
@@ -118,6 +124,50 @@ class _RunCallback(TrainerCallback):
             path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+class BitsDropout(torch.nn.Module):
+    """Inverted dropout drawing 16 random bits per element (see the module docstring); p in [0, 1)."""
+
+    LEVELS = 1 << 16
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.drop_levels = round(p * self.LEVELS)
+        self.p = self.drop_levels / self.LEVELS
+        self.scale = 1.0 / (1.0 - self.p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_levels == 0:
+            return x
+        n = x.numel()
+        # 64-bit integers over their whole range: each of their four 16-bit lanes is uniform on [-2^15, 2^15)
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+        keep = bits.view(torch.int16)[:n].view(x.shape) >= self.drop_levels - (1 << 15)
+        # one multiplier tensor: the backward pass is then a single multiply too
+        if x.dtype in (torch.float32, torch.float64):
+            return x * (keep.to(x.dtype) * self.scale)
+        return (x * (keep.to(torch.float32) * self.scale)).to(x.dtype)  # half types: scaled in fp32, rounded once
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def use_bits_dropout(model: Any) -> int:
+    """Replace every LoRA input dropout (PEFT's ``lora_dropout`` entries with p > 0) by ``BitsDropout``; returns how
+    many were replaced."""
+    replaced = 0
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if not isinstance(dropouts, torch.nn.ModuleDict):
+            continue
+        for name, dropout in dropouts.items():
+            if isinstance(dropout, torch.nn.Dropout) and dropout.p > 0:
+                dropouts[name] = BitsDropout(dropout.p).train(dropout.training)
+                replaced += 1
+    return replaced
+
+
 def drop_input_grad_hook(model: Any) -> bool:
     """Remove ``enable_input_require_grads()``'s hook from the (PEFT-wrapped) model; True if there was one."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -163,6 +213,10 @@ class BrochureTrainPlugin(BasePlugin):
     def post_model_load(self, cfg, model):
         if not cfg.gradient_checkpointing and drop_input_grad_hook(model):
             log.info("no gradient checkpointing: backward stops at the lowest LoRA layer (input-grad hook removed)")
+        if cfg.fast_lora_dropout:
+            log.info(
+                "fast_lora_dropout: %d LoRA input dropouts draw 16 random bits per element", use_bits_dropout(model)
+            )
 
     def add_callbacks_post_trainer(self, cfg, trainer):
         # No transformers model card (README.md) in the adapter folder: publish writes ours. Axolotl's call

@@ -400,3 +400,61 @@ def test_backward_stops_at_the_lowest_lora_layer_with_the_same_lora_gradients(ti
     assert with_hook.keys() == without.keys() and all(f".{top}." in n for n in without)
     for name, grad in without.items():
         torch.testing.assert_close(grad, with_hook[name])
+
+
+def test_bits_dropout_is_inverted_dropout_with_probability_p():
+    import torch
+
+    from stages.train_plugin import BitsDropout
+
+    drop = BitsDropout(0.05)
+    assert drop.drop_levels == 3277 and drop.p == pytest.approx(0.05, abs=1 / 65536)
+    x = torch.rand(1000, 1000) + 0.5  # no zeros: a zero output means dropped
+    torch.manual_seed(0)
+    y = drop(x)
+    dropped = y == 0
+    share = dropped.float().mean().item()
+    assert abs(share - drop.p) < 4 * math.sqrt(drop.p * (1 - drop.p) / x.numel())  # binomial, 4 sigma
+    torch.testing.assert_close(y[~dropped], x[~dropped] / (1 - drop.p))
+    assert abs(y.mean().item() / x.mean().item() - 1) < 2e-3  # expectation kept
+    rows, cols = dropped.float().mean(1), dropped.float().mean(0)  # no lane or position pattern
+    assert rows.max() < 0.1 and cols.max() < 0.1 and rows.min() > 0.01 and cols.min() > 0.01
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y), "seeded like every torch draw"
+    assert not torch.equal(drop(x), y)
+    x.requires_grad_(True)
+    out = drop(x)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, (out != 0).float() / (1 - drop.p))
+    half = x.detach().bfloat16()
+    torch.manual_seed(0)
+    y_half = drop(half)
+    assert y_half.dtype == torch.bfloat16
+    torch.testing.assert_close(y_half, (half.float() * (y != 0) / (1 - drop.p)).bfloat16(), rtol=0, atol=0)
+    drop.eval()
+    assert drop(x) is x
+    assert BitsDropout(0.0).train()(x) is x
+    with pytest.raises(ValueError):
+        BitsDropout(1.0)
+
+
+def test_use_bits_dropout_replaces_every_lora_dropout(tiny_model_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from stages.train_plugin import BitsDropout, use_bits_dropout
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    config = LoraConfig(r=4, lora_dropout=0.1, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    model = get_peft_model(model, config).eval()
+    ids = torch.randint(5, 300, (1, 12))
+    before = model(input_ids=ids).logits
+    layers = model.config.num_hidden_layers
+    assert use_bits_dropout(model) == 3 * layers and use_bits_dropout(model) == 0
+    drops = [m for m in model.modules() if isinstance(m, BitsDropout)]
+    assert len(drops) == 3 * layers and all(d.p == pytest.approx(0.1, abs=1 / 65536) for d in drops)
+    torch.testing.assert_close(model(input_ids=ids).logits, before)  # eval: no dropout either way
+    model.train()
+    torch.manual_seed(1)
+    assert not torch.equal(model(input_ids=ids).logits, before)  # training: masks are drawn
