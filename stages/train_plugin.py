@@ -26,8 +26,8 @@ What it adds to a plain Axolotl run:
 * ``fast_lora_dropout: true`` (CPU) swaps each LoRA input's ``nn.Dropout`` for ``BitsDropout``: the same
   inverted dropout (each element kept with probability 1 - p, independently, scaled by 1 / (1 - p)), drawn from
   16 random bits per element taken out of 64-bit random integers. torch's CPU dropout draws one Bernoulli
-  sample per element (``bernoulli_``, ~12 ns each); with LoRA on the 7 projections of all 18 layers those
-  draws were half of a bf16 training step. p is rounded to a multiple of 1/65536 (0.05 -> 0.0500031).
+  sample per element (``bernoulli_``, ~12 ns each); with LoRA on the 7 projections of all 18 layers the
+  dropout was a third to two fifths of a bf16 training step. p is rounded to a multiple of 1/65536 (0.05 -> 0.0500031).
 * ``state_file``: the trainer state (log history: per-step loss, eval loss,
   token counts) is written there at the end of training; Axolotl only writes it
   inside checkpoints, which ``stages.train`` does not keep.
