@@ -144,10 +144,9 @@ class BitsDropout(torch.nn.Module):
         # 64-bit integers over their whole range: each of their four 16-bit lanes is uniform on [-2^15, 2^15)
         bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
         keep = bits.view(torch.int16)[:n].view(x.shape) >= self.drop_levels - (1 << 15)
-        # one multiplier tensor: the backward pass is then a single multiply too
-        if x.dtype in (torch.float32, torch.float64):
-            return x * (keep.to(x.dtype) * self.scale)
-        return (x * (keep.to(torch.float32) * self.scale)).to(x.dtype)  # half types: scaled in fp32, rounded once
+        # one multiplier tensor (backward is then a single multiply too), at least fp32: half types rounded once
+        multiplier = keep.to(torch.promote_types(x.dtype, torch.float32)) * self.scale
+        return (x * multiplier).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
