@@ -236,7 +236,16 @@ def run(
     messages = prompt_messages(questions, contexts, pcfg.system, max_chars, examples or [], example_chars)
     prompts = render_prompts(tokenizer, messages)
     stop_at_line_end = ecfg.stop_at_line_end
-    generations = generate(model, tokenizer, prompts, max_new, ecfg.batch_size, ecfg.prefill_tokens, stop_at_line_end)
+    generations = generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new,
+        ecfg.batch_size,
+        ecfg.prefill_tokens,
+        stop_at_line_end,
+        ecfg.min_shared_prefix,
+    )
     preds = make_predictions(
         questions, contexts, generations, M.ScoreConfig.from_params(ecfg, pcfg), max_chars, model_name, testset
     )

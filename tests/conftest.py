@@ -164,6 +164,7 @@ EVALUATE_PARAMS = {
     "stop_at_line_end": True,
     "batch_size": 2,
     "prefill_tokens": 1,
+    "min_shared_prefix": 0,
     "abstain_markers": ["정보가 없"],
     "abstain_window": 60,
     "support_min_share": 1.0,

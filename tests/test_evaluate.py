@@ -797,10 +797,11 @@ def test_greedy_decode_gives_generates_tokens_and_drops_ended_rows(tiny_model_di
     enc = tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
     eos = set(G.eos_ids(model, tok))
     cfg = GenerationConfig(max_new_tokens=12, do_sample=False, eos_token_id=sorted(eos), pad_token_id=tok.pad_token_id)
-    rows, encode, lengths = [0, 1, 2, 3], _encoder(tok, prompts), enc["attention_mask"].sum(-1).tolist()
+    rows, encode = [0, 1, 2, 3], _encoder(tok, prompts)
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     with torch.inference_mode():
         reference = model.generate(**enc, generation_config=cfg)[:, enc["input_ids"].shape[1] :].tolist()
-        decoded = G.greedy_decode(model, encode, rows, lengths, 12, eos, batch_size=4, prefill_tokens=4 * 100)
+        decoded = G.greedy_decode(model, encode, rows, ids, 12, eos, batch_size=4, prefill_tokens=4 * 100)
     assert [G.split_generation(r, sorted(eos)) for r in reference] == [decoded[i] for i in rows]
     assert all(len(ids) == 12 for ids, hit in decoded.values() if not hit)  # the budget binds rows that never end
 
@@ -813,7 +814,7 @@ def test_greedy_decode_gives_generates_tokens_and_drops_ended_rows(tiny_model_di
         if len(h) == n and heads.count(h) == 1 and len(decoded[i][0]) > n
     )
     with torch.inference_mode():
-        cut = G.greedy_decode(model, encode, rows, lengths, 12, eos, 4, 400, lambda ids: tuple(ids) == heads[row])
+        cut = G.greedy_decode(model, encode, rows, ids, 12, eos, 4, 400, lambda new: tuple(new) == heads[row])
     assert cut[row] == (list(heads[row]), False)
     assert {r: v for r, v in cut.items() if r != row} == {r: v for r, v in decoded.items() if r != row}
 
@@ -836,11 +837,14 @@ def _generated_alone(model, tok, prompts, max_new_tokens):
     return out
 
 
-def test_continuous_batching_gives_each_prompt_its_own_tokens(tiny_model_dir, monkeypatch):
+@pytest.mark.parametrize("room", [64, 1])
+def test_continuous_batching_gives_each_prompt_its_own_tokens(tiny_model_dir, monkeypatch, room):
     """Rows that join a running batch (cache and mask left-padded to a common width) and rows that leave it (cache
     trimmed to the columns still used) get the tokens each prompt gets when generated alone, across the sliding
-    window (64 in the tiny model)."""
+    window (64 in the tiny model); with one column of room the decode cache is moved at every step."""
     import torch
+
+    monkeypatch.setattr(G, "ROOM_COLUMNS", room)
 
     model, tok = G.load_model(tiny_model_dir, None, "cpu", "float32")
     prompts = [*("user model\n" * n for n in (1, 2, 8, 13)), ("model user " * 7 + "\n") * 2, "hello world "]
@@ -878,11 +882,11 @@ def test_continuous_batching_gives_each_prompt_its_own_tokens(tiny_model_dir, mo
         return real_merge(running, joining)
 
     monkeypatch.setattr(G, "merge_states", spy_merge)
-    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    order = sorted(range(len(prompts)), key=lengths.__getitem__)
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
     with torch.inference_mode():
         decoded = G.greedy_decode(
-            model, _encoder(tok, prompts), order, lengths, budget, eos, 3, 100, ends_answer, ended.append, seconds
+            model, _encoder(tok, prompts), order, ids, budget, eos, 3, 100, ends_answer, ended.append, seconds
         )
     assert [decoded[i] for i in range(len(prompts))] == expected
     assert sorted(ended) == list(range(len(prompts)))
@@ -912,6 +916,99 @@ def test_shared_prompt_prefix_is_computed_once_with_the_same_tokens(tiny_model_d
         # One prefill of all four (the shorter rows padded past the whole prefix), then three and one.
         for prefill_tokens in (10_000, 2 * max(lengths)):
             decoded = G.greedy_decode(
-                model, _encoder(tok, prompts), [0, 1, 2, 3], lengths, 8, eos, 4, prefill_tokens, prefix=prefix
+                model, _encoder(tok, prompts), [0, 1, 2, 3], ids, 8, eos, 4, prefill_tokens, prefix=prefix
             )
             assert [decoded[i] for i in range(4)] == alone
+
+
+def test_prefill_order_puts_prompts_sharing_a_prefix_together_after_the_others():
+    root = [1, 2]
+    ids = [
+        root + [5, 5, 5, 9],  # shares [5, 5, 5] with 3: clustered
+        root + [7],  # loose
+        root + [6, 6, 6, 6, 6, 1],  # shares [6, 6] only with 4: below min_shared, loose
+        root + [5, 5, 5, 8, 8],
+        root + [6, 6, 0],
+    ]
+    assert G.prefill_order(ids, len(root), 3) == [1, 4, 2, 3, 0]  # loose shortest first, then in token order
+    assert G.prefill_order(ids, len(root), 0) == [1, 4, 0, 3, 2]  # sharing off: shortest first
+
+
+def test_group_prefixes_are_computed_once_and_chained_with_the_same_tokens(tiny_model_dir, monkeypatch):
+    """Prompts sharing retrieved chunks past the common start (a radix-style prefix cache): each prefill group's
+    shared prefix goes through the model once, starting from what it shares of the previous group's prefix,
+    across the sliding window (64), and every prompt gets the tokens it gets alone."""
+    import torch
+
+    model, tok = G.load_model(tiny_model_dir, None, "cpu", "float32")
+    root = "user model\n" * 9  # ~100 tokens, longer than the window
+    chunk = "hello world " * 30  # what both clusters share past the root
+    prompts = [root + chunk + "model user " * 10 + q for q in ("hello", "world world", "user")]
+    prompts += [root + chunk + "user user " * 10 + q for q in ("hello", "model model")]
+    prompts += [root + "world " * n for n in (3, 7)]  # share only the root
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    eos = set(G.eos_ids(model, tok))
+    alone = _generated_alone(model, tok, prompts, 8)
+    extensions = []
+    real_extend = G.extend_prefix
+
+    def spy_extend(model, base, prefix_ids):
+        extensions.append((base.length if base is not None else 0, len(prefix_ids)))
+        return real_extend(model, base, prefix_ids)
+
+    with torch.inference_mode():
+        prefix = G.shared_prefix(model, ids)
+        root_length = prefix.length
+        monkeypatch.setattr(G, "extend_prefix", spy_extend)
+        order = G.prefill_order(ids, root_length, 20)
+        assert sorted(order[:2]) == [5, 6]  # the two loose prompts first
+        decoded = G.greedy_decode(
+            model, _encoder(tok, prompts), order, ids, 8, eos, 8, 10_000, prefix=prefix, min_shared=20
+        )
+        assert [decoded[i] for i in range(len(prompts))] == alone
+        # Two groups (the clusters), each prefix computed once; the second starts from the chunk both share.
+        chunk_end = G.common_length(ids[0], ids[3])
+        assert len(extensions) == 2 and extensions[0][0] == root_length
+        assert extensions[1][0] == chunk_end > root_length + 20
+        assert {n for _, n in extensions} == {G.common_length(ids[0], ids[2]), G.common_length(ids[3], ids[4])}
+        # Sharing off: the same tokens, no group prefix.
+        extensions.clear()
+        plain = G.greedy_decode(model, _encoder(tok, prompts), order, ids, 8, eos, 8, 10_000, prefix=prefix)
+        assert plain == decoded and extensions == []
+
+
+def test_extend_prefix_equals_the_prefix_computed_in_one_pass(tiny_model_dir):
+    import torch
+
+    model, tok = G.load_model(tiny_model_dir, None, "cpu", "float32")
+    ids = tok("user model\n" * 9 + "hello world " * 40, add_special_tokens=False)["input_ids"]
+    assert len(ids) > 2 * 64
+    with torch.inference_mode():
+        whole = G.extend_prefix(model, None, ids)
+        stepped = G.extend_prefix(model, G.extend_prefix(model, None, ids[:70]).cut(50), ids)
+    assert stepped.ids == whole.ids and whole.length == len(ids)
+    for a, b in zip(whole.keys + whole.values, stepped.keys + stepped.values, strict=True):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+
+
+def test_decode_cache_appends_in_place_and_keeps_the_sliding_window(tiny_model_dir):
+    """The decode cache's layers hold what DynamicCache's would (a sliding layer its last window - 1 columns), and
+    a step writes into the room after them instead of copying the cache."""
+    import torch
+
+    model, _ = G.load_model(tiny_model_dir, None, "cpu", "float32")
+    cache = G.decode_cache(model)
+    full = next(layer for layer in cache.layers if not layer.is_sliding)
+    sliding = next(layer for layer in cache.layers if layer.is_sliding)
+    window = sliding.sliding_window
+    steps = [torch.randn(2, 1, n, 4) for n in (window + 5, 1, 1, G.ROOM_COLUMNS + 3)]
+    seen = torch.cat(steps, dim=-2)
+    for layer in (full, sliding):
+        storages = set()
+        for step in steps:
+            keys, values = layer.update(step, -step)
+            storages.add(layer.keys.untyped_storage().data_ptr())
+        assert len(storages) == 2  # allocated once, grown once when the room ran out: no copy per step
+        assert torch.equal(keys, seen[:, :, -keys.shape[-2] :]) and torch.equal(values, -keys)
+    assert torch.equal(full.keys, seen)
+    assert torch.equal(sliding.keys, seen[:, :, -(window - 1) :]) and sliding.cumulative_length == seen.shape[-2]

@@ -336,7 +336,12 @@ class Evaluate(Section):
     max_new_tokens: int = knob("greedy generation budget", ge=1)
     stop_at_line_end: bool = knob("answers end at their first line break after content")
     batch_size: int = knob("rows decoded together (continuous batching)", ge=1)
-    prefill_tokens: int = knob("padded prompt tokens per prefill forward (at least one prompt)", ge=1)
+    prefill_tokens: int = knob(
+        "padded prompt tokens per prefill forward past the shared prefix (at least one prompt)", ge=1
+    )
+    min_shared_prefix: int = knob(
+        "prompts sharing this many more tokens prefill from one computed prefix; 0 = off", ge=0
+    )
     abstain_markers: list[str] = knob("variants of prompt.abstain that count as abstaining")
     abstain_window: int = knob("only the answer's first N characters are searched", ge=0)
     support_min_share: float = knob("faithfulness: share of content morphemes in the context", **SHARE)
