@@ -134,6 +134,8 @@ class BitsDropout(torch.nn.Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.drop_levels = round(p * self.LEVELS)
+        if self.drop_levels == self.LEVELS:
+            raise ValueError(f"dropout probability {p} rounds to 1 in steps of 1/{self.LEVELS}")
         self.p = self.drop_levels / self.LEVELS
         self.scale = 1.0 / (1.0 - self.p)
 

@@ -118,6 +118,7 @@ def test_schema_names_the_bad_key(tmp_path, data, message):
         ),
         ("model", {"model": {"source": "ollama"}}, r"model\.source must be one of gguf-package, hub, got 'ollama'"),
         ("demo", {"demo": {"port": 70000}}, r"demo\.port must be \[0, 65535\], got 70000"),
+        ("train", {"train": {"lora_dropout": 1.0}}, r"^params: train\.lora_dropout must be \[0, 1\), got 1\.0$"),
     ],
 )
 def test_ranges_and_choices_are_one_line_errors_naming_the_key(tmp_path, section, data, message):
@@ -138,6 +139,8 @@ def test_range_bounds_are_inclusive_where_declared(tmp_path):
         {"profile": "cpu", "profiles": {"cpu": {}}, "sft": {"abstain_share": 1, "max_rows": 0}, "demo": {"port": 0}},
     )
     assert params.load(path, "sft", "demo")["sft"] == {"abstain_share": 1, "max_rows": 0}
+    path = _write(tmp_path, {"profile": "cpu", "profiles": {"cpu": {}}, "train": {"lora_dropout": 0.999}})
+    assert params.load(path, "train")["train"]["lora_dropout"] == 0.999  # [0, 1): only 1 itself is out
 
 
 def test_registry_choices_follow_the_registries():

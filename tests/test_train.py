@@ -434,8 +434,11 @@ def test_bits_dropout_is_inverted_dropout_with_probability_p():
     drop.eval()
     assert drop(x) is x
     assert BitsDropout(0.0).train()(x) is x
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be in"):
         BitsDropout(1.0)
+    with pytest.raises(ValueError, match="rounds to 1"):  # within 1/131072 of 1: no element would be kept
+        BitsDropout(0.999995)
+    assert BitsDropout(0.99998).drop_levels == BitsDropout.LEVELS - 1
 
 
 def test_use_bits_dropout_replaces_every_lora_dropout(tiny_model_dir):

@@ -296,7 +296,7 @@ class Train(Section):
 
     lora_r: int = knob("LoRA rank", gt=0)
     lora_alpha: int = knob("LoRA scale = alpha / r", gt=0)
-    lora_dropout: float = knob("LoRA dropout", **SHARE)
+    lora_dropout: float = knob("LoRA dropout probability (1 would drop every LoRA input)", ge=0, lt=1)
     lora_target_modules: list[str] = knob("modules that get LoRA")
     learning_rate: float = knob("learning rate", gt=0)
     num_epochs: float = knob("epochs when max_steps is 0", gt=0)

@@ -50,22 +50,26 @@ class Spec:
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
+    lt: float | None = None
     choices: tuple[str, ...] | Registry | None = None
 
     def allowed(self) -> tuple[str, ...] | None:
         return self.choices.names() if isinstance(self.choices, Registry) else self.choices
 
     def range_text(self) -> str:
-        """``>= 1``, ``[0, 1]``, ``one of a, b``, or '' (only the type is checked)."""
+        """``>= 1``, ``[0, 1]``, ``[0, 1)``, ``one of a, b``, or '' (only the type is checked)."""
         if self.choices is not None:
             allowed = self.allowed()
             return "one of " + ", ".join(allowed) if allowed is not None else f"a name in {self.choices.module}"
         low = self.ge if self.ge is not None else self.gt
-        if low is not None and self.le is not None:
-            return f"{'[' if self.ge is not None else '('}{_num(low)}, {_num(self.le)}]"
+        high = self.le if self.le is not None else self.lt
+        if low is not None and high is not None:
+            return (
+                f"{'[' if self.ge is not None else '('}{_num(low)}, {_num(high)}{']' if self.le is not None else ')'}"
+            )
         if low is not None:
             return f"{'>=' if self.ge is not None else '>'} {_num(low)}"
-        return f"<= {_num(self.le)}" if self.le is not None else ""
+        return f"{'<=' if self.le is not None else '<'} {_num(high)}" if high is not None else ""
 
     def violates(self, value: Any) -> bool:
         if self.choices is not None:
@@ -77,6 +81,7 @@ class Spec:
             (self.ge is not None and value < self.ge)
             or (self.gt is not None and value <= self.gt)
             or (self.le is not None and value > self.le)
+            or (self.lt is not None and value >= self.lt)
         )
 
 
@@ -90,9 +95,10 @@ def knob(
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
+    lt: float | None = None,
     choices: tuple[str, ...] | Registry | None = None,
 ) -> Any:
-    return dataclasses.field(metadata={"spec": Spec(doc, ge, gt, le, choices)})
+    return dataclasses.field(metadata={"spec": Spec(doc, ge, gt, le, lt, choices)})
 
 
 def fields(cls: type) -> dict[str, tuple[Any, Spec]]:
