@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import os
 import time
 import unicodedata
 from collections import deque
@@ -194,22 +195,17 @@ class SharedPrefix:
 
 def common_length(a: list[int], b: list[int]) -> int:
     """How many leading tokens ``a`` and ``b`` share."""
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
+    return len(os.path.commonprefix([a, b]))
 
 
 def extend_prefix(model, prefix: SharedPrefix | None, ids: list[int]) -> SharedPrefix:
     """``ids`` (which start with ``prefix``'s tokens) as a prefix: only the tokens after ``prefix`` go through the
     model, in one forward pass."""
     import torch
-    from transformers import DynamicCache
 
     start = prefix.length if prefix is not None else 0
     mask = torch.ones((1, len(ids)), dtype=torch.long, device=model.device)
-    cache = prefix_cache(model, prefix, mask) if prefix is not None else DynamicCache(config=model.config)
+    cache = prefix_cache(model, prefix, mask) if prefix is not None else decode_cache(model)
     for layer in cache.layers:
         if getattr(layer, "is_sliding", False):
             # Keep the new columns past the window too: rows place a prefix at different columns. A sliding layer
@@ -224,23 +220,17 @@ def extend_prefix(model, prefix: SharedPrefix | None, ids: list[int]) -> SharedP
         logits_to_keep=1,
     )
     new = len(ids) - start
-    if prefix is None:
-        return SharedPrefix(list(ids), [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers])
-    return SharedPrefix(
-        list(ids),
-        [torch.cat([k, layer.keys[:, :, -new:]], dim=-2) for k, layer in zip(prefix.keys, cache.layers, strict=True)],
-        [
-            torch.cat([v, layer.values[:, :, -new:]], dim=-2)
-            for v, layer in zip(prefix.values, cache.layers, strict=True)
-        ],
-    )
+    keys = [layer.keys[:, :, -new:] for layer in cache.layers]
+    values = [layer.values[:, :, -new:] for layer in cache.layers]
+    if prefix is not None:
+        keys = [torch.cat(pair, dim=-2) for pair in zip(prefix.keys, keys, strict=True)]
+        values = [torch.cat(pair, dim=-2) for pair in zip(prefix.values, values, strict=True)]
+    return SharedPrefix(list(ids), keys, values)
 
 
 def shared_prefix(model, prompt_ids: list[list[int]]) -> SharedPrefix | None:
     """The prompts' common token prefix run through the model once (None when they share none). At least one token
     of every prompt is left out of it: a prefill needs an input."""
-    import os
-
     if len(prompt_ids) < 2:  # one prompt: nothing to share
         return None
     length = min(len(os.path.commonprefix(prompt_ids)), min(len(ids) for ids in prompt_ids) - 1)
