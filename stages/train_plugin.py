@@ -146,9 +146,12 @@ class BitsDropout(torch.nn.Module):
         # 64-bit integers over their whole range: each of their four 16-bit lanes is uniform on [-2^15, 2^15)
         bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
         keep = bits.view(torch.int16)[:n].view(x.shape) >= self.drop_levels - (1 << 15)
-        # one multiplier tensor (backward is then a single multiply too), at least fp32: half types rounded once
-        multiplier = keep.to(torch.promote_types(x.dtype, torch.float32)) * self.scale
-        return (x * multiplier).to(x.dtype)
+        if x.dtype in (torch.bfloat16, torch.float16):
+            # x * scale is computed in fp32 and rounded once: the values (forward and backward) of an fp32 multiplier
+            # rounded back, without the fp32 copy of every element (~4% of a bf16 CPU step)
+            return torch.where(keep, x * self.scale, 0)
+        # fp32: one multiplier tensor (backward is then a single multiply too); faster than the select here
+        return x * keep.to(x.dtype).mul_(self.scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -431,6 +431,11 @@ def test_bits_dropout_is_inverted_dropout_with_probability_p():
     y_half = drop(half)
     assert y_half.dtype == torch.bfloat16
     torch.testing.assert_close(y_half, (half.float() * (y != 0) / (1 - drop.p)).bfloat16(), rtol=0, atol=0)
+    half.requires_grad_(True)
+    upstream = torch.randn(x.shape).bfloat16()
+    torch.manual_seed(0)
+    (drop(half) * upstream).sum().backward()  # the gradient is rounded once from fp32, like the forward
+    torch.testing.assert_close(half.grad, (upstream.float() * (y != 0) / (1 - drop.p)).bfloat16(), rtol=0, atol=0)
     drop.eval()
     assert drop(x) is x
     assert BitsDropout(0.0).train()(x) is x
