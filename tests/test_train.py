@@ -436,6 +436,9 @@ def test_bits_dropout_is_inverted_dropout_with_probability_p():
     torch.manual_seed(0)
     (drop(half) * upstream).sum().backward()  # the gradient is rounded once from fp32, like the forward
     torch.testing.assert_close(half.grad, (upstream.float() * (y != 0) / (1 - drop.p)).bfloat16(), rtol=0, atol=0)
+    torch.manual_seed(0)  # fp16 takes the same branch: the same mask, rounded once to fp16
+    expected_fp16 = (x.detach().half().float() * (y != 0) / (1 - drop.p)).half()
+    torch.testing.assert_close(drop(x.detach().half()), expected_fp16, rtol=0, atol=0)
     drop.eval()
     assert drop(x) is x
     assert BitsDropout(0.0).train()(x) is x
