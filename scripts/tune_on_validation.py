@@ -11,7 +11,7 @@ data/qa/validation.jsonl, `--split validation`). Finished steps are skipped, so 
 The summary (overrides, validation metrics, train time) is written to <out>/summary.json and printed as a table.
 
 One training run is not enough to choose between recipes: two seeds of one recipe can differ more than two recipes
-do (README "Tuning on validation"). `--seeds 13 14` trains every candidate once per `train.seed` (folders
+do (docs/training-and-cost.md "Tuning on validation"). `--seeds 13 14` trains every candidate once per `train.seed` (folders
 <name>@seed<N>) and adds each candidate's mean; `--reference NAME` then applies the adoption rule, seed by seed: a
 candidate is adopted only if on every seed its key-fact recall is above the reference's and its wrong-abstention rate
 stays at or under `--max-wrong-abstention`.
