@@ -96,6 +96,21 @@ def natural_skip_reason(path: Path | None) -> str | None:
     return None
 
 
+def natural_mismatch_reason(
+    path: Path, questions: list[dict[str, Any]], chunks: list[dict[str, Any]], min_share: float
+) -> str | None:
+    """Why the natural set does not belong to this brochure (None = it does): too few of its answerable
+    questions find a key fact on their gold pages (``evaluate.natural_min_fact_share``)."""
+    natural = importlib.import_module("stages.common.natural")
+    found, answerable = natural.found_on_gold_pages(questions, chunks)
+    if not answerable or found / answerable >= min_share:
+        return None
+    return (
+        f"{path}: only {found} of {answerable} answerable questions find a key fact on their gold pages in this "
+        f"brochure (evaluate.natural_min_fact_share {min_share}): written for another brochure"
+    )
+
+
 def load_natural_questions(path: Path, chunks: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     """Hand-written questions with their gold chunks resolved against the index's chunks.
 
@@ -362,6 +377,11 @@ def main(argv: list[str] | None = None) -> None:
     retriever = Retriever.load(args.index, with_dense=needs_dense(params["retrieval"].method))
     if args.testset == "natural":
         questions = load_natural_questions(args.natural, retriever.chunks, limit)
+        reason = natural_mismatch_reason(args.natural, questions, retriever.chunks, ecfg.natural_min_fact_share)
+        if reason:  # a set written for another brochure: its "gold chunks" would be whatever sits on those pages
+            log.warning(reason)
+            write_skipped(args.out, args.metrics, args.model, args.testset, reason)
+            return
     examples = select_fewshot(args.model, args.qa, retriever.by_id, params)
     t0 = time.perf_counter()
     model, tokenizer = load_model(args.base, args.adapter, device, dtype, backend=backend)

@@ -175,6 +175,7 @@ EVALUATE_PARAMS = {
     "loop_word_ngram": 4,
     "loop_char_ngram": 12,
     "loop_repeats": 3,
+    "natural_min_fact_share": 0.5,
     "judge": {"enabled": False},
 }
 EVALUATE_PROFILE = {"device": "cpu", "dtype": "float32", "limit": 0, "backend": "transformers"}

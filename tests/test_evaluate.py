@@ -425,29 +425,12 @@ NATURAL = [
         "type": "unanswerable",
         "style": "policy",
         "answer_kind": "abstain",
-        "gold_pages": [],
+        "gold_pages": [2],  # the page the question is about
     },
 ]
 
 
-@pytest.fixture()
-def natural_stand_in(monkeypatch):
-    """Until stages.common.natural lands: its two functions, the agreed signatures, minimal behaviour."""
-    import sys
-    import types
-
-    mod = types.ModuleType("stages.common.natural")
-    mod.load_natural = lambda path: read_jsonl(path)
-    mod.resolve_gold_chunks = lambda record, chunks: [
-        c["chunk_id"]
-        for c in chunks
-        if set(c["pages"]) & set(record["gold_pages"]) and all(f in c["text"] for f in record["key_facts"])
-    ]
-    monkeypatch.setitem(sys.modules, "stages.common.natural", mod)
-    return mod
-
-
-def test_cli_natural_testset(world, natural_stand_in):
+def test_cli_natural_testset(world):
     root = world["root"]
     path = root / "natural.jsonl"
     path.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in NATURAL), encoding="utf-8")
@@ -459,6 +442,27 @@ def test_cli_natural_testset(world, natural_stand_in):
     assert (n1["style"], n1["answer_kind"], n1["testset"], n1["gold_pages"]) == ("how_to", "phone", "natural", [1])
     assert n2["gold_chunk_ids"] == [] and n2["gold_chunk_id"] is None and n2["style"] == "policy"
     assert metrics["testset"] == "natural" and metrics["n"] == 2 and metrics["n_unanswerable"] == 1
+
+
+def test_natural_testset_of_another_brochure_is_skipped(world):
+    """A set whose answerable questions find none of their key facts on their gold pages was written for another
+    brochure: skipped with the count in the reason, not scored against whatever chunks sit on those pages."""
+    root = world["root"]
+
+    def record(qid: str, fact: str, page: int) -> dict:
+        return dict(NATURAL[0], id=qid, key_facts=[fact], answer_short=fact, answer=f"{fact}입니다.", gold_pages=[page])
+
+    other = [record("n001", "033-570-2230", 1), record("n003", "5,000원", 2)]
+    path = root / "other.jsonl"
+    path.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in [*other, NATURAL[1]]), encoding="utf-8")
+    preds, metrics = _cli(world, "natother", extra=["--testset", "natural", "--natural", str(path)])
+    assert preds == [] and metrics["skipped"] is True and metrics["n"] == 0
+    assert "only 0 of 2 answerable questions find a key fact on their gold pages" in metrics["reason"]
+    # one of two found = 0.5, the share the params ask for: the set runs
+    other[1] = record("n003", "의림지로 33", 2)
+    path.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in [*other, NATURAL[1]]), encoding="utf-8")
+    preds, metrics = _cli(world, "natother", extra=["--testset", "natural", "--natural", str(path)])
+    assert metrics["skipped"] is False and [p["id"] for p in preds] == ["n001", "n003", "n002"]
 
 
 def test_natural_testset_missing_is_skipped(world):

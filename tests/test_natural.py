@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from stages.common.errors import UserError
-from stages.common.natural import STYLES, contains_fact, load_natural, norm_fact, resolve_gold_chunks
+from stages.common.natural import (
+    STYLES,
+    contains_fact,
+    found_on_gold_pages,
+    load_natural,
+    norm_fact,
+    resolve_gold_chunks,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NATURAL = ROOT / "data" / "sample" / "natural_questions.jsonl"
@@ -89,6 +96,18 @@ def test_resolves_to_real_chunks_with_a_page_split_like_the_pipelines(natural, t
             assert any(contains_fact(t, fact) for t in texts), f"{r['id']}: {fact!r} not in {gold}"
 
 
+def test_found_on_gold_pages_tells_this_brochure_from_another(natural, truth):
+    lines = [(page, i, line) for page, text in sorted(truth.items()) for i, line in enumerate(text.splitlines())]
+    chunks = [{"chunk_id": f"p{p:02d}l{i:03d}", "pages": [p], "title": "", "text": t} for p, i, t in lines]
+    answerable = sum(r["answerable"] for r in natural)
+    assert found_on_gold_pages(natural, chunks) == (answerable, answerable)
+    # the same pages, each moved to the next page number: another brochure of the same length
+    last = max(truth)
+    moved = [{**c, "pages": [c["pages"][0] % last + 1]} for c in chunks]
+    found, n = found_on_gold_pages(natural, moved)
+    assert n == answerable and found / n < 0.2, found
+
+
 # ---------------------------------------------------------------- normalisation
 def test_norm_fact_ignores_spacing_commas_and_dash_variants():
     assert contains_fact("운영시간: 09:00 ~ 18:00", "09:00~18:00")
@@ -142,6 +161,13 @@ def test_resolve_falls_back_to_the_best_chunks_when_a_fact_is_missing():
 def test_resolve_uses_source_facts_of_computed_answers():
     rec = _rec(["25,000원"], [6], computed=True, source_facts=["60,000원"])
     assert resolve_gold_chunks(rec, CHUNKS) == ["c006"]
+
+
+def test_found_on_gold_pages_counts_answerable_records_with_a_fact_there():
+    records = [_rec(["30,000원"], [5]), _rec(["30,000원"], [22]), _rec(["없는 값", "서울관광호텔"], [22])]
+    records.append({"answerable": False, "key_facts": [], "gold_pages": [5]})
+    assert found_on_gold_pages(records, CHUNKS) == (2, 3)
+    assert found_on_gold_pages([], CHUNKS) == (0, 0)
 
 
 def test_resolve_unanswerable_and_pageless():

@@ -155,6 +155,28 @@ def load_natural(path: str | Path, abstain: str | None = None) -> list[dict[str,
     return records
 
 
+def _fact_hits(record: dict[str, Any], chunks: Iterable[dict[str, Any]]):
+    """(chunks sharing a page with ``gold_pages``, the facts looked up, hits[chunk][fact])."""
+    pages = set(record["gold_pages"])
+    cands = [c for c in chunks if pages & set(c.get("pages") or [])]
+    facts = [*record["key_facts"], *record.get("source_facts", [])]
+    texts = [norm_fact(f"{c.get('title') or ''}\n{c.get('text') or ''}") for c in cands]
+    return cands, facts, [[norm_fact(f) in t for f in facts] for t in texts]
+
+
+def found_on_gold_pages(records: Iterable[dict[str, Any]], chunks: Iterable[dict[str, Any]]) -> tuple[int, int]:
+    """(answerable records with at least one key fact in a chunk of their gold pages, answerable records).
+
+    Tells whether the set was written for this brochure: on the sample every answerable question finds one
+    (93 of 93); a set written for another brochure finds almost none, while ``resolve_gold_chunks`` would still
+    fall back to whatever chunks sit on those page numbers.
+    """
+    chunks = list(chunks)
+    answerable = [r for r in records if r.get("answerable")]
+    found = sum(any(any(row) for row in _fact_hits(r, chunks)[2]) for r in answerable)
+    return found, len(answerable)
+
+
 def resolve_gold_chunks(record: dict[str, Any], chunks: Iterable[dict[str, Any]]) -> list[str]:
     """Chunk ids (in corpus order) that hold the record's key facts on its gold pages.
 
@@ -169,13 +191,9 @@ def resolve_gold_chunks(record: dict[str, Any], chunks: Iterable[dict[str, Any]]
     """
     if not record.get("answerable"):
         return []
-    pages = set(record["gold_pages"])
-    cands = [c for c in chunks if pages & set(c.get("pages") or [])]
+    cands, facts, hits = _fact_hits(record, chunks)
     if not cands:
         return []
-    facts = [*record["key_facts"], *record.get("source_facts", [])]
-    texts = [norm_fact(f"{c.get('title') or ''}\n{c.get('text') or ''}") for c in cands]
-    hits = [[norm_fact(f) in t for f in facts] for t in texts]
     counts = [sum(h) for h in hits]
     best = max(counts)
     chosen: set[int] = set()

@@ -356,6 +356,9 @@ class Evaluate(Section):
     fewshot_chunk_chars: int = knob("...each with its chunk cut to this many characters", ge=1)
     fewshot_seed: int = knob("which train examples and their order")
     natural_questions: str = knob("hand-written test set; '' = skipped")
+    natural_min_fact_share: float = knob(
+        "the natural set is skipped when fewer of its answerable questions find a key fact on their gold pages", **SHARE
+    )
     device: str = knob("torch device")
     dtype: str = knob("compute precision (auto: by hardware)", choices=DTYPES)
     limit: int = knob("first N test questions; 0 = all", ge=0)
