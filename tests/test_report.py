@@ -18,6 +18,7 @@ from stages.common.prompting import cited_ids
 
 PARAMS = {
     "profile": "cpu",
+    "data": {"pdf": "data/other_brochure.pdf", "truth": ""},
     "retrieval": {"method": "hybrid", "top_k": 2},
     "prompt": {"system": "문서로만 답하세요.", "abstain": ABSTAIN},
     "train": {"lora_r": 16, "learning_rate": 0.0002},
@@ -235,6 +236,9 @@ def test_report_three_models_numbers_and_figures(fixture_dirs):
     for heading in SECTIONS:
         assert heading in md, heading
     assert "{{" not in md and "{%" not in md  # the template rendered fully
+    # any brochure: the title and the setup table name the PDF given in params, no sample city
+    assert md.startswith("# 관광 브로셔 RAG — 실험 보고서 (`other_brochure.pdf`)\n")
+    assert "| 브로셔 (params `data.pdf`) | `data/other_brochure.pdf` |" in md and "제천 여행" not in md
     # columns: zero-shot, few-shot, fine-tuned, then Δ [CI] verdict vs zero-shot and vs few-shot.
     # All 4 answerable: zero-shot wrong, few-shot 2 right, fine-tuned right -> EM 0 / 0.5 / 1.
     em = _row(md, "EM")

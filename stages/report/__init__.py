@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=P.DEFAULT_PARAMS)
     args = ap.parse_args(argv)
 
-    params = P.load(args.params, "report", "model", "index", "retrieval", "train", "evaluate", "prompt")
+    params = P.load(args.params, "report", "data", "model", "index", "retrieval", "train", "evaluate", "prompt")
     cfg = params["report"]
     dpi, _ = cfg.figure_dpi, cfg.max_example_chars  # both read before any work: a missing key fails first
     runs = load_runs(args.eval, args.metrics_dir)

@@ -276,6 +276,8 @@ def build_context(
         loss["val"] = (f"{val_curve[0][1]:.3f}", f"{val_curve[-1][1]:.3f}", f"{min(v for _, v in val_curve):.3f}")
     return {
         "p": params,
+        "brochure_path": params["data"].get("pdf") or "–",
+        "brochure": Path(params["data"].get("pdf") or "").name or "–",
         "model_name": params["model"].get("name", "–"),
         "embedder": (ret or {}).get("embedder") or params["index"].get("embedder", "–"),
         "pct": int(round(float(cfg.ci) * 100)),
