@@ -35,7 +35,7 @@ With `sft.balance_styles` the capped picks go round-robin over question styles: 
 the generator's style mix (direct 147 training questions, where_to_book 3), so the rare ways people ask
 (yes/no, when, multi-part) got few answer rows, and a third or more of the yes/no rows (half those
 questions are unanswerable) were abstentions, 10% overall: the style predicted the abstention. Off in params.yaml: on validation
-it did not win over two training seeds (README "Tuning on validation").
+it did not win over two training seeds (docs/training-and-cost.md "Tuning on validation").
 
     python -m stages.sft --qa data/qa --index data/index --out data/sft
 """

@@ -240,7 +240,7 @@ def shared_prefix(model, prompt_ids: list[list[int]]) -> SharedPrefix | None:
 
 
 # Columns of spare room a decode cache gets when it is (re)allocated: torch.cat copied every layer's whole cache at
-# every decode step (a fifth of a step on 2 CPU cores: README "Where the time goes"); with room, a step writes one
+# every decode step (a fifth of a step on 2 CPU cores: docs/training-and-cost.md "Where the time goes"); with room, a step writes one
 # column in place, and a copy happens only when the room runs out or the rows change (a row leaves or joins).
 ROOM_COLUMNS = 64
 
@@ -471,7 +471,7 @@ def greedy_decode(
     Per row, the tokens are those of ``model.generate(do_sample=False)``: the same masks, positions and caches as
     a left-padded batch, so up to the float rounding of a different batch shape. Why two sizes: on 2 CPU cores a
     decode step costs about the same for 8 or 32 rows (the weights are read once per step), while prefill is
-    fastest at a few thousand tokens per forward (README "Where the time goes").
+    fastest at a few thousand tokens per forward (docs/training-and-cost.md "Where the time goes").
     ``encode(rows)`` gives the left-padded (input_ids, attention_mask) of those prompts, ``prompt_ids[row]``
     their tokens; ``ends_answer(ids)`` is an extra per-row end (the line end); ``on_done(row)`` is called
     when a row ends; ``seconds`` (if given) receives each row's share of the forward passes it took part in
