@@ -148,7 +148,7 @@ class BitsDropout(torch.nn.Module):
         keep = bits.view(torch.int16)[:n].view(x.shape) >= self.drop_levels - (1 << 15)
         if x.dtype in (torch.bfloat16, torch.float16):
             # x * scale is computed in fp32 and rounded once: the values (forward and backward) of an fp32 multiplier
-            # rounded back, without the fp32 copy of every element (~2-4% of a bf16 CPU step, README)
+            # rounded back, without the fp32 copy of every element (~2-4% of a bf16 CPU step, docs/training-and-cost.md)
             return torch.where(keep, x * self.scale, 0)
         # fp32: one multiplier tensor (backward is then a single multiply too); faster than the select here
         return x * keep.to(x.dtype).mul_(self.scale)
