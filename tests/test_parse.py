@@ -119,6 +119,32 @@ def test_order_blocks_full_width_separator():
     assert [x.text[0] for x in order_blocks(blocks, Cfg)] == ["A", "B", "W", "D", "E"]
 
 
+def test_order_blocks_indented_right_column_is_one_column():
+    """The rent-car leaflet's card grid: two columns of cards, each a heading and indented 'ㆍ' lines. The
+    indented lines of the right column make a second gutter candidate inside it (between the left column and
+    them), crossed by that column's headings; read as separators, they interleaved the two columns."""
+
+    class Cfg:
+        column_min_gap = 10
+        column_min_chars_share = 0.15
+        line_tolerance = 3
+
+    def b(name, x0, y0, x1, y1):
+        return Block("text", (x0, y0, x1, y1), name * 20, "ocr")
+
+    blocks = [
+        b("E", 360, 42, 593, 66),  # right column, heading 06
+        b("A", 22, 41, 281, 66),  # left column, heading 01
+        b("F", 435, 75, 659, 110),  # its indented lines
+        b("B", 96, 75, 300, 110),
+        b("G", 359, 134, 678, 160),  # heading 07, as wide as its column
+        b("C", 20, 134, 238, 160),  # heading 02
+        b("H", 435, 170, 676, 210),
+        b("D", 97, 170, 321, 210),
+    ]
+    assert [x.text[0] for x in order_blocks(blocks, Cfg)] == list("ABCDEFGH")
+
+
 def test_image_only_page_is_ocred(tmp_path):
     doc = pymupdf.open()
     page = doc.new_page(width=420, height=300)

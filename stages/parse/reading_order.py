@@ -65,6 +65,25 @@ def _gutters(blocks: list[Block], cfg: Any) -> list[float]:
         seen.add(band)
         if min(sum(x.chars for x in left), sum(x.chars for x in right)) >= cfg.column_min_chars_share * total:
             out.append((band[0] + band[1]) / 2)
+    return _one_per_gap(sorted(out), blocks)
+
+
+def _one_per_gap(gutters: list[float], blocks: list[Block]) -> list[float]:
+    """One gutter per stretch of whitespace: candidates with no block wholly between them are one gap seen
+    from different pairs of blocks. An indented block in the right column ('ㆍ' lines under a heading) makes a
+    second candidate inside that column, crossed by its headings, which would then be read as full-width
+    separators; the candidate crossed by the fewest characters is the gap (the leftmost on ties)."""
+
+    def crossing(g: float) -> int:
+        return sum(b.chars for b in blocks if b.bbox[0] < g < b.bbox[2])
+
+    out: list[float] = []
+    for g in gutters:
+        if out and not any(out[-1] <= b.bbox[0] and b.bbox[2] <= g for b in blocks):
+            if crossing(g) < crossing(out[-1]):
+                out[-1] = g
+            continue
+        out.append(g)
     return out
 
 
