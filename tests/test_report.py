@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -459,3 +460,39 @@ def test_style_table_keeps_every_column_for_unanswerable_only_styles():
     lines = [line for line in style_table({"by_style": by_style}).splitlines() if line.startswith("|")]
     assert {line.count("|") for line in lines} == {10}  # 9 columns: style, n, 3 correct, 3 key-fact recall, failure
     assert lines[-1].startswith("| policy | 1 | 0.000 | 0.500 | 1.000 | – | – | – |")
+
+
+def test_seed_spread_compares_each_training_with_the_same_baselines(tmp_path):
+    """scripts/seed_spread.py: every run's fine-tune against the pipeline's baselines, by the report's own code."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import seed_spread as S
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(PARAMS, allow_unicode=True), encoding="utf-8")
+    write_eval(tmp_path / "eval", tmp_path / "metrics", testsets=("template",))
+    # a second training whose fine-tune answers exactly as the zero-shot baseline does
+    write_eval(
+        tmp_path / "worse", tmp_path / "worse_m", models=["finetuned"], records=lambda m, ts: _records("baseline", ts)
+    )
+    out = tmp_path / "spread.json"
+    S.main(
+        [
+            *("--run", f"good={tmp_path / 'eval'},{tmp_path / 'metrics' / 'eval'}"),
+            *("--run", f"worse={tmp_path / 'worse'},{tmp_path / 'worse_m' / 'eval'}"),
+            *("--baselines", f"{tmp_path / 'eval'},{tmp_path / 'metrics' / 'eval'}"),
+            *("--out", str(out), "--params", str(params)),
+        ]
+    )
+    d = json.loads(out.read_text(encoding="utf-8"))
+    good, worse = d["runs"]["good"], d["runs"]["worse"]
+    assert good["finetuned"]["template.f1_char"] == 1.0 and worse["finetuned"]["template.f1_char"] == 0.0
+    assert d["summary"]["spread"]["template.f1_char"] == {"mean": 0.5, "sd": 0.7071, "min": 0.0, "max": 1.0}
+    # the same comparison the report stage makes: f1 delta vs zero-shot >= 0.4 holds for the good run only
+    met = {(t["metric"], json.dumps(t["condition"], sort_keys=True)): t["runs_met"] for t in d["summary"]["targets"]}
+    assert met[("f1_char", json.dumps({"delta_min": 0.4, "vs": "baseline"}, sort_keys=True))] == 1
+    assert (
+        met[("abstain_r", json.dumps({"min": 0.8}, sort_keys=True))] == 0
+    )  # natural set skipped: not measured in either run
+    assert worse["vs_fewshot"]["template.f1_char"]["delta"] < 0 < good["vs_fewshot"]["template.f1_char"]["delta"]
+    with pytest.raises(SystemExit, match="not NAME=EVAL_DIR,METRICS_DIR"):
+        S.main(["--run", "broken", "--params", str(params)])
