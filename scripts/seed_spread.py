@@ -8,7 +8,12 @@ Each --run NAME=EVAL_DIR,METRICS_DIR names one training of the committed recipe 
 both test sets by `python -m stages.evaluate` (EVAL_DIR/finetuned/<testset>/predictions.jsonl, METRICS_DIR/
 finetuned/<testset>.json). The baselines' predictions are the pipeline's own (data/eval): they do not depend on
 the adapter. Each run is compared with them by the report stage's own functions (paired bootstrap, params
-report.targets), so every row reads exactly like metrics/comparison.json.
+report.targets), so every row reads exactly like metrics/comparison.json. A training in runs/<x>/adapter is
+answered the way the pipeline's evaluate stage answers (once per test set, template and natural):
+
+    python -m stages.evaluate --model finetuned --testset template --base models/base --adapter runs/<x>/adapter \
+        --index data/index --qa data/qa --natural data/sample/natural_questions.jsonl \
+        --out runs/seeds/<x>/eval/finetuned/template --metrics runs/seeds/<x>/metrics/finetuned/template.json
 
 Reporting only: nothing is chosen from these numbers (choices are made on validation).
 """
@@ -43,12 +48,18 @@ HEADLINE = (
 )
 
 
+def parse_dirs(option: str, spec: str) -> tuple[Path, Path]:
+    eval_dir, comma, metrics_dir = spec.partition(",")
+    if not (comma and eval_dir and metrics_dir):
+        raise SystemExit(f"error: {option} {spec!r} is not EVAL_DIR,METRICS_DIR")
+    return Path(eval_dir), Path(metrics_dir)
+
+
 def parse_run(spec: str) -> tuple[str, Path, Path]:
     name, sep, dirs = spec.partition("=")
-    eval_dir, comma, metrics_dir = dirs.partition(",")
-    if not (sep and comma and name):
+    if not (sep and name):
         raise SystemExit(f"error: --run {spec!r} is not NAME=EVAL_DIR,METRICS_DIR")
-    return name, Path(eval_dir), Path(metrics_dir)
+    return (name, *parse_dirs("--run", dirs))
 
 
 def assemble(tmp: Path, baselines: tuple[Path, Path], run: tuple[Path, Path]) -> tuple[Path, Path]:
@@ -114,13 +125,13 @@ def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         }
         for i, t in enumerate(first)
     ]
-    beats_fewshot = {
-        k: sum(
-            r["vs_fewshot"].get(k, {}).get("ci", [None])[0] is not None and r["vs_fewshot"][k]["ci"][0] > 0
-            for r in rows.values()
-        )
-        for k in sorted({k for r in rows.values() for k in r["vs_fewshot"]})
-    }
+
+    def ci_above_zero(row: dict[str, Any], key: str) -> bool:
+        low = (row["vs_fewshot"].get(key) or {}).get("ci", [None])[0]
+        return low is not None and low > 0
+
+    pairs = sorted({k for r in rows.values() for k in r["vs_fewshot"]})
+    beats_fewshot = {k: sum(ci_above_zero(r, k) for r in rows.values()) for k in pairs}
     return {"runs": len(rows), "spread": spread, "targets": met, "ci_above_fewshot_runs": beats_fewshot}
 
 
@@ -132,8 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
     args = ap.parse_args(argv)
     cfg = P.load(args.params, "report")["report"]
-    base_eval, _, base_metrics = args.baselines.partition(",")
-    baselines = (Path(base_eval), Path(base_metrics))
+    baselines = parse_dirs("--baselines", args.baselines)
     rows: dict[str, dict[str, Any]] = {}
     for spec in args.run:
         name, eval_dir, metrics_dir = parse_run(spec)

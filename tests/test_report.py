@@ -494,5 +494,5 @@ def test_seed_spread_compares_each_training_with_the_same_baselines(tmp_path):
         met[("abstain_r", json.dumps({"min": 0.8}, sort_keys=True))] == 0
     )  # natural set skipped: not measured in either run
     assert worse["vs_fewshot"]["template.f1_char"]["delta"] < 0 < good["vs_fewshot"]["template.f1_char"]["delta"]
-    with pytest.raises(SystemExit, match="not NAME=EVAL_DIR,METRICS_DIR"):
+    with pytest.raises(SystemExit, match="is not NAME=EVAL_DIR,METRICS_DIR"):
         S.main(["--run", "broken", "--params", str(params)])
