@@ -100,15 +100,21 @@ def test_two_column_reading_order(tmp_path):
     assert blocks[0]["block_id"] == "p001-b001"
 
 
+class OrderCfg:
+    """The reading-order knobs of params parse."""
+
+    column_min_gap = 10
+    column_min_chars_share = 0.15
+    line_tolerance = 3
+
+
+def named_block(name: str, x0: float, y0: float, x1: float, y1: float) -> Block:
+    """A text block whose text is its one-letter name, 20 times (so every block weighs the same)."""
+    return Block("text", (x0, y0, x1, y1), name * 20, "textlayer")
+
+
 def test_order_blocks_full_width_separator():
-    class Cfg:
-        column_min_gap = 10
-        column_min_chars_share = 0.15
-        line_tolerance = 3
-
-    def b(name, x0, y0, x1, y1):
-        return Block("text", (x0, y0, x1, y1), name * 20, "textlayer")
-
+    b = named_block
     blocks = [
         b("D", 50, 300, 280, 340),  # left, below the banner
         b("B", 320, 100, 545, 200),  # right, above
@@ -116,22 +122,14 @@ def test_order_blocks_full_width_separator():
         b("A", 50, 100, 280, 200),  # left, above
         b("E", 320, 300, 545, 340),  # right, below
     ]
-    assert [x.text[0] for x in order_blocks(blocks, Cfg)] == ["A", "B", "W", "D", "E"]
+    assert [x.text[0] for x in order_blocks(blocks, OrderCfg)] == ["A", "B", "W", "D", "E"]
 
 
 def test_order_blocks_indented_right_column_is_one_column():
     """The rent-car leaflet's card grid: two columns of cards, each a heading and indented 'ㆍ' lines. The
     indented lines of the right column make a second gutter candidate inside it (between the left column and
     them), crossed by that column's headings; read as separators, they interleaved the two columns."""
-
-    class Cfg:
-        column_min_gap = 10
-        column_min_chars_share = 0.15
-        line_tolerance = 3
-
-    def b(name, x0, y0, x1, y1):
-        return Block("text", (x0, y0, x1, y1), name * 20, "ocr")
-
+    b = named_block
     blocks = [
         b("E", 360, 42, 593, 66),  # right column, heading 06
         b("A", 22, 41, 281, 66),  # left column, heading 01
@@ -142,7 +140,7 @@ def test_order_blocks_indented_right_column_is_one_column():
         b("H", 435, 170, 676, 210),
         b("D", 97, 170, 321, 210),
     ]
-    assert [x.text[0] for x in order_blocks(blocks, Cfg)] == list("ABCDEFGH")
+    assert [x.text[0] for x in order_blocks(blocks, OrderCfg)] == list("ABCDEFGH")
 
 
 def test_image_only_page_is_ocred(tmp_path):
