@@ -496,3 +496,39 @@ def test_seed_spread_compares_each_training_with_the_same_baselines(tmp_path):
     assert worse["vs_fewshot"]["template.f1_char"]["delta"] < 0 < good["vs_fewshot"]["template.f1_char"]["delta"]
     with pytest.raises(SystemExit, match="is not NAME=EVAL_DIR,METRICS_DIR"):
         S.main(["--run", "broken", "--params", str(params)])
+
+
+def test_report_shows_the_seed_spread_only_for_its_own_training(fixture_dirs, tmp_path):
+    """REPORT.md gets the over-several-trainings table when metrics/seed_spread.json holds this very fine-tune
+    (one run with its exact values); a spread of other trainings (another brochure, an older adapter) is left out."""
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import seed_spread as S
+
+    metrics = tmp_path / "metrics"
+    shutil.copytree(fixture_dirs / "metrics", metrics)
+    write_eval(
+        tmp_path / "worse", tmp_path / "worse_m", models=["finetuned"], records=lambda m, ts: _records("baseline", ts)
+    )
+    this = f"this={fixture_dirs / 'eval'},{metrics / 'eval'}"
+    other = f"other={tmp_path / 'worse'},{tmp_path / 'worse_m' / 'eval'}"
+    common = [
+        "--baselines",
+        f"{fixture_dirs / 'eval'},{metrics / 'eval'}",
+        "--params",
+        str(fixture_dirs / "params.yaml"),
+    ]
+
+    S.main(["--run", this, "--run", other, "--out", str(metrics / "seed_spread.json"), *common])
+    md = (_run(fixture_dirs, "rep_spread", metrics=metrics) / "REPORT.md").read_text(encoding="utf-8")
+    assert "#### 학습 반복에 따른 편차" in md and "2번 학습한" in md and "| 학습 | 템플릿 핵심 사실 재현율 |" in md
+    assert _row(md, "this (이 보고서)", "#### 학습 반복에 따른 편차").endswith(
+        "| – | 1.000 | 1.000 | 1.000 | 0.000 | 2/5 |"
+    )
+    assert _row(md, "other", "#### 학습 반복에 따른 편차").endswith("| – | 0.000 | 0.000 | 0.000 | 0.000 | 1/5 |")
+    assert "학습은 seed 하나로 한 번 했다" not in md
+
+    S.main(["--run", other, "--out", str(metrics / "seed_spread.json"), *common])
+    md = (_run(fixture_dirs, "rep_spread_other", metrics=metrics) / "REPORT.md").read_text(encoding="utf-8")
+    assert "학습 반복에 따른 편차" not in md and "학습은 seed 하나로 한 번 했다" in md

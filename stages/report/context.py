@@ -310,10 +310,55 @@ def build_context(
         else "",
         "figures": drawn,
         "targets_table": targets_table(comp.get("targets") or [], int(round(float(cfg.ci) * 100))),
+        "seed_spread": seed_spread_context(optional_json(args.metrics_dir / "seed_spread.json"), comp),
         "loss": loss,
         "failure_docs": FAILURE_DOCS,
         "model_ko": MODEL_KO,
     }
+
+
+SPREAD_LABELS = {"wrong_abstention_share": "잘못된 기권 비율"}
+
+
+def seed_spread_context(spread: dict[str, Any] | None, comp: dict[str, Any]) -> dict[str, Any] | None:
+    """The fine-tune over several trainings of its recipe (scripts/seed_spread.py), shown only when it belongs to
+    this report: one of its trainings has exactly this fine-tune's values. A spread of another brochure's or an
+    older adapter's trainings is left out."""
+    runs = (spread or {}).get("runs") or {}
+    if not runs:
+        return None
+    current: dict[str, Any] = {}
+    for ts, t in comp["testsets"].items():
+        if t.get("skipped"):
+            continue
+        current.update({f"{ts}.{key}": vals.get("finetuned") for key, vals in t["values"].items()})
+        current[f"{ts}.wrong_abstention_share"] = (t.get("wrong_abstention_share") or {}).get("finetuned")
+    matched = [name for name, run in runs.items() if all(current.get(k) == v for k, v in run["finetuned"].items())]
+    if not matched:
+        log.info("report: metrics/seed_spread.json holds none of this fine-tune's trainings: left out")
+        return None
+    keys = list(next(iter(runs.values()))["finetuned"])
+    headers = [
+        "학습",
+        *[
+            f"{TESTSET_KO[ts].split()[0]} {SPREAD_LABELS.get(k) or label(k)}"
+            for ts, k in (key.split(".", 1) for key in keys)
+        ],
+        "목표 달성",
+    ]
+    rows = [
+        [
+            f"{name} (이 보고서)" if name == matched[0] else name,
+            *[fmt(run["finetuned"].get(k)) for k in keys],
+            f"{run['targets_met']}/{len(run['targets'])}",
+        ]
+        for name, run in runs.items()
+    ]
+    stats = (spread.get("summary") or {}).get("spread") or {}
+    rows.append(
+        ["평균 (sd)", *[f"{fmt(stats[k]['mean'])} ({fmt(stats[k]['sd'])})" if k in stats else "–" for k in keys], ""]
+    )
+    return {"n": len(runs), "matched": matched[0], "table": md_table(headers, rows)}
 
 
 def render(ctx: dict[str, Any], template: Path = TEMPLATE) -> str:
