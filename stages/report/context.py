@@ -333,7 +333,11 @@ def seed_spread_context(spread: dict[str, Any] | None, comp: dict[str, Any]) -> 
             continue
         current.update({f"{ts}.{key}": vals.get("finetuned") for key, vals in t["values"].items()})
         current[f"{ts}.wrong_abstention_share"] = (t.get("wrong_abstention_share") or {}).get("finetuned")
-    matched = [name for name, run in runs.items() if all(current.get(k) == v for k, v in run["finetuned"].items())]
+    matched = [
+        name
+        for name, run in runs.items()
+        if run.get("finetuned") and all(current.get(k) == v for k, v in run["finetuned"].items())
+    ]
     if not matched:
         log.info("report: metrics/seed_spread.json holds none of this fine-tune's trainings: left out")
         return None
