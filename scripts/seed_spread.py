@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
 
 from stages.common import params as P  # noqa: E402
 from stages.common.io import write_json  # noqa: E402
-from stages.report.compare import MODELS, TESTSETS, build_comparison, load_runs  # noqa: E402
+from stages.report.compare import MODELS, TESTSETS, build_comparison, finetuned_values, load_runs  # noqa: E402
 
 # The fine-tune's values shown per run: (test set, metric key in comparison.json's values).
 HEADLINE = (
@@ -82,19 +82,15 @@ def assemble(tmp: Path, baselines: tuple[Path, Path], run: tuple[Path, Path]) ->
 
 def run_row(comparison: dict[str, Any]) -> dict[str, Any]:
     """One run's line: the fine-tune's headline values, its deltas vs few-shot, and each target's status."""
-    values, deltas = {}, {}
+    every = finetuned_values(comparison)
+    shown = [f"{ts}.{key}" for ts, key in HEADLINE] + [f"{ts}.wrong_abstention_share" for ts in TESTSETS]
+    values = {k: every[k] for k in shown if k in every}
+    deltas = {}
     for ts, key in HEADLINE:
-        t = comparison["testsets"].get(ts) or {}
-        if t.get("skipped") or not t:
-            continue
-        values[f"{ts}.{key}"] = t["values"][key]["finetuned"]
-        pair = t["pairs"]["finetuned-baseline_fewshot"].get(key) or {}
+        pairs = (comparison["testsets"].get(ts) or {}).get("pairs") or {}
+        pair = (pairs.get("finetuned-baseline_fewshot") or {}).get(key) or {}
         if pair.get("delta") is not None:
             deltas[f"{ts}.{key}"] = {"delta": pair["delta"], "ci": [pair["ci_low"], pair["ci_high"]]}
-    for ts in TESTSETS:
-        t = comparison["testsets"].get(ts) or {}
-        if "wrong_abstention_share" in t:
-            values[f"{ts}.wrong_abstention_share"] = t["wrong_abstention_share"]["finetuned"]
     targets = [{k: r[k] for k in ("testset", "metric", "condition", "value", "status")} for r in comparison["targets"]]
     return {
         "finetuned": values,

@@ -462,18 +462,24 @@ def test_style_table_keeps_every_column_for_unanswerable_only_styles():
     assert lines[-1].startswith("| policy | 1 | 0.000 | 0.500 | 1.000 | – | – | – |")
 
 
-def test_seed_spread_compares_each_training_with_the_same_baselines(tmp_path):
-    """scripts/seed_spread.py: every run's fine-tune against the pipeline's baselines, by the report's own code."""
+def _seed_spread_with_worse_run(tmp_path: Path):
+    """scripts/seed_spread.py as a module, and in tmp_path/worse{,_m} a second training whose fine-tune answers
+    exactly as the zero-shot baseline does."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import seed_spread as S
+    import seed_spread
 
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(PARAMS, allow_unicode=True), encoding="utf-8")
-    write_eval(tmp_path / "eval", tmp_path / "metrics", testsets=("template",))
-    # a second training whose fine-tune answers exactly as the zero-shot baseline does
     write_eval(
         tmp_path / "worse", tmp_path / "worse_m", models=["finetuned"], records=lambda m, ts: _records("baseline", ts)
     )
+    return seed_spread
+
+
+def test_seed_spread_compares_each_training_with_the_same_baselines(tmp_path):
+    """scripts/seed_spread.py: every run's fine-tune against the pipeline's baselines, by the report's own code."""
+    S = _seed_spread_with_worse_run(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(PARAMS, allow_unicode=True), encoding="utf-8")
+    write_eval(tmp_path / "eval", tmp_path / "metrics", testsets=("template",))
     out = tmp_path / "spread.json"
     S.main(
         [
@@ -490,9 +496,8 @@ def test_seed_spread_compares_each_training_with_the_same_baselines(tmp_path):
     # the same comparison the report stage makes: f1 delta vs zero-shot >= 0.4 holds for the good run only
     met = {(t["metric"], json.dumps(t["condition"], sort_keys=True)): t["runs_met"] for t in d["summary"]["targets"]}
     assert met[("f1_char", json.dumps({"delta_min": 0.4, "vs": "baseline"}, sort_keys=True))] == 1
-    assert (
-        met[("abstain_r", json.dumps({"min": 0.8}, sort_keys=True))] == 0
-    )  # natural set skipped: not measured in either run
+    # natural set skipped: not measured in either run
+    assert met[("abstain_r", json.dumps({"min": 0.8}, sort_keys=True))] == 0
     assert worse["vs_fewshot"]["template.f1_char"]["delta"] < 0 < good["vs_fewshot"]["template.f1_char"]["delta"]
     with pytest.raises(SystemExit, match="is not NAME=EVAL_DIR,METRICS_DIR"):
         S.main(["--run", "broken", "--params", str(params)])
@@ -503,14 +508,9 @@ def test_report_shows_the_seed_spread_only_for_its_own_training(fixture_dirs, tm
     (one run with its exact values); a spread of other trainings (another brochure, an older adapter) is left out."""
     import shutil
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import seed_spread as S
-
+    S = _seed_spread_with_worse_run(tmp_path)
     metrics = tmp_path / "metrics"
     shutil.copytree(fixture_dirs / "metrics", metrics)
-    write_eval(
-        tmp_path / "worse", tmp_path / "worse_m", models=["finetuned"], records=lambda m, ts: _records("baseline", ts)
-    )
     this = f"this={fixture_dirs / 'eval'},{metrics / 'eval'}"
     other = f"other={tmp_path / 'worse'},{tmp_path / 'worse_m' / 'eval'}"
     common = [

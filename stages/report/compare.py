@@ -240,6 +240,18 @@ def build_comparison(runs: dict[str, dict[str, Any]], cfg: Report) -> dict[str, 
     return out
 
 
+def finetuned_values(comp: dict[str, Any]) -> dict[str, float | None]:
+    """The fine-tune's value of every metric of the test sets that ran, keyed '<testset>.<metric>'
+    (wrong_abstention_share included): what scripts/seed_spread.py records per training and REPORT.md matches."""
+    out: dict[str, float | None] = {}
+    for ts, t in comp["testsets"].items():
+        if t.get("skipped"):
+            continue
+        out.update({f"{ts}.{key}": vals.get("finetuned") for key, vals in t["values"].items()})
+        out[f"{ts}.wrong_abstention_share"] = (t.get("wrong_abstention_share") or {}).get("finetuned")
+    return out
+
+
 def _round(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(float(x), nd)
 

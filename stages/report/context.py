@@ -24,6 +24,7 @@ from stages.report.compare import (
     TESTSETS,
     _pair_key,
     detail_keys,
+    finetuned_values,
     label,
     metric_doc,
     optional_json,
@@ -327,12 +328,7 @@ def seed_spread_context(spread: dict[str, Any] | None, comp: dict[str, Any]) -> 
     runs = (spread or {}).get("runs") or {}
     if not runs:
         return None
-    current: dict[str, Any] = {}
-    for ts, t in comp["testsets"].items():
-        if t.get("skipped"):
-            continue
-        current.update({f"{ts}.{key}": vals.get("finetuned") for key, vals in t["values"].items()})
-        current[f"{ts}.wrong_abstention_share"] = (t.get("wrong_abstention_share") or {}).get("finetuned")
+    current = finetuned_values(comp)
     matched = [
         name
         for name, run in runs.items()
