@@ -21,6 +21,12 @@ abstain on the wording instead of on the context. A gold-removed row asks an ans
 question, in any style, whose answer is simply not in its context: only the context
 tells it apart from the same question answered elsewhere.
 
+Follow-ups (`sft.followups_per_row`, training rows only): after its answer a row asks further questions
+about the context it already shows, in later chat turns: answered with citations when their gold chunks
+are shown, abstained on when not (`add_followups`). One context then carries both targets, and with
+`sft.max_rows` binding the follow-ups ask training questions that no row asks, at the cost of a question
+and an answer instead of a whole context.
+
 Comparison and multi-hop questions need several chunks (`chunk_ids`): all count as
 gold, are kept or removed together, and are all cited.
 
@@ -57,7 +63,7 @@ from stages.common.env import setup_env
 from stages.common.errors import UserError, run_cli
 from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
 from stages.common.params_schema import Prompt, Retrieval, Sft
-from stages.common.prompting import build_messages, target_answer
+from stages.common.prompting import build_messages, question_line, target_answer
 from stages.common.records import gold_ids
 from stages.common.retrieval import Retriever, needs_dense
 
@@ -196,6 +202,68 @@ def pick_answer_rows(
     return sorted(picked + seeded_pick([r for r in rows if r[0] > 0], n - len(picked), rng, group))
 
 
+def add_followups(
+    examples: list[dict[str, Any]],
+    usable: list[dict[str, Any]],
+    hard: list[list[str]],
+    per_row: int,
+    share: float,
+    depth: int,
+    abstain: str,
+    rng: random.Random,
+) -> None:
+    """Append `per_row` follow-up turns to every row: more questions about the context it already shows.
+
+    A follow-up whose gold chunks are all shown is answered (answer + citations); one whose answer is not
+    there gets the abstention: an unanswerable question about an entry shown, or an answerable question
+    whose gold is a near miss (ranked in the row question's top `depth`, not shown). `share` of the
+    follow-ups abstain. One context then teaches both answering and abstaining, so abstaining has to be
+    read from the question against the context. Questions no row asks yet go first: with `sft.max_rows`
+    binding, follow-ups bring in training questions the rows leave out, for ~60 tokens each instead of a
+    whole context.
+    """
+    index = {q["id"]: n for n, q in enumerate(usable)}
+    golds = [set(gold_ids(q)) if q["answerable"] else set() for q in usable]
+    answerable = [j for j, q in enumerate(usable) if q["answerable"]]
+    unanswerable = [j for j, q in enumerate(usable) if not q["answerable"]]
+    asked = Counter(index[e["meta"]["qa_id"]] for e in examples)
+    slots = len(examples) * per_row
+    abstaining = set(rng.sample(range(slots), round(slots * share)))
+    for row, e in enumerate(examples):
+        i = index[e["meta"]["qa_id"]]
+        shown = set(e["meta"]["context_ids"])
+        near = set(hard[i][:depth]) - shown
+        pools = {
+            "answer": [j for j in answerable if golds[j] <= shown],
+            "abstain": [j for j in unanswerable if usable[j]["chunk_id"] in shown]
+            + [j for j in answerable if golds[j] & near and not golds[j] & shown],
+        }
+        in_row = {i}
+        e["meta"]["followups"] = []
+        for slot in range(row * per_row, (row + 1) * per_row):
+            want = "abstain" if slot in abstaining else "answer"
+            for target in (want, "answer" if want == "abstain" else "abstain"):
+                candidates = [j for j in pools[target] if j not in in_row]
+                if candidates:
+                    break
+            else:
+                continue
+            rng.shuffle(candidates)
+            j = min(candidates, key=lambda c: asked[c])  # first of the least asked, in shuffled order
+            asked[j] += 1
+            in_row.add(j)
+            q = usable[j]
+            cited = sorted(golds[j])
+            reply = target_answer(q["answer"], cited) if target == "answer" else abstain
+            e["messages"] += [
+                {"role": "user", "content": question_line(q["question"])},
+                {"role": "assistant", "content": reply},
+            ]
+            e["meta"]["followups"].append(
+                {"qa_id": q["id"], "style": q.get("style"), "answerable": q["answerable"], "target": target}
+            )
+
+
 def build_split(
     questions: list[dict[str, Any]],
     retriever: Retriever,
@@ -206,6 +274,7 @@ def build_split(
     *,
     views: int,
     max_rows: int,
+    followups: int = 0,
     seed_offset: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows of one split and their counts (questions dropped, rows per target, test chunks shown = 0)."""
@@ -246,6 +315,9 @@ def build_split(
         pool = [c for c in hard[i] if q["answerable"] is False or c not in gold_ids(q)][:depth]
         ids = view_context(q, pool, k, keep_gold, view, rng_contexts)
         examples.append(build_example(q, ids, retriever.by_id, prompt_cfg, max_chars, rng_contexts, view))
+    if followups:
+        rng_followups = random.Random(f"{cfg.seed}:{seed_offset}:followups")
+        add_followups(examples, usable, hard, followups, share, depth, prompt_cfg.abstain, rng_followups)
     leaks = sum(c not in allowed for e in examples for c in e["meta"]["context_ids"])
     if leaks:  # guarded above; a failure here is a bug, not bad input
         raise AssertionError(f"sft: {leaks} prompt chunks outside the allowed set")
@@ -260,6 +332,11 @@ def build_split(
         "prompt_chunks_from_other_splits": leaks,
     }
     stats["abstain_share"] = round(stats["abstain_rows"] / max(len(examples), 1), 4)
+    if followups:
+        turns = [f for e in examples for f in e["meta"]["followups"]]
+        stats["followup_turns"] = {t: sum(f["target"] == t for f in turns) for t in ("answer", "abstain")}
+        asked = {e["meta"]["qa_id"] for e in examples} | {f["qa_id"] for f in turns}
+        stats["questions_asked"] = len(asked)
     by_style: dict[str, Counter] = {}
     for e in examples:
         by_style.setdefault(e["meta"]["style"] or "", Counter())[e["meta"]["target"]] += 1
@@ -292,15 +369,15 @@ def main(argv: list[str] | None = None) -> None:
     out: dict[str, list[dict[str, Any]]] = {}
     stats: dict[str, Any] = {}
     caps = {
-        "train": (cfg.views_per_question, cfg.max_rows),
-        "validation": (1, cfg.max_val_rows),  # one view: a stable loss to watch
+        "train": (cfg.views_per_question, cfg.max_rows, cfg.followups_per_row),
+        "validation": (1, cfg.max_val_rows, 0),  # one view, one question: a stable loss to watch
     }
     for offset, split in enumerate(("train", "validation")):
-        views, max_rows = caps[split]
+        views, max_rows, followups = caps[split]
         allowed = allowed_chunks(all_ids, by_split, split)
         out[split], stats[split] = build_split(
             qa[split], retriever, cfg, params["retrieval"], params["prompt"], allowed,
-            views=views, max_rows=max_rows, seed_offset=offset,
+            views=views, max_rows=max_rows, followups=followups, seed_offset=offset,
         )  # fmt: skip
     if not out["train"]:
         raise UserError("sft: no training rows (every training question's gold chunk belongs to another split?)")

@@ -308,6 +308,8 @@ def test_prompt_puts_every_chunk_id_and_the_question():
     assert msgs[0] == {"role": "system", "content": "시스템"}
     assert "[c001] A > B\n" + "가" * 10 + "…" in msgs[1]["content"]
     assert msgs[1]["content"].endswith("질문: 질문?")
+    # the exact prompt: train (sft) and evaluate rows must not drift apart
+    assert msgs[1]["content"] == "문서:\n[c001] A > B\n" + "가" * 10 + "…\n\n질문: 질문?"
 
 
 def test_code_defaults_equal_params_yaml():

@@ -251,3 +251,44 @@ def test_abstention_picks_do_not_change_the_answer_rows():
 
     # the same 2 abstention rows of another kind: the 8 answer rows are the same questions
     assert answered(cfg) == answered(cfg.replace(gold_removed_share=1.0))
+
+
+def test_followups_ask_more_questions_about_the_shown_context():
+    # answerable questions on c001-c003 (a distinct answer each), c007's as near misses, two unanswerable ones
+    questions = [
+        dict(Q, id=f"t{i}", chunk_id=["c001", "c002", "c003"][i % 3], answer=f"답{i}", question=f"질문{i}")
+        for i in range(9)
+    ]
+    questions += [dict(Q, id=f"n{i}", chunk_id="c007", answer=f"근처{i}", question=f"근처 질문{i}") for i in range(2)]
+    questions += [
+        dict(Q, id=f"u{i}", chunk_id=c, answerable=False, type="unanswerable", question=f"없는 질문{i}")
+        for i, c in enumerate(["c001", "c002"])
+    ]
+    cfg = sft_cfg(abstain_share=0.25)
+    plain, _ = build_split(questions, RankAll(), cfg, RCFG, PROMPT, ALLOWED, views=1, max_rows=8)
+    rows, stats = build_split(questions, RankAll(), cfg, RCFG, PROMPT, ALLOWED, views=1, max_rows=8, followups=1)
+    by_id = {q["id"]: q for q in questions}
+    # the rows themselves are unchanged: the follow-up is appended after the row's own answer
+    assert [r["messages"][:3] for r in rows] == [r["messages"] for r in plain]
+    assert "followups" not in plain[0]["meta"]
+    assert stats["followup_turns"] == {"answer": 6, "abstain": 2}  # 25% of the 8 follow-ups abstain
+    for r in rows:
+        (follow,) = r["meta"]["followups"]
+        asked, reply = r["messages"][3:]
+        q = by_id[follow["qa_id"]]
+        assert asked == {"role": "user", "content": f"질문: {q['question']}"}
+        shown = r["meta"]["context_ids"]
+        assert follow["qa_id"] != r["meta"]["qa_id"]
+        if follow["target"] == "answer":
+            assert q["chunk_id"] in shown and reply["content"] == f"{q['answer']} [{q['chunk_id']}]"
+        else:
+            assert reply["content"] == PROMPT.abstain
+            # an unanswerable question about a shown entry, or an answerable one whose gold is not shown
+            assert (not q["answerable"] and q["chunk_id"] in shown) or q["chunk_id"] not in shown
+    # the least-asked questions go first: the rows now ask more of the training questions than the 8 rows alone
+    primary = {r["meta"]["qa_id"] for r in rows}
+    assert stats["questions_asked"] > len(primary) and stats["questions_asked"] == len(
+        primary | {r["meta"]["followups"][0]["qa_id"] for r in rows}
+    )
+    again = build_split(questions, RankAll(), cfg, RCFG, PROMPT, ALLOWED, views=1, max_rows=8, followups=1)
+    assert again == (rows, stats)

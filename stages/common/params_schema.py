@@ -268,6 +268,7 @@ class Sft(Section):
 
     seed: int = knob("row sampling seed")
     views_per_question: int = knob("gold-kept contexts per answerable training question", ge=1)
+    followups_per_row: int = knob("follow-up questions asked in a training row about the same context", ge=0)
     abstain_share: float = knob("abstention targets as a share of rows", **SHARE)
     gold_removed_share: float = knob(
         "share of the abstention rows that are answerable questions shown without their gold", **SHARE

@@ -27,7 +27,12 @@ def context_text(chunks: list[dict[str, Any]], max_chars: int) -> str:
 
 
 def user_message(question: str, chunks: list[dict[str, Any]], max_chars: int) -> str:
-    return f"문서:\n{context_text(chunks, max_chars)}\n\n질문: {question}"
+    return f"문서:\n{context_text(chunks, max_chars)}\n\n{question_line(question)}"
+
+
+def question_line(question: str) -> str:
+    """How a question is put: the end of the first user turn, and the whole of an sft follow-up turn."""
+    return f"질문: {question}"
 
 
 def build_messages(question: str, chunks: list[dict[str, Any]], system: str, max_chars: int) -> list[dict[str, str]]:
