@@ -788,3 +788,55 @@ def test_golds_not_on_their_true_pages_are_dropped(tmp_path):
     assert json.loads((tmp_path / "m.json").read_text())["filters"]["truth"] >= 1
     with pytest.raises(Exception, match="truth file not found"):
         main([*args, "--truth", str(tmp_path / "missing.jsonl")])
+
+
+def test_yes_no_mix_adds_answerable_yes_no_questions_and_changes_nothing_else():
+    places = [
+        chunk(
+            f"c1{i:02d}",
+            f"전망대{i}",
+            f"전망대{i}: 청풍호를 한눈에 볼 수 있는 전망대이다. 운영시간 09:00~18:00, 매주 월요일 휴장 "
+            f"(제천시 수산면 옥순봉로 {100 + i}, 043-6{i:02d}-1234)",
+        )
+        for i in range(1, 13)
+    ]
+    base_mix = {"comparison": 0.0, "multihop": 0.0, "unanswerable": 0.2}
+    before = build_dataset(places, synth_cfg(mix=base_mix), ABSTAIN)
+    after = build_dataset(places, synth_cfg(mix={**base_mix, "yes_no": 0.5}), ABSTAIN)
+    for name in before:
+        old = [{k: v for k, v in r.items() if k != "id"} for r in before[name]]
+        new = [{k: v for k, v in r.items() if k != "id"} for r in after[name]]
+        assert [r for r in new if r in old] == old  # every question kept as it was, in its split
+        added = [r for r in new if r not in old]
+        singles = [r for r in old if r["answerable"]]
+        assert len(added) <= round(0.5 * len(singles))
+        asked = {(r["chunk_id"], r["fact"], r["answer_short"]) for r in singles}
+        for r in added:
+            assert r["answerable"] and r["style"] == "yes_no" and r["answer"].startswith(("네, ", "아니요, "))
+            assert (r["chunk_id"], r["fact"], r["answer_short"]) in asked  # a fact this split already asks
+            assert all(k.replace(" ", "") in r["answer"].replace(" ", "") for k in r["key_facts"])
+    added = [r for name in after for r in after[name] if r["question"] not in {q["question"] for q in before[name]}]
+    assert len(added) >= 6
+    from stages.synthesize.card import dataset_card
+    from stages.synthesize.dataset import counts
+
+    card_off = dataset_card(counts(before), synth_cfg(mix=base_mix), ABSTAIN)
+    card_on = dataset_card(counts(after), synth_cfg(mix={**base_mix, "yes_no": 0.5}), ABSTAIN)
+    assert "yes_no" not in card_off.split("## Split")[0].split("Mix (params")[1]  # a pass that added nothing
+    assert "'yes_no': 0.5" in card_on and "`mix.yes_no` added answerable yes/no questions" in card_on
+    phone = next(r for r in added if r["fact"] == "phone")
+    assert re.search(r"전화로 (문의할|물어볼) 수 있", phone["question"]) and phone["answer_short"] in phone["answer"]
+
+
+def test_yes_no_questions_hold_for_the_value():
+    import random
+
+    from stages.synthesize.questions import chunk_facts, yes_no_candidates
+
+    by_fact = {q["fact"]: q for q in yes_no_candidates(CLOSED, LIM, random.Random(0))}
+    assert by_fact["closed"]["answer"] == "네, 옥순봉 출렁다리는 매주 월요일에 쉽니다."
+    assert by_fact["hours"]["answer"].startswith("아니요, ")  # 'any time?' or 'at 19시?': no, and the hours
+    always_open = chunk("c073", "무인 전망대", "무인 전망대: 운영시간 00:00~24:00 (제천시 수산면 옥순봉로 5)")
+    assert "hours" in [f[0] for f in chunk_facts(always_open, LIM)]
+    hours = [q for q in yes_no_candidates(always_open, LIM, random.Random(0)) if q["fact"] == "hours"]
+    assert not any("아무 때나" in q["question"] for q in hours)  # open round the clock: the 'no' would be false

@@ -1,4 +1,4 @@
-"""Assembly: candidates -> filters -> per-chunk cap -> unanswerable mix -> split -> cross-chunk -> ids."""
+"""Assembly: candidates -> filters -> per-chunk cap -> unanswerable mix -> split -> cross-chunk, yes/no -> ids."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from stages.common import params as P
 from stages.common.errors import UserError
 from stages.common.params_schema import Synthesize
 from stages.synthesize.crosschunk import comparison_questions, multihop_questions
-from stages.synthesize.filters import drop_natural_overlap, drop_off_truth, filter_records
+from stages.synthesize.filters import drop_natural_overlap, drop_off_truth, filter_records, near_duplicate
 from stages.synthesize.limits import SPLITS, TYPES, Limits
 from stages.synthesize.llm import ChatClient, llm_candidates
-from stages.synthesize.questions import rules_candidates
+from stages.synthesize.questions import rules_candidates, yes_no_candidates
 from stages.synthesize.split import split_by_chunk
 from stages.synthesize.styles import STYLES
 from stages.synthesize.unanswerable import unanswerable_candidates
@@ -68,10 +68,14 @@ def build_dataset(
     records = capped + unans[:n_u]
 
     splits = split_by_chunk(records, cfg.split, seed, cfg.stratify_by)  # stratify_by: a choice the schema checked
+    # its own random stream: with mix.yes_no 0 every other question is drawn exactly as before
+    yes_no_rng = random.Random(f"{seed}/yes_no")
     out: dict[str, list[dict[str, Any]]] = {}
     for name in SPLITS:
         rows = splits[name]
         extra = filter_records(decontaminate(_cross_chunk(rows, by_id, lim, rng, mix)), by_id, near_dup)
+        share = float(mix.get("yes_no", 0.0))
+        extra += _yes_no(rows, by_id, lim, yes_no_rng, share, near_dup, decontaminate) if share else []
         out[name] = sorted(rows + extra, key=lambda r: (r["chunk_id"], TYPES.index(r["type"]), r["question"]))
     if report is not None:
         content = {r["chunk_id"] for r in singles}  # chunks with at least one fact that passed the filters
@@ -141,6 +145,34 @@ def _cross_chunk(
     extra = comparison_questions(mine, lim, rng, round(float(mix.get("comparison", 0)) * n_ans))
     extra += multihop_questions(mine, lim, rng, round(float(mix.get("multihop", 0)) * n_ans))
     return extra
+
+
+def _yes_no(
+    rows: list[dict[str, Any]],
+    by_id: dict[str, dict[str, Any]],
+    lim: Limits,
+    rng: random.Random,
+    share: float,
+    near_dup: float,
+    decontaminate: Any,
+) -> list[dict[str, Any]]:
+    """Answerable yes/no questions ("...할 수 있나요?" -> "네, ..."), `share` per answerable single-chunk question
+    of a split, each about a fact the split already asks (same chunk, fact and value), so it inherits that
+    question's grounding and ambiguity checks and its chunk's split."""
+    singles = [r for r in rows if r["answerable"] and len(r["chunk_ids"]) == 1]
+    asked = {(r["chunk_id"], r["fact"], r["answer_short"]) for r in singles}
+    chunk_ids = sorted({r["chunk_id"] for r in singles})
+    candidates = [q for cid in chunk_ids for q in yes_no_candidates(by_id[cid], lim, rng)]
+    candidates = [q for q in candidates if (q["chunk_id"], q["fact"], q["answer_short"]) in asked]
+    candidates = filter_records(decontaminate(candidates), by_id, near_dup)
+    questions: dict[str, list[str]] = {}
+    for r in rows:
+        questions.setdefault(r["chunk_id"], []).append(r["question"])
+    # not a rewording of a question its chunk already has (the spec's own yes/no style, say)
+    fresh = [
+        q for q in candidates if not any(near_duplicate(q["question"], o, near_dup) for o in questions[q["chunk_id"]])
+    ]
+    return rng.sample(fresh, min(len(fresh), round(share * len(singles))))
 
 
 def _numbered(out: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:

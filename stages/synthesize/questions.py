@@ -26,6 +26,8 @@ from stages.synthesize.styles import (
     MULTI_PART,
     SENTENCE_SPECS,
     SPECS,
+    YES_NO,
+    YES_NO_UNLESS,
     Spec,
     has_shape,
     ida,
@@ -256,15 +258,18 @@ def _styled(
     extra: str,
     lim: Limits,
     pick: Any,
+    yes_no: bool = False,
 ) -> tuple[list[dict[str, Any]], str]:
-    """Records for one fact in the styles `pick` chooses; '' or the name of the filter that dropped it."""
+    """Records for one fact in the styles `pick` chooses; '' or the name of the filter that dropped it.
+
+    `yes_no`: choose among the fact's yes/no phrasings only (``YES_NO`` and the spec's own yes_no styles)."""
     if key == "table":
         col = extra
         key = table_key(raw, col)
         if key == "table_price" and not re.search(r"요금|가격|금액|비|료", col):
             title = chunk["title"] if re.search(r"금액|요금|가격|료", chunk["title"]) else "요금"
             extra = f"{col} {title}"
-    if key == "suits" and re.search(r"개별|소규모|혼자|1인", raw):
+    if key == "suits" and not yes_no and re.search(r"개별|소규모|혼자|1인", raw):
         extra_records, _ = _styled(chunk, fact, e, raw, "suits_solo", extra, lim, lambda styles: styles)
     else:
         extra_records = []
@@ -301,7 +306,12 @@ def _styled(
     items = [i for i in re.split(r"\s*(?:,|→)\s*", value) if i and not _is_meal(i)]
     middle = items[len(items) // 2] if len(items) >= 3 else (items[0] if len(items) == 2 else "")
     needs = {"{day}": day, "{late}": late, "{item}": middle}
-    styles = [st for st in spec.styles if all(v or k not in st[1] for k, v in needs.items())]
+    templates = spec.styles
+    if yes_no:
+        unless = YES_NO_UNLESS.get(name)
+        own = () if unless and unless.search(value) else tuple(("yes_no", q, a) for q, a in YES_NO.get(name, ()))
+        templates = own + tuple(st for st in spec.styles if st[0] == "yes_no")
+    styles = [st for st in templates if all(v or k not in st[1] for k, v in needs.items())]
     qtype = "descriptive" if kind == "text" or name in ("steps", "course_stops") else "factual"
     out = []
     for style, q, a in pick(styles):
@@ -402,6 +412,15 @@ def chunk_facts(chunk: dict[str, Any], lim: Limits) -> list[Fact]:
         if (name, f[1], f[2]) not in seen:
             seen.add((name, f[1], f[2]))
             out.append(f)
+    return out
+
+
+def yes_no_candidates(chunk: dict[str, Any], lim: Limits, rng: random.Random) -> list[dict[str, Any]]:
+    """One answerable yes/no question per fact of a chunk that has a yes/no phrasing (seeded choice)."""
+    out = []
+    for fact, e, raw, key, extra in chunk_facts(chunk, lim):
+        if key != "difference":
+            out += _styled(chunk, fact, e, raw, key, extra, lim, lambda st: [rng.choice(st)] if st else [], True)[0]
     return out
 
 

@@ -435,6 +435,64 @@ SENTENCE_SPECS: dict[str, Spec] = {
     "fee": SPECS["fee"],
 }
 
+# Yes/no phrasings whose answer is "네, ..." (or "아니요, ...") with the value, asked only by the yes/no pass
+# (``synthesize.mix.yes_no``), on top of the spec's own styles: without them the rules generator's yes/no questions
+# are mostly the unanswerable ones ("...에 화장실이 있나요?"), so the question form alone predicts an abstention.
+# Each holds whenever the fact exists (the brochure lists a phone, so one can call); the spec's own yes_no styles
+# are candidates too. (spec name) -> ((question, answer), ...)
+YES_NO: dict[str, tuple[tuple[str, str], ...]] = {
+    "activity": (
+        ("{e}에서 해 볼 만한 체험이 있나요?", "네, {e}에서는 {v_eul} {x} 수 있습니다."),
+        ("{e} 가면 할 거리가 있어요?", "네, {e}에서는 {v_eul} {x} 수 있습니다."),
+    ),
+    "activity2": (("{e}에서 체험 활동을 할 수 있나요?", "네, {e}에서는 {v_ga} 가능합니다."),),
+    "phone": (
+        ("{e}에 전화로 문의할 수 있나요?", "네, {e_eui} 전화번호는 {v}입니다."),
+        ("{e}에 전화로 물어볼 수 있어요?", "네, {e_eui} 전화번호는 {v}입니다."),
+    ),
+    "booking_phone": (("{e_eun} 전화로 예약할 수 있나요?", "네, {e} 예약은 {v_ro} 전화하시면 됩니다."),),
+    "booking_url": (
+        ("{e_eun} 온라인으로 예약할 수 있나요?", "네, {e_eun} {v}에서 예약할 수 있습니다."),
+        ("{e} 인터넷으로 예약돼요?", "네, {e_eun} {v}에서 예약할 수 있습니다."),
+    ),
+    "homepage": (("{e} 홈페이지가 있나요?", "네, {e} 홈페이지 주소는 {v}입니다."),),
+    "price": (
+        ("{e_eun} 유료인가요? 얼마예요?", "네, {e_eui} 요금은 {v}입니다."),
+        ("{e} 이용하려면 돈을 내야 하나요?", "네, {e_eui} 요금은 {v}입니다."),
+    ),
+    "discount": (("{x_ro}도 {e} 할인돼요?", "네, {x_ga} 있으면 {e} 요금을 {v} 할인받을 수 있습니다."),),
+    "discount_plain": (("{e} 할인받을 수 있나요?", "네, {e_eun} {v} 할인됩니다."),),
+    "rooms": (
+        ("{e}에서 숙박할 수 있나요?", "네, {e}에는 객실이 {v} 있습니다."),
+        ("{e}에서 묵을 수 있어요?", "네, {e}에는 객실이 {v} 있습니다."),
+    ),
+    "closed": (
+        ("{e}도 쉬는 날이 있나요?", "네, {e_eun} {v}에 쉽니다."),
+        ("{e} 쉬는 날 있어요?", "네, {e_eun} {v}에 쉽니다."),
+    ),
+    "hours": (("{e_eun} 아무 때나 이용할 수 있나요?", "아니요, {e_eui} 운영시간은 {v}입니다."),),
+    "period": (("{e_eun} 일 년 내내 운영하나요?", "아니요, {e_eui} 운영기간은 {v}입니다."),),
+    "amenities": (("{e}에 편의시설이 있나요?", "네, {e}에는 {v_ga} 있습니다."),),
+    "nearby_list": (("{e} 근처에 같이 가 볼 만한 곳이 있나요?", "네, {e} 주변에는 {v_ga} 있습니다."),),
+    "nearby": (("{e_eun} 다른 명소와 가까운가요?", "네, {e_eun} {v} 인근에 있습니다."),),
+    "event": (("{e}에서 해마다 열리는 행사가 있나요?", "네, {e}에서는 매년 {v_ga} 열립니다."),),
+    "famous": (("{e_eun} 유명한 곳인가요?", "네, {e_eun} {v_ro} 유명합니다."),),
+    "selected": (("{e_eun} 명소로 선정된 적이 있나요?", "네, {e_eun} {v}에 선정되었습니다."),),
+    "designated": (("{e_eun} 보물로 지정된 문화재인가요?", "네, {e_eun} {v}에 보물로 지정되었습니다."),),
+    "certified": (("{e_eun} 인증을 받은 곳인가요?", "네, {e_eun} {v}에 인증을 받았습니다."),),
+    "filming": (("{e}에서 촬영한 작품이 있나요?", "네, {e_eun} {v} 촬영지입니다."),),
+    "species": (("{e}에 식물이 많이 있나요?", "네, {e}에는 {v}의 식물이 있습니다."),),
+    "exhibits": (("{e}에 전시된 유물이 많나요?", "네, {e}에는 유물 {v_ga} 전시되어 있습니다."),),
+    "booking": (("{e_eun} 미리 예매할 수 있나요?", "네, {e_eun} {v}에서 예매할 수 있습니다."),),
+    "operator": (("{e_eun} 운영하는 기관이 따로 있나요?", "네, {e_eun} {v_ga} 운영합니다."),),
+}
+# A value for which the fact's YES_NO answer would be false: a free 'price', a year-round 'period', 24-hour 'hours'.
+YES_NO_UNLESS: dict[str, re.Pattern[str]] = {
+    "price": re.compile(r"무료"),
+    "period": re.compile(r"연중|상시|1월\s*~\s*12월"),
+    "hours": re.compile(r"24시간|00:00\s*~\s*24:00"),
+}
+
 # Two slot facts of one subject in one question ({a1}, {a2}: the facts' Spec.attr); the answer is built in code.
 MULTI_PART = (
     ("multi_part", "{e_eui} {a1_wa} {a2_eul} 알려주세요."),
