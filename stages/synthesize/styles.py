@@ -486,9 +486,9 @@ YES_NO: dict[str, tuple[tuple[str, str], ...]] = {
     "booking": (("{e_eun} 미리 예매할 수 있나요?", "네, {e_eun} {v}에서 예매할 수 있습니다."),),
     "operator": (("{e_eun} 운영하는 기관이 따로 있나요?", "네, {e_eun} {v_ga} 운영합니다."),),
 }
-# A value for which the fact's YES_NO answer would be false: a free 'price', a year-round 'period', 24-hour 'hours'.
+# A value for which the fact's YES_NO answer would be false: a year-round 'period', 24-hour 'hours'. ('price'
+# needs none: every price fact is an amount in won, never '무료'.)
 YES_NO_UNLESS: dict[str, re.Pattern[str]] = {
-    "price": re.compile(r"무료"),
     "period": re.compile(r"연중|상시|1월\s*~\s*12월"),
     "hours": re.compile(r"24시간|00:00\s*~\s*24:00"),
 }
