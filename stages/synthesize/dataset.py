@@ -70,12 +70,13 @@ def build_dataset(
     splits = split_by_chunk(records, cfg.split, seed, cfg.stratify_by)  # stratify_by: a choice the schema checked
     # its own random stream: with mix.yes_no 0 every other question is drawn exactly as before
     yes_no_rng = random.Random(f"{seed}/yes_no")
+    yes_no_share = float(mix.get("yes_no", 0.0))
     out: dict[str, list[dict[str, Any]]] = {}
     for name in SPLITS:
         rows = splits[name]
         extra = filter_records(decontaminate(_cross_chunk(rows, by_id, lim, rng, mix)), by_id, near_dup)
-        share = float(mix.get("yes_no", 0.0))
-        extra += _yes_no(rows, by_id, lim, yes_no_rng, share, near_dup, decontaminate) if share else []
+        if yes_no_share:  # skipped at 0, so the filter counts in metrics/dataset.json stay as they were
+            extra += _yes_no(rows, by_id, lim, yes_no_rng, yes_no_share, near_dup, decontaminate)
         out[name] = sorted(rows + extra, key=lambda r: (r["chunk_id"], TYPES.index(r["type"]), r["question"]))
     if report is not None:
         content = {r["chunk_id"] for r in singles}  # chunks with at least one fact that passed the filters
