@@ -41,6 +41,7 @@ class Settings:
     system: str
     abstain: str
     max_chars: int
+    question_first: bool
     max_new_tokens: int
     stop_at_line_end: bool
     device: str
@@ -66,6 +67,7 @@ class Settings:
             system=pr.system,
             abstain=pr.abstain,
             max_chars=pr.max_context_chars,
+            question_first=pr.question_first,
             max_new_tokens=e.max_new_tokens,
             stop_at_line_end=e.stop_at_line_end,
             device=e.device,
@@ -180,7 +182,9 @@ class Engine:
             model, tokenizer = self.model(choice)
             ids = self.retriever.rank([question], s.top_k, s.method)[0]
             chunks = [self.retriever.by_id[c] for c in ids]
-            prompts = build_prompts(tokenizer, [{"question": question}], [chunks], s.system, s.max_chars)
+            prompts = build_prompts(
+                tokenizer, [{"question": question}], [chunks], s.system, s.max_chars, s.question_first
+            )
             t0 = time.perf_counter()
             # One question: one row, prefilled alone (a prefill always takes at least one prompt).
             gen = generate(model, tokenizer, prompts, s.max_new_tokens, 1, 1, s.stop_at_line_end)[0]

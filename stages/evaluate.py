@@ -174,15 +174,14 @@ def prompt_messages(
     max_chars: int,
     examples: list[dict[str, Any]],
     example_chars: int,
+    question_first: bool = False,
 ) -> list[list[dict[str, str]]]:
     """Chat messages per question: zero-shot (`build_messages`, as sft trains) or with the example turns."""
+    pairs = list(zip(questions, contexts, strict=True))
     if not examples:
-        return [build_messages(q["question"], c, system, max_chars) for q, c in zip(questions, contexts, strict=True)]
-    turns = fewshot_turns(examples, example_chars)
-    return [
-        build_fewshot_messages(q["question"], c, system, max_chars, turns)
-        for q, c in zip(questions, contexts, strict=True)
-    ]
+        return [build_messages(q["question"], c, system, max_chars, question_first) for q, c in pairs]
+    turns = fewshot_turns(examples, example_chars, question_first)
+    return [build_fewshot_messages(q["question"], c, system, max_chars, turns, question_first) for q, c in pairs]
 
 
 def render_prompts(tokenizer, messages: list[list[dict[str, str]]]) -> list[str]:
@@ -248,7 +247,9 @@ def run(
     judge_cfg = judge_config(ecfg)  # checked before generating: a bad judge setup fails in seconds, not after
     contexts = retrieve(retriever, questions, k, rcfg.method)
     example_chars = ecfg.fewshot_chunk_chars if examples else max_chars
-    messages = prompt_messages(questions, contexts, pcfg.system, max_chars, examples or [], example_chars)
+    messages = prompt_messages(
+        questions, contexts, pcfg.system, max_chars, examples or [], example_chars, pcfg.question_first
+    )
     prompts = render_prompts(tokenizer, messages)
     stop_at_line_end = ecfg.stop_at_line_end
     generations = generate(

@@ -125,7 +125,8 @@ def build_example(
     golds = gold_ids(question)
     gold_in = question["answerable"] and all(g in ids for g in golds)
     answer = target_answer(question["answer"], golds) if gold_in else prompt_cfg.abstain
-    messages = build_messages(question["question"], [by_id[c] for c in ids], prompt_cfg.system, max_chars)
+    chunks = [by_id[c] for c in ids]
+    messages = build_messages(question["question"], chunks, prompt_cfg.system, max_chars, prompt_cfg.question_first)
     return {
         "messages": [*messages, {"role": "assistant", "content": answer}],
         "meta": {

@@ -312,6 +312,18 @@ def test_prompt_puts_every_chunk_id_and_the_question():
     assert msgs[1]["content"] == "문서:\n[c001] A > B\n" + "가" * 10 + "…\n\n질문: 질문?"
 
 
+def test_question_first_also_asks_before_the_documents_and_keeps_the_rest():
+    chunks = [{"chunk_id": "c001", "section_path": "A > B", "text": "가" * 50}]
+    plain = prompting.build_messages("질문?", chunks, "시스템", max_chars=10)[1]["content"]
+    first = prompting.build_messages("질문?", chunks, "시스템", max_chars=10, question_first=True)[1]["content"]
+    assert first == "질문: 질문?\n\n" + plain
+    example = {"question": "예시?", "chunk": chunks[0], "answer": "답 [c001]"}
+    turns = prompting.fewshot_turns([example], 10, question_first=True)
+    assert turns[0]["content"].startswith("질문: 예시?\n\n문서:\n[c001]")
+    msgs = prompting.build_fewshot_messages("질문?", chunks, "시스템", 10, turns, question_first=True)
+    assert msgs[-1]["content"] == first
+
+
 def test_code_defaults_equal_params_yaml():
     """Defaults in code that stand in for params (synthesize's Limits.DEFAULTS) must not shadow params.yaml."""
     import dataclasses

@@ -4,7 +4,13 @@ from stages.common.params import make_section
 from stages.sft import build_example, make_context
 
 PROMPT = make_section(
-    "prompt", {"system": "시스템", "abstain": "브로셔에 해당 정보가 없습니다.", "max_context_chars": 100}
+    "prompt",
+    {
+        "system": "시스템",
+        "abstain": "브로셔에 해당 정보가 없습니다.",
+        "max_context_chars": 100,
+        "question_first": False,
+    },
 )
 BY_ID = {f"c{i:03d}": {"chunk_id": f"c{i:03d}", "section_path": f"경로{i}", "text": f"본문{i}"} for i in range(1, 8)}
 Q = {

@@ -40,13 +40,20 @@ BACKENDS = ("transformers", "vllm")
 
 
 def build_prompts(
-    tokenizer, questions: list[dict[str, Any]], contexts: list[list[dict[str, Any]]], system: str, max_chars: int
+    tokenizer,
+    questions: list[dict[str, Any]],
+    contexts: list[list[dict[str, Any]]],
+    system: str,
+    max_chars: int,
+    question_first: bool = False,
 ) -> list[str]:
     if not getattr(tokenizer, "chat_template", None):
         raise UserError("the base model's tokenizer has no chat template (re-run prepare_model)")
     return [
         tokenizer.apply_chat_template(
-            build_messages(q["question"], chunks, system, max_chars), tokenize=False, add_generation_prompt=True
+            build_messages(q["question"], chunks, system, max_chars, question_first),
+            tokenize=False,
+            add_generation_prompt=True,
         )
         for q, chunks in zip(questions, contexts, strict=True)
     ]

@@ -261,6 +261,7 @@ class Prompt(Section):
     system: str = knob("system prompt")
     abstain: str = knob("the abstention answer")
     max_context_chars: int = knob("per-chunk cap in every prompt", ge=1)
+    question_first: bool = knob("also put the question before the documents (query-aware contextualization)")
 
 
 @section

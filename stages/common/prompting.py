@@ -26,8 +26,12 @@ def context_text(chunks: list[dict[str, Any]], max_chars: int) -> str:
     return "\n\n".join(format_chunk(c, max_chars) for c in chunks)
 
 
-def user_message(question: str, chunks: list[dict[str, Any]], max_chars: int) -> str:
-    return f"문서:\n{context_text(chunks, max_chars)}\n\n{question_line(question)}"
+def user_message(question: str, chunks: list[dict[str, Any]], max_chars: int, question_first: bool = False) -> str:
+    """Documents, then the question. ``question_first`` puts the question before the documents as well: a decoder
+    reads each document token only in the light of what came before it, so the documents can be read for the
+    question (query-aware contextualization, Liu et al. 2023, "Lost in the Middle")."""
+    body = f"문서:\n{context_text(chunks, max_chars)}\n\n{question_line(question)}"
+    return f"{question_line(question)}\n\n{body}" if question_first else body
 
 
 def question_line(question: str) -> str:
@@ -35,10 +39,12 @@ def question_line(question: str) -> str:
     return f"질문: {question}"
 
 
-def build_messages(question: str, chunks: list[dict[str, Any]], system: str, max_chars: int) -> list[dict[str, str]]:
+def build_messages(
+    question: str, chunks: list[dict[str, Any]], system: str, max_chars: int, question_first: bool = False
+) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": system},
-        {"role": "user", "content": user_message(question, chunks, max_chars)},
+        {"role": "user", "content": user_message(question, chunks, max_chars, question_first)},
     ]
 
 
@@ -129,11 +135,12 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-def fewshot_turns(examples: list[dict[str, Any]], max_chars: int) -> list[dict[str, str]]:
+def fewshot_turns(examples: list[dict[str, Any]], max_chars: int, question_first: bool = False) -> list[dict[str, str]]:
     """The examples as earlier user/assistant turns, in the same user-message shape as the real question."""
     turns: list[dict[str, str]] = []
     for ex in examples:
-        turns.append({"role": "user", "content": user_message(ex["question"], [ex["chunk"]], max_chars)})
+        message = user_message(ex["question"], [ex["chunk"]], max_chars, question_first)
+        turns.append({"role": "user", "content": message})
         turns.append({"role": "assistant", "content": ex["answer"]})
     return turns
 
@@ -144,7 +151,8 @@ def build_fewshot_messages(
     system: str,
     max_chars: int,
     turns: list[dict[str, str]],
+    question_first: bool = False,
 ) -> list[dict[str, str]]:
     """`build_messages` with solved example turns (`fewshot_turns`) between the system prompt and the question."""
-    system_msg, user_msg = build_messages(question, chunks, system, max_chars)
+    system_msg, user_msg = build_messages(question, chunks, system, max_chars, question_first)
     return [system_msg, *turns, user_msg]
