@@ -54,6 +54,14 @@ def test_example_with_gold_cites_it_and_without_gold_abstains():
     assert without["meta"] == {**without["meta"], "gold_in_context": False, "target": "abstain"}
 
 
+def test_question_first_rows_ask_before_the_documents_with_the_same_target():
+    first = make_section("prompt", {**{k: PROMPT[k] for k in PROMPT}, "question_first": True})
+    plain = build_example(Q, ["c005", "c001", "c002"], BY_ID, PROMPT, 100, random.Random(0))
+    asked = build_example(Q, ["c005", "c001", "c002"], BY_ID, first, 100, random.Random(0))
+    assert asked["messages"][1]["content"] == f"질문: {Q['question']}\n\n" + plain["messages"][1]["content"]
+    assert asked["messages"][-1] == plain["messages"][-1] and asked["meta"] == plain["meta"]
+
+
 def test_chunk_order_is_shuffled_deterministically():
     orders = {
         tuple(build_example(Q, ["c005", "c001", "c002"], BY_ID, PROMPT, 100, random.Random(s))["meta"]["context_ids"])
