@@ -77,6 +77,9 @@ def summary(rows: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--adapter", type=Path, default=None, help="LoRA adapter folder (none: the base model)")
+    ap.add_argument(
+        "--fewshot", action="store_true", help="prompt as the baseline_fewshot model does (evaluate.fewshot_k examples)"
+    )
     ap.add_argument("--base", type=Path, default=Path("models/base"))
     ap.add_argument("--index", type=Path, default=Path("data/index"))
     ap.add_argument("--qa", type=Path, default=Path("data/qa"))
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from stages.common.env import setup_env
     from stages.common.generation import load_model
-    from stages.evaluate import prompt_messages, render_prompts
+    from stages.evaluate import prompt_messages, render_prompts, select_fewshot
 
     params = P.load(args.params, "evaluate", "retrieval", "prompt", "machine")
     setup_env(offline=params["machine"].offline)
@@ -99,13 +102,22 @@ def main(argv: list[str] | None = None) -> None:
     rows = prompts_by_kind(read_jsonl(args.qa / f"{args.split}.jsonl"), retriever, rcfg.top_k, rcfg.method, args.depth)
     model, tokenizer = load_model(args.base, args.adapter, ecfg.device, ecfg.dtype, backend="transformers")
     questions, contexts = [r[0] for r in rows], [r[1] for r in rows]
-    messages = prompt_messages(questions, contexts, pcfg.system, pcfg.max_context_chars, [], 0, pcfg.question_first)
+    examples = select_fewshot("baseline_fewshot", args.qa, retriever.by_id, params) if args.fewshot else []
+    example_chars = ecfg.fewshot_chunk_chars if examples else pcfg.max_context_chars
+    messages = prompt_messages(
+        questions, contexts, pcfg.system, pcfg.max_context_chars, examples, example_chars, pcfg.question_first
+    )
     values = margins(model, tokenizer, render_prompts(tokenizer, messages), pcfg.abstain)
     per_prompt = [
         {"id": q["id"], "kind": kind, "style": q.get("style"), "margin": m}
         for (q, _, kind), m in zip(rows, values, strict=True)
     ]
-    result = {"adapter": str(args.adapter) if args.adapter else None, "split": args.split, **summary(per_prompt)}
+    result = {
+        "adapter": str(args.adapter) if args.adapter else None,
+        "fewshot_k": len(examples),
+        "split": args.split,
+        **summary(per_prompt),
+    }
     write_json(args.out, {**result, "prompts": per_prompt})
     print({k: v for k, v in result.items()})
 
