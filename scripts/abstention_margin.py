@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stages.common import params as P  # noqa: E402
+from stages.common.errors import UserError, run_cli  # noqa: E402
 from stages.common.io import read_jsonl, write_json  # noqa: E402
 from stages.common.records import gold_ids  # noqa: E402
 from stages.common.retrieval import Retriever, needs_dense  # noqa: E402
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="json: per-prompt margins + summary")
     args = ap.parse_args(argv)
 
+    split_file = args.qa / f"{args.split}.jsonl"
+    if not split_file.is_file():
+        raise UserError(f"{split_file}: not found (run the synthesize stage, or pick a split of {args.qa})")
     from stages.common.env import setup_env
     from stages.common.generation import load_model
     from stages.evaluate import prompt_messages, render_prompts, select_fewshot
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_env(offline=params["machine"].offline)
     rcfg, pcfg, ecfg = params["retrieval"], params["prompt"], params["evaluate"]
     retriever = Retriever.load(args.index, with_dense=needs_dense(rcfg.method))
-    rows = prompts_by_kind(read_jsonl(args.qa / f"{args.split}.jsonl"), retriever, rcfg.top_k, rcfg.method, args.depth)
+    rows = prompts_by_kind(read_jsonl(split_file), retriever, rcfg.top_k, rcfg.method, args.depth)
     model, tokenizer = load_model(args.base, args.adapter, ecfg.device, ecfg.dtype, backend="transformers")
     questions, contexts = [r[0] for r in rows], [r[1] for r in rows]
     examples = select_fewshot("baseline_fewshot", args.qa, retriever.by_id, params) if args.fewshot else []
@@ -123,4 +127,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -72,3 +72,15 @@ def test_margin_is_positive_exactly_when_greedy_starts_the_abstention(tiny_model
         greedy = model(input_ids=ids).logits[0, -1].argmax().item()
         assert (m > 0) == (greedy == first)
     assert sum(m > 0 for m in shifted) == 2
+
+
+def test_a_missing_split_is_a_one_line_error_before_any_model_loads(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        AM.run_cli(AM.main, ["--qa", str(tmp_path), "--split", "validation", "--out", str(tmp_path / "m.json")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[-1]
+        == f"error: {tmp_path / 'validation.jsonl'}: not found (run the synthesize stage, or pick a split of {tmp_path})"
+    )
+    assert not (tmp_path / "m.json").exists()
