@@ -1,0 +1,133 @@
+"""Could a check outside the generator decide abstention? Signals and their operating point (a diagnostic, not a stage)
+
+    python scripts/answerability_signals.py --margins runs/tune15/followups1@seed13/margin.json --out runs/signals.json
+
+Takes the A/R/U prompts of scripts/abstention_margin.py (its --out file: same split, same retriever) and scores two
+signals of "the context does not answer this question":
+
+* lexical coverage: the share of the question's content morphemes found in the context (all chunks together, and the
+  best single chunk) - read from the context, blind to the wording cue;
+* the model's first-token abstention margin, from the margins file.
+
+Each signal set is fitted by a logistic regression scored out of fold (folds grouped by question, so a question's A
+and R prompts never sit on both sides), then thresholded so that it abstains on at most --max-a of the A prompts
+(issue #13's wrong-abstention cap); reported: ROC AUC A vs R and A vs U, and the share of R and U it catches there.
+Validation only: test sets are not for choices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from abstention_margin import prompts_by_kind  # noqa: E402
+
+from stages.common import params as P  # noqa: E402
+from stages.common.errors import UserError, run_cli  # noqa: E402
+from stages.common.io import read_jsonl, write_json  # noqa: E402
+from stages.common.retrieval import Retriever, needs_dense  # noqa: E402
+
+# Feature columns per signal set; "uncovered" = 1 - coverage, so every column grows with "should abstain".
+SIGNALS = {
+    "coverage": ("uncovered_all", "uncovered_best"),
+    "margin": ("margin",),
+    "both": ("uncovered_all", "uncovered_best", "margin"),
+}
+
+
+def coverage(question_tokens: set[str], chunk_tokens: list[set[str]]) -> tuple[float, float]:
+    """(share of the question's tokens in the whole context, the best single chunk's share); 0 for an empty question."""
+    if not question_tokens:
+        return 0.0, 0.0
+    everything = set().union(*chunk_tokens) if chunk_tokens else set()
+    best = max((len(question_tokens & c) for c in chunk_tokens), default=0)
+    return len(question_tokens & everything) / len(question_tokens), best / len(question_tokens)
+
+
+def operating_point(scores: list[float], kinds: list[str], max_a: float) -> dict:
+    """AUCs and what a threshold abstaining on at most `max_a` of A catches of R and U (higher score = abstain)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    s, k = np.asarray(scores, dtype=float), np.asarray(kinds)
+    a = s[k == "A"]
+    threshold = float(np.quantile(a, 1.0 - max_a, method="higher")) if len(a) else float("inf")
+    result: dict = {"threshold": round(threshold, 4), "A_abstained": round(float((a > threshold).mean()), 4)}
+    for other in ("R", "U"):
+        o = s[k == other]
+        if len(a) and len(o):
+            labels = np.r_[np.zeros(len(a)), np.ones(len(o))]
+            result[f"auc_A_vs_{other}"] = round(float(roc_auc_score(labels, np.r_[a, o])), 4)
+            result[f"{other}_caught"] = round(float((o > threshold).mean()), 4)
+    return result
+
+
+def out_of_fold(features: list[list[float]], kinds: list[str], groups: list[str], folds: int) -> list[float]:
+    """P(should abstain) for every prompt from a logistic regression that never saw its question."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    y = np.asarray([kind != "A" for kind in kinds], dtype=int)
+    model = LogisticRegression(max_iter=1000)
+    prob = cross_val_predict(
+        model, np.asarray(features), y, cv=GroupKFold(folds), groups=groups, method="predict_proba"
+    )
+    return [float(p) for p in prob[:, 1]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--margins", type=Path, required=True, help="scripts/abstention_margin.py's --out file")
+    ap.add_argument("--index", type=Path, default=Path("data/index"))
+    ap.add_argument("--qa", type=Path, default=Path("data/qa"))
+    ap.add_argument("--depth", type=int, default=4, help="as given to abstention_margin.py")
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--max-a", type=float, default=0.15, help="abstain on at most this share of A prompts")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+
+    if not args.margins.is_file():
+        raise UserError(f"{args.margins}: not found (run scripts/abstention_margin.py first)")
+    margins = json.loads(args.margins.read_text(encoding="utf-8"))
+    if not isinstance(margins, dict) or not {"split", "prompts"} <= set(margins):
+        raise UserError(f"{args.margins}: not an abstention_margin.py output (no 'split' and 'prompts')")
+    split_file = args.qa / f"{margins['split']}.jsonl"
+    if not split_file.is_file():
+        raise UserError(f"{split_file}: not found")
+    from stages.common.korean import search_tokens
+
+    rcfg = P.load(args.params, "retrieval")["retrieval"]
+    retriever = Retriever.load(args.index, with_dense=needs_dense(rcfg.method))
+    rows = prompts_by_kind(read_jsonl(split_file), retriever, rcfg.top_k, rcfg.method, args.depth)
+    prompts = margins["prompts"]
+    if [(q["id"], kind) for q, _, kind in rows] != [(p["id"], p["kind"]) for p in prompts]:
+        raise UserError(
+            f"{args.margins}: its prompts are not this split's A/R/U prompts (other index, params or depth)"
+        )
+    table = []
+    for (question, chunks, _), prompt in zip(rows, prompts, strict=True):
+        cover_all, cover_best = coverage(
+            set(search_tokens(question["question"])),
+            [set(search_tokens(f"{c.get('title', '')} {c['text']}")) for c in chunks],
+        )
+        table.append({"uncovered_all": 1.0 - cover_all, "uncovered_best": 1.0 - cover_best, "margin": prompt["margin"]})
+    kinds, groups = [p["kind"] for p in prompts], [p["id"] for p in prompts]
+    result = {"margins": str(args.margins), "split": margins["split"], "max_a": args.max_a}
+    for name, columns in SIGNALS.items():
+        features = [[row[c] for c in columns] for row in table]
+        result[name] = operating_point(out_of_fold(features, kinds, groups, args.folds), kinds, args.max_a)
+    write_json(args.out, result)
+    for name in SIGNALS:
+        print(name, result[name])
+
+
+if __name__ == "__main__":
+    run_cli(main)
