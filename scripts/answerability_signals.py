@@ -57,11 +57,13 @@ def operating_point(scores: list[float], kinds: list[str], max_a: float) -> dict
 
     s, k = np.asarray(scores, dtype=float), np.asarray(kinds)
     a = s[k == "A"]
-    threshold = float(np.quantile(a, 1.0 - max_a, method="higher")) if len(a) else float("inf")
+    if not len(a):
+        return {"threshold": None, "A_abstained": None}  # nothing to hold the threshold to
+    threshold = float(np.quantile(a, 1.0 - max_a, method="higher"))
     result: dict = {"threshold": round(threshold, 4), "A_abstained": round(float((a > threshold).mean()), 4)}
     for other in ("R", "U"):
         o = s[k == other]
-        if len(a) and len(o):
+        if len(o):
             labels = np.r_[np.zeros(len(a)), np.ones(len(o))]
             result[f"auc_A_vs_{other}"] = round(float(roc_auc_score(labels, np.r_[a, o])), 4)
             result[f"{other}_caught"] = round(float((o > threshold).mean()), 4)

@@ -25,6 +25,7 @@ def test_operating_point_caps_abstentions_on_A_and_counts_what_it_catches():
     assert got["threshold"] == 9.0  # the 90th percentile of A, taken from A's own values
     assert got["R_caught"] == 0.5 and got["U_caught"] == 0.5
     assert got["auc_A_vs_U"] == pytest.approx(0.55)  # 20 beats all ten A, 0.5 beats none but 0: (10 + 1) / 20
+    assert AS.operating_point([1.0, 2.0], ["R", "U"], 0.15) == {"threshold": None, "A_abstained": None}
 
 
 def test_out_of_fold_separates_a_clean_signal_and_never_sees_its_own_question():
