@@ -28,7 +28,7 @@ def test_operating_point_caps_abstentions_on_A_and_counts_what_it_catches():
     assert AS.operating_point([1.0, 2.0], ["R", "U"], 0.15) == {"threshold": None, "A_abstained": None}
 
 
-def test_out_of_fold_separates_a_clean_signal_and_never_sees_its_own_question():
+def test_out_of_fold_probabilities_separate_a_clean_signal():
     kinds = ["A", "R"] * 20 + ["U"] * 6
     groups = [f"q{i // 2}" for i in range(40)] + [f"u{i}" for i in range(6)]
     features = [[0.1 if k == "A" else 0.9] for k in kinds]
