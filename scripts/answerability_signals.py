@@ -5,7 +5,8 @@
 Takes the A/R/U prompts of scripts/abstention_margin.py (its --out file: same split, same retriever) and scores two
 signals of "the context does not answer this question":
 
-* lexical coverage: the share of the question's content morphemes found in the context (all chunks together, and the
+* lexical coverage: the share of the question's content morphemes found in the context (text_scores.support, as
+  faithfulness scores answers; all chunks together, and the
   best single chunk) - read from the context, blind to the wording cue;
 * the model's first-token abstention margin, from the margins file.
 
@@ -41,13 +42,18 @@ SIGNALS = {
 }
 
 
-def coverage(question_tokens: set[str], chunk_tokens: list[set[str]]) -> tuple[float, float]:
-    """(share of the question's tokens in the whole context, the best single chunk's share); 0 for an empty question."""
-    if not question_tokens:
+def coverage(question: str, chunk_texts: list[str]) -> tuple[float, float]:
+    """(share of the question's content morphemes the whole context backs, the best single chunk's share).
+
+    The faithfulness scorer's own measure (``text_scores.support``: morphemes found as morphemes or inside the
+    space-free text, numbers aside), applied to the question instead of an answer.
+    """
+    from stages.common.text_scores import support
+
+    if not chunk_texts:
         return 0.0, 0.0
-    everything = set().union(*chunk_tokens) if chunk_tokens else set()
-    best = max((len(question_tokens & c) for c in chunk_tokens), default=0)
-    return len(question_tokens & everything) / len(question_tokens), best / len(question_tokens)
+    whole = support(question, "\n\n".join(chunk_texts))["share"]
+    return whole, max(support(question, text)["share"] for text in chunk_texts)
 
 
 def operating_point(scores: list[float], kinds: list[str], max_a: float) -> dict:
@@ -104,8 +110,6 @@ def main(argv: list[str] | None = None) -> None:
     split_file = args.qa / f"{margins['split']}.jsonl"
     if not split_file.is_file():
         raise UserError(f"{split_file}: not found")
-    from stages.common.korean import search_tokens
-
     rcfg = P.load(args.params, "retrieval")["retrieval"]
     retriever = Retriever.load(args.index, with_dense=needs_dense(rcfg.method))
     rows = prompts_by_kind(read_jsonl(split_file), retriever, rcfg.top_k, rcfg.method, args.depth)
@@ -116,10 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     table = []
     for (question, chunks, _), prompt in zip(rows, prompts, strict=True):
-        cover_all, cover_best = coverage(
-            set(search_tokens(question["question"])),
-            [set(search_tokens(f"{c.get('title', '')} {c['text']}")) for c in chunks],
-        )
+        cover_all, cover_best = coverage(question["question"], [f"{c.get('title', '')}\n{c['text']}" for c in chunks])
         table.append({"uncovered_all": 1.0 - cover_all, "uncovered_best": 1.0 - cover_best, "margin": prompt["margin"]})
     kinds, groups = [p["kind"] for p in prompts], [p["id"] for p in prompts]
     result = {"margins": str(args.margins), "split": margins["split"], "max_a": args.max_a}

@@ -11,10 +11,11 @@ import answerability_signals as AS  # noqa: E402
 
 
 def test_coverage_counts_the_whole_context_and_the_best_chunk():
-    question = {"가", "나", "다", "라"}
-    assert AS.coverage(question, [{"가", "x"}, {"나", "다"}]) == (0.75, 0.5)
+    question = "의림지 주차장 요금은 얼마인가요?"
+    whole, best = AS.coverage(question, ["의림지는 제천의 저수지다.", "주차장은 무료로 운영된다."])
+    assert (whole, best) == (0.5, 0.25)  # 의림지 and 주차장 backed, by one chunk each; 요금 and 얼마 nowhere
+    assert AS.coverage(question, ["의림지 주차장 요금은 얼마인가요?"]) == (1.0, 1.0)
     assert AS.coverage(question, []) == (0.0, 0.0)
-    assert AS.coverage(set(), [{"가"}]) == (0.0, 0.0)  # no content morpheme: nothing is covered, not everything
 
 
 def test_operating_point_caps_abstentions_on_A_and_counts_what_it_catches():
