@@ -273,7 +273,11 @@ def test_cli_baseline_predictions_and_metrics(world):
     assert metrics["tokens_per_s"] > 0 and metrics["latency_s_mean"] > 0
     assert {p["model"] for p in preds} == {"baseline"} and {p["testset"] for p in preds} == {"template"}
     assert metrics["model"] == "baseline" and metrics["testset"] == "template" and metrics["skipped"] is False
-    assert metrics["fewshot_k"] == 0 and metrics["wall_seconds"] > 0
+    assert metrics["fewshot_k"] == 0
+    # wall_seconds covers the whole run, so at least the generation; it is rounded to 0.1 s, and a fast machine
+    # runs this tiny model in under 0.05 s (a CI failure once), so compare with that rounding allowed for.
+    assert metrics["wall_seconds"] == round(metrics["wall_seconds"], 1)
+    assert metrics["wall_seconds"] + 0.05 >= sum(p["latency_s"] for p in preds)
     assert metrics["prompt_tokens_mean"] == pytest.approx(sum(p["prompt_tokens"] for p in preds) / 3, abs=0.05)
     assert metrics["new_tokens_mean"] == pytest.approx(sum(p["new_tokens"] for p in preds) / 3, abs=0.05)
     # the precision `auto` resolved to, and why: the test params force float32
