@@ -8,6 +8,8 @@ signals of "the context does not answer this question":
 * lexical coverage: the share of the question's content morphemes found in the context (text_scores.support, as
   faithfulness scores answers; all chunks together, and the
   best single chunk) - read from the context, blind to the wording cue;
+* dense similarity: the cosine of the question to each retrieved chunk with the index's own embedder (the best
+  chunk, and the mean) - what the retriever itself knows, also read from the context;
 * the model's first-token abstention margin, from the margins file.
 
 Each signal set is fitted by a logistic regression scored out of fold (folds grouped by question, so a question's A
@@ -30,15 +32,22 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from abstention_margin import prompts_by_kind  # noqa: E402
 
 from stages.common import params as P  # noqa: E402
+from stages.common.encoders import load_embedder  # noqa: E402
 from stages.common.errors import UserError, run_cli  # noqa: E402
 from stages.common.io import read_jsonl, write_json  # noqa: E402
-from stages.common.retrieval import Retriever, needs_dense  # noqa: E402
+from stages.common.retrieval import Retriever, needs_dense, passage_text  # noqa: E402
 
-# Feature columns per signal set; "uncovered" = 1 - coverage, so every column grows with "should abstain".
+# Feature columns per signal set; "uncovered" = 1 - coverage and "distant" = 1 - cosine, so every column grows with
+# "should abstain".
+COVERAGE = ("uncovered_all", "uncovered_best")
+DENSE = ("distant_best", "distant_mean")
 SIGNALS = {
-    "coverage": ("uncovered_all", "uncovered_best"),
+    "coverage": COVERAGE,
+    "dense": DENSE,
     "margin": ("margin",),
-    "both": ("uncovered_all", "uncovered_best", "margin"),
+    "coverage+dense": COVERAGE + DENSE,
+    "coverage+margin": (*COVERAGE, "margin"),
+    "all": (*COVERAGE, *DENSE, "margin"),
 }
 
 
@@ -54,6 +63,18 @@ def coverage(question: str, chunk_texts: list[str]) -> tuple[float, float]:
         return 0.0, 0.0
     whole = support(question, "\n\n".join(chunk_texts))["share"]
     return whole, max(support(question, text)["share"] for text in chunk_texts)
+
+
+def similarity(question_vector, chunk_vectors) -> tuple[float, float]:
+    """(the best chunk's cosine to the question, the mean cosine)."""
+    import numpy as np
+
+    if len(chunk_vectors) == 0:
+        return 0.0, 0.0
+    chunks = np.asarray(chunk_vectors, dtype=float)
+    question = np.asarray(question_vector, dtype=float)
+    cosines = chunks @ question / (np.linalg.norm(chunks, axis=1) * np.linalg.norm(question))
+    return float(cosines.max()), float(cosines.mean())
 
 
 def operating_point(scores: list[float], kinds: list[str], max_a: float) -> dict:
@@ -118,10 +139,24 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(
             f"{args.margins}: its prompts are not this split's A/R/U prompts (other index, params or depth)"
         )
+    meta = json.loads((args.index / "meta.json").read_text(encoding="utf-8"))
+    embedder = load_embedder(meta["embedder"])
+    question_vectors = embedder.embed_queries([question["question"] for question, _, _ in rows])
     table = []
-    for (question, chunks, _), prompt in zip(rows, prompts, strict=True):
+    for (question, chunks, _), prompt, vector in zip(rows, prompts, question_vectors, strict=True):
         cover_all, cover_best = coverage(question["question"], [f"{c.get('title', '')}\n{c['text']}" for c in chunks])
-        table.append({"uncovered_all": 1.0 - cover_all, "uncovered_best": 1.0 - cover_best, "margin": prompt["margin"]})
+        # Passages embedded as the index embeds them (its passage template), so the cosine is the retriever's own.
+        passages = [passage_text(c, retriever.options.passage_template) for c in chunks]
+        best, mean = similarity(vector, embedder.embed_passages(passages))
+        table.append(
+            {
+                "uncovered_all": 1.0 - cover_all,
+                "uncovered_best": 1.0 - cover_best,
+                "distant_best": 1.0 - best,
+                "distant_mean": 1.0 - mean,
+                "margin": prompt["margin"],
+            }
+        )
     kinds, groups = [p["kind"] for p in prompts], [p["id"] for p in prompts]
     result = {"margins": str(args.margins), "split": margins["split"], "max_a": args.max_a}
     for name, columns in SIGNALS.items():

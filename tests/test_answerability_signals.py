@@ -75,3 +75,10 @@ def test_margins_from_another_split_or_index_are_refused(tmp_path, capsys):
         )
     assert exc.value.code == 1
     assert "not this split's A/R/U prompts" in capsys.readouterr().err
+
+
+def test_similarity_is_the_cosine_of_the_best_chunk_and_the_mean():
+    best, mean = AS.similarity([2.0, 0.0], [[1.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
+    assert best == pytest.approx(1.0)  # the first chunk points the same way, whatever the lengths
+    assert mean == pytest.approx((1.0 + 0.0 + 2**-0.5) / 3)
+    assert AS.similarity([1.0, 0.0], []) == (0.0, 0.0)
