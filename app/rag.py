@@ -47,6 +47,7 @@ class Settings:
     device: str
     dtype: str
     backend: str  # evaluate.backend: transformers | vllm (runpod)
+    attention: str  # evaluate.attention: the transformers backend's attention kernel
     abstain_markers: tuple[str, ...]
     abstain_window: int
     offline: bool
@@ -73,6 +74,7 @@ class Settings:
             device=e.device,
             dtype=e.dtype,
             backend=e.backend,
+            attention=e.attention,
             abstain_markers=tuple(e.abstain_markers),
             abstain_window=e.abstain_window,
             offline=p["machine"].offline,
@@ -170,7 +172,9 @@ class Engine:
         if choice not in self._models:
             adapter = self.adapter if choice == FINETUNED else None
             s = self.settings
-            self._models[choice] = load_model(self.base, adapter, s.device, s.dtype, backend=s.backend)
+            self._models[choice] = load_model(
+                self.base, adapter, s.device, s.dtype, backend=s.backend, attention=s.attention
+            )
         return self._models[choice]
 
     def ask(self, question: str, choice: str) -> Answer:

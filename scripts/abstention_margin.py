@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     rcfg, pcfg, ecfg = params["retrieval"], params["prompt"], params["evaluate"]
     retriever = Retriever.load(args.index, with_dense=needs_dense(rcfg.method))
     rows = prompts_by_kind(read_jsonl(split_file), retriever, rcfg.top_k, rcfg.method, args.depth)
-    model, tokenizer = load_model(args.base, args.adapter, ecfg.device, ecfg.dtype, backend="transformers")
+    model, tokenizer = load_model(
+        args.base, args.adapter, ecfg.device, ecfg.dtype, backend="transformers", attention=ecfg.attention
+    )
     questions, contexts = [r[0] for r in rows], [r[1] for r in rows]
     examples = select_fewshot("baseline_fewshot", args.qa, retriever.by_id, params) if args.fewshot else []
     example_chars = ecfg.fewshot_chunk_chars if examples else pcfg.max_context_chars

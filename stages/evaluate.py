@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
     params = P.load(args.params, "evaluate", "retrieval", "prompt", "machine")
     setup_env(offline=params["machine"].offline)
     ecfg = params["evaluate"]
-    device, dtype, limit, backend = ecfg.device, ecfg.dtype, ecfg.limit, ecfg.backend
+    device, dtype, limit, backend, attention = ecfg.device, ecfg.dtype, ecfg.limit, ecfg.backend, ecfg.attention
 
     if args.testset == "natural":
         reason = natural_skip_reason(args.natural)
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
             return
     examples = select_fewshot(args.model, args.qa, retriever.by_id, params)
     t0 = time.perf_counter()
-    model, tokenizer = load_model(args.base, args.adapter, device, dtype, backend=backend)
+    model, tokenizer = load_model(args.base, args.adapter, device, dtype, backend=backend, attention=attention)
     log.info(
         "%s/%s: model loaded in %.1f s (%s, %s, %s%s)",
         args.model,

@@ -157,7 +157,7 @@ def tiny_sft_dir(tmp_path) -> Path:
 
 
 # The `evaluate:` params section (shared part) for tests of evaluate/report; profile keys
-# (device, dtype, limit, backend) go under profiles.cpu.evaluate. Override with {**EVALUATE_PARAMS, ...}.
+# (device, dtype, limit, backend, attention) go under profiles.cpu.evaluate. Override with {**EVALUATE_PARAMS, ...}.
 ABSTAIN = "브로셔에 해당 정보가 없습니다."
 EVALUATE_PARAMS = {
     "max_new_tokens": 16,
@@ -178,4 +178,4 @@ EVALUATE_PARAMS = {
     "natural_min_fact_share": 0.5,
     "judge": {"enabled": False},
 }
-EVALUATE_PROFILE = {"device": "cpu", "dtype": "float32", "limit": 0, "backend": "transformers"}
+EVALUATE_PROFILE = {"device": "cpu", "dtype": "float32", "limit": 0, "backend": "transformers", "attention": "grouped"}

@@ -70,7 +70,7 @@ demo:
 profiles:
   cpu:
     machine: {{offline: true}}
-    evaluate: {{device: cpu, dtype: float32, limit: 0, backend: transformers}}
+    evaluate: {{device: cpu, dtype: float32, limit: 0, backend: transformers, attention: grouped}}
 """
 
 

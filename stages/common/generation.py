@@ -30,6 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from stages.common.attention import attn_implementation
 from stages.common.errors import UserError
 from stages.common.precision import DTYPES, choose_dtype
 from stages.common.prompting import build_messages
@@ -91,10 +92,13 @@ def check_adapter(adapter: Path) -> None:
         raise UserError(f"{adapter}: no adapter_config.json (run the train stage first)")
 
 
-def load_model(base: Path, adapter: Path | None, device: str, dtype: str, backend: str = "transformers"):
+def load_model(
+    base: Path, adapter: Path | None, device: str, dtype: str, backend: str = "transformers", attention: str = "sdpa"
+):
     """Base model (+ LoRA adapter) and its tokenizer, ready for batched greedy generation.
 
-    transformers: the adapter is merged into the weights. vllm: see ``load_vllm``.
+    transformers: the adapter is merged into the weights; ``attention`` is the kernel (``common.attention``).
+    vllm: see ``load_vllm`` (its own kernels).
     """
     import torch
 
@@ -116,7 +120,9 @@ def load_model(base: Path, adapter: Path | None, device: str, dtype: str, backen
     # Loaded exactly as the baseline is: transformers keeps some buffers in fp32 whatever the dtype (Gemma-3's RoPE
     # frequencies). A merged model cast with .to(bf16) had them in bf16: coarser positions than in training, and a
     # 3x slower prefill on CPU.
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=resolve_dtype(dtype))
+    model = AutoModelForCausalLM.from_pretrained(
+        base, dtype=resolve_dtype(dtype), attn_implementation=attn_implementation(attention)
+    )
     if adapter is not None:
         model.load_state_dict(merged_weights(base, adapter))  # copied into the loaded weights, cast to their dtype
     model.to(device).eval()

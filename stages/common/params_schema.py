@@ -54,6 +54,7 @@ FIRST_STAGE = Registry("common.retrieval", "first_stage_methods")
 OCR_ENGINES = Registry("parse.ocr", "ENGINES")
 DTYPES = Registry("common.precision", "DTYPES")
 BACKENDS = Registry("common.generation", "BACKENDS")
+ATTENTION_KERNELS = Registry("common.attention", "ATTENTION_KERNELS")
 # prepare_model runs as __main__ (not in sys.modules as a registry): its tuples are repeated here and
 # tests/test_common.py checks they are equal.
 MODEL_SOURCES = ("gguf-package", "hub")
@@ -366,6 +367,7 @@ class Evaluate(Section):
     dtype: str = knob("compute precision (auto: by hardware)", choices=DTYPES)
     limit: int = knob("first N test questions; 0 = all", ge=0)
     backend: str = knob("generation backend", choices=BACKENDS)
+    attention: str = knob("attention kernel of the transformers backend", choices=ATTENTION_KERNELS)
     judge: Judge = knob("optional LLM judge")
 
 
