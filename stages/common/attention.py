@@ -1,11 +1,12 @@
 """Attention kernels for generation with the transformers backend (params ``evaluate.attention``).
 
 ``grouped`` is transformers' eager attention (the same matmuls, fp32 softmax and masks, so the same numbers to the
-bit) without its one cost: eager and torch SDPA on CPU copy every key/value head once per query head it serves
-(grouped-query attention; Gemma-3-270M: 4 query heads share 1), and SDPA's CPU flash kernel is built for long
-queries. Here the query heads of a group are stacked as extra query rows against their one key/value head instead.
-On 2 CPU cores, bf16, Gemma-3-270M, 32 rows of 600-token prompts: a decode step 420 -> 186 ms, a prefill of
-8 x 600 tokens 6.5 -> 4.5 s (docs/training-and-cost.md "Where the time goes"). On CUDA, SDPA's fused kernels are the
+bit) without its one cost: eager copies every key/value head once per query head it serves (``repeat_kv``;
+grouped-query attention, Gemma-3-270M: 4 query heads share 1). Here the query heads of a group are stacked as extra
+query rows against their one key/value head instead. SDPA, the default, is no better on CPU: its flash kernel is
+built for long queries and took 71% of a decode step. On 2 CPU cores, bf16, Gemma-3-270M, 32 rows of 600-token
+prompts: a decode step 420 ms (SDPA) / 390 ms (eager) -> 186 ms, a prefill of 8 x 600 tokens 6.5 s (SDPA) -> 4.5 s
+(docs/training-and-cost.md "Grouped-query attention as plain matmuls"). On CUDA, SDPA's fused kernels are the
 right choice (the runpod profile). Training keeps SDPA (axolotl YAML): there it made no difference.
 """
 
