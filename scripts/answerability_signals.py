@@ -8,8 +8,8 @@ signals of "the context does not answer this question":
 * lexical coverage: the share of the question's content morphemes found in the context (text_scores.support, as
   faithfulness scores answers; all chunks together, and the
   best single chunk) - read from the context, blind to the wording cue;
-* dense similarity: the cosine of the question to each retrieved chunk with the index's own embedder (the best
-  chunk, and the mean) - what the retriever itself knows, also read from the context;
+* dense similarity: the cosine of the question to each retrieved chunk, from the index's own embedder and stored
+  passage vectors (the best chunk, and the mean) - what the retriever itself knows, also read from the context;
 * the model's first-token abstention margin, from the margins file.
 
 Each signal set is fitted by a logistic regression scored out of fold (folds grouped by question, so a question's A
@@ -32,10 +32,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from abstention_margin import prompts_by_kind  # noqa: E402
 
 from stages.common import params as P  # noqa: E402
-from stages.common.encoders import load_embedder  # noqa: E402
 from stages.common.errors import UserError, run_cli  # noqa: E402
 from stages.common.io import read_jsonl, write_json  # noqa: E402
-from stages.common.retrieval import Retriever, needs_dense, passage_text  # noqa: E402
+from stages.common.retrieval import Retriever  # noqa: E402
 
 # Feature columns per signal set; "uncovered" = 1 - coverage and "distant" = 1 - cosine, so every column grows with
 # "should abstain".
@@ -132,22 +131,22 @@ def main(argv: list[str] | None = None) -> None:
     if not split_file.is_file():
         raise UserError(f"{split_file}: not found")
     rcfg = P.load(args.params, "retrieval")["retrieval"]
-    retriever = Retriever.load(args.index, with_dense=needs_dense(rcfg.method))
+    retriever = Retriever.load(args.index)  # with its dense embedder whatever the method: the cosine signal
     rows = prompts_by_kind(read_jsonl(split_file), retriever, rcfg.top_k, rcfg.method, args.depth)
     prompts = margins["prompts"]
     if [(q["id"], kind) for q, _, kind in rows] != [(p["id"], p["kind"]) for p in prompts]:
         raise UserError(
             f"{args.margins}: its prompts are not this split's A/R/U prompts (other index, params or depth)"
         )
-    meta = json.loads((args.index / "meta.json").read_text(encoding="utf-8"))
-    embedder = load_embedder(meta["embedder"])
-    question_vectors = embedder.embed_queries([question["question"] for question, _, _ in rows])
+    chunk_ids = sorted({c["chunk_id"] for _, chunks, _ in rows for c in chunks})
+    question_vectors, chunk_vectors = retriever.dense_vectors(
+        [question["question"] for question, _, _ in rows], chunk_ids
+    )
+    vector_of = dict(zip(chunk_ids, chunk_vectors, strict=True))
     table = []
     for (question, chunks, _), prompt, vector in zip(rows, prompts, question_vectors, strict=True):
         cover_all, cover_best = coverage(question["question"], [f"{c.get('title', '')}\n{c['text']}" for c in chunks])
-        # Passages embedded as the index embeds them (its passage template), so the cosine is the retriever's own.
-        passages = [passage_text(c, retriever.options.passage_template) for c in chunks]
-        best, mean = similarity(vector, embedder.embed_passages(passages))
+        best, mean = similarity(vector, [vector_of[c["chunk_id"]] for c in chunks])
         table.append(
             {
                 "uncovered_all": 1.0 - cover_all,

@@ -329,6 +329,16 @@ def test_stored_vectors_are_rounded_to_the_param_decimals(tmp_path):
     )
 
 
+def test_dense_vectors_are_the_stored_passages_and_the_embedders_queries():
+    r = Retriever.build(CHUNKS, HashEmbedder(), 60, 20, options=retrieval_options(embedding_decimals=3))
+    ids = [CHUNKS[2]["chunk_id"], CHUNKS[0]["chunk_id"]]
+    queries, passages = r.dense_vectors(["케이블카 요금"], ids)
+    stored = r._faiss.reconstruct_n(0, r._faiss.ntotal)
+    assert np.array_equal(passages, stored[[2, 0]])  # in the order asked, rounded as the index ranks them
+    assert np.array_equal(queries, HashEmbedder().embed_queries(["케이블카 요금"]))
+    assert r.dense_vectors(["제천"], [])[1].shape == (0, stored.shape[1])
+
+
 def test_exact_top_k_breaks_ties_by_chunk_order():
     from stages.common.retrieval import exact_top_k
 

@@ -294,6 +294,16 @@ class Retriever:
         idx = exact_top_k(to_int_vectors(lazy.get().embed_queries(queries), decimals), passages, k)
         return [[self._ids[int(i)] for i in row] for row in idx]
 
+    def dense_vectors(self, queries: list[str], chunk_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(the queries' vectors from the index's own embedder, these chunks' vectors as the index stores them):
+        the dense retriever's view of both, without embedding a passage again."""
+        if self._embedder._instance is None and self._embedder.spec is None:
+            raise UserError("retriever loaded without a dense embedder")
+        stored = self._faiss.reconstruct_n(0, self._faiss.ntotal)
+        row = {cid: i for i, cid in enumerate(self._ids)}
+        passages = stored[[row[cid] for cid in chunk_ids]] if chunk_ids else stored[:0]
+        return self._embedder.get().embed_queries(queries), passages
+
     def _hybrid_rank(self, queries: list[str], k: int, fine_tuned: bool) -> list[list[str]]:
         # Fuse deeper lists than k so a document ranked k+1 by one retriever can still win.
         depth = min(len(self._ids), max(k, self.fusion_depth))
