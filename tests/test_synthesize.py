@@ -840,3 +840,61 @@ def test_yes_no_questions_hold_for_the_value():
     assert "hours" in [f[0] for f in chunk_facts(always_open, LIM)]
     hours = [q for q in yes_no_candidates(always_open, LIM, random.Random(0)) if q["fact"] == "hours"]
     assert not any("아무 때나" in q["question"] for q in hours)  # open round the clock: the 'no' would be false
+
+
+def test_missing_attribute_questions_ask_what_other_entries_state_with_the_answerable_wording():
+    import random
+
+    from stages.synthesize.styles import SPECS
+    from stages.synthesize.unanswerable import missing_attribute_candidates
+
+    museum = chunk("c081", "차문화박물관", "제천시 국사봉로 741 차 관련 유물 2,500여 점이 전시된 박물관이다.")
+    stated = chunk(
+        "c082", "꽃돌과학관", "제천시 송학면 송학주천로 647 꽃돌 전시관. 관람료 3,000원, 09:00~18:00, 043-653-1111"
+    )
+    about_museum = chunk("c083", "문의", "차문화박물관 문의 043-641-0000", kind="section")
+    qs = missing_attribute_candidates(museum, [museum, stated], LIM, ABSTAIN, random.Random(0), 10)
+    asked = {q["_subject"][1].split("/")[1] for q in qs}
+    assert asked == {"hours", "price", "phone"}  # no closing day anywhere in this brochure: never asked
+    templates = {attr: {re.sub(r"\{e\w*\}", "", t).strip() for _, t, _ in SPECS[attr].styles} for attr in asked}
+    for q in qs:
+        attr = q["_subject"][1].split("/")[1]
+        assert not q["answerable"] and q["answer"] == ABSTAIN and q["style"] != "yes_no"
+        # the answerable template's words, with the museum's name
+        assert "차문화박물관" in q["question"] and any(
+            all(part in q["question"] for part in re.split(r"\{e\w*\}", t)) for _, t, _ in SPECS[attr].styles
+        ), (q["question"], templates[attr])
+    # a chunk naming the museum with a phone number: its phone may be stated, so it is not asked
+    qs = missing_attribute_candidates(museum, [museum, stated, about_museum], LIM, ABSTAIN, random.Random(0), 10)
+    assert {q["_subject"][1].split("/")[1] for q in qs} == {"hours", "price"}
+    # the place that states them gets none
+    assert missing_attribute_candidates(stated, [museum, stated], LIM, ABSTAIN, random.Random(0), 10) == []
+
+
+def test_missing_attribute_mix_swaps_unanswerable_questions_and_keeps_every_answerable_one_in_its_split():
+    places = [
+        chunk(f"c1{i:02d}", f"박물관{i}", f"박물관{i}: 유물을 전시하는 박물관이다. (제천시 수산면 옥순봉로 {100 + i})")
+        for i in range(1, 13)
+    ]
+    stated = chunk(
+        "c200", "꽃돌과학관", "꽃돌과학관: 관람료 3,000원, 09:00~18:00, 043-653-1111 (제천시 송학면 송학주천로 647)"
+    )
+    corpus = [*places, stated]
+    base_mix = {"comparison": 0.0, "multihop": 0.0, "unanswerable": 0.2}
+    before = build_dataset(corpus, synth_cfg(mix=base_mix), ABSTAIN)
+    after = build_dataset(corpus, synth_cfg(mix={**base_mix, "missing_attribute": 0.5}), ABSTAIN)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "id"} for r in rows]  # noqa: E731
+    n_before = n_after = n_new = 0
+    for name in before:
+        assert strip([r for r in after[name] if r["answerable"]]) == strip([r for r in before[name] if r["answerable"]])
+        old = {r["question"] for r in before[name] if not r["answerable"]}
+        new = [r for r in after[name] if not r["answerable"] and r["question"] not in old]
+        assert all(r["chunk_id"] in {q["chunk_id"] for q in before[name]} for r in new)  # its chunk's split
+        n_before += len(old)
+        n_after += sum(not r["answerable"] for r in after[name])
+        n_new += len(new)
+    assert n_after == n_before and n_new == round(0.5 * n_before)
+    new_questions = [r["question"] for s in after.values() for r in s if not r["answerable"]]
+    assert any(
+        w in q for q in new_questions for w in ("운영시간", "이용 시간", "몇 시", "요금", "얼마", "전화", "연락처")
+    )

@@ -163,6 +163,9 @@ class Mix:
     multihop: float = knob("multihop questions per answerable single-chunk question", **SHARE)
     unanswerable: float = knob("share of unanswerable single-chunk questions", **SHARE)
     yes_no: float = knob("answerable yes/no questions per answerable single-chunk question", **SHARE)
+    missing_attribute: float = knob(
+        "share of the unanswerable questions that ask an attribute other entries state (hours, price, phone)", **SHARE
+    )
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,7 @@ class Synthesize(Section):
     unanswerable_per_chunk: int = knob("abstention candidates per chunk with real entries", ge=0)
     max_questions_per_chunk: int = knob("single-chunk questions kept per chunk", ge=1)
     questions_per_fact: int = knob("phrasings asked per fact, each in a different style", ge=1)
-    mix: Mix = knob("comparison/multihop/unanswerable/yes_no shares")
+    mix: Mix = knob("comparison/multihop/unanswerable/yes_no/missing_attribute shares")
     near_duplicate: float = knob("trigram Jaccard from which questions are duplicates", **SHARE)
     natural_overlap: float = knob("decontamination: this close to a natural test question is dropped", **SHARE)
     value_max_chars: int = knob("longer cells/phrases are prose, not an answer", ge=1)

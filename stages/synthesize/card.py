@@ -50,7 +50,7 @@ answerable question names the chunk(s) that answer it.
      answer, questions asked from two chunks and near-duplicate phrasings within a chunk (character-trigram Jaccard
      ≥ {near_dup}) are dropped (counts per filter in `metrics/dataset.json`). Menus are cleaned of OCR separator
      noise ("칼국수-떡만두국" → "칼국수, 떡만두국").
-   - Mix (params `synthesize.mix`): {mix}; at most {per_chunk} single-chunk questions per chunk.{yes_no}
+   - Mix (params `synthesize.mix`): {mix}; at most {per_chunk} single-chunk questions per chunk.{yes_no}{missing}
 
 ## Split — by source chunk
 Train/validation/test are a **group split on `chunk_id`**: a greedy split that assigns whole chunks, biggest first,
@@ -93,6 +93,14 @@ YES_NO_NOTE = (
 )
 
 
+# said only when the missing-attribute pass ran (mix.missing_attribute > 0)
+MISSING_NOTE = (
+    "\n     `mix.missing_attribute` of the unanswerable questions ask an attribute (opening hours, closing day, price,\n"
+    '     phone) that other entries state and this one does not ("...의 운영시간은 어떻게 되나요?"), worded as the\n'
+    "     answerable questions are, so that neither the wording nor a topic word tells the two apart."
+)
+
+
 def dataset_card(stats: dict[str, Any], cfg: Synthesize, abstain: str, source: str = "data/sample") -> str:
     table = "\n".join(
         f"| {s} | {v['questions']} | {v['answerable']} | {v['unanswerable']} | {v['chunks']} | "
@@ -122,6 +130,7 @@ def dataset_card(stats: dict[str, Any], cfg: Synthesize, abstain: str, source: s
         near_dup=cfg.near_duplicate,
         mix={k: v for k, v in cfg.mix.items() if v},  # a zero share adds nothing
         yes_no=YES_NO_NOTE if cfg.mix.get("yes_no") else "",
+        missing=MISSING_NOTE if cfg.mix.get("missing_attribute") else "",
         per_chunk=cfg.max_questions_per_chunk,
         source=source,
         name=Path(source).stem or "brochure",

@@ -17,7 +17,7 @@ from stages.synthesize.llm import ChatClient, llm_candidates
 from stages.synthesize.questions import rules_candidates, yes_no_candidates
 from stages.synthesize.split import split_by_chunk
 from stages.synthesize.styles import STYLES
-from stages.synthesize.unanswerable import unanswerable_candidates
+from stages.synthesize.unanswerable import missing_attribute_candidates, unanswerable_candidates
 
 log = logging.getLogger("synthesize")
 
@@ -68,6 +68,11 @@ def build_dataset(
     records = capped + unans[:n_u]
 
     splits = split_by_chunk(records, cfg.split, seed, cfg.stratify_by)  # stratify_by: a choice the schema checked
+    n_attr = round(float(mix.get("missing_attribute", 0.0)) * min(n_u, len(unans)))
+    if n_attr:  # skipped at 0, so the filter counts in metrics/dataset.json stay as they were
+        splits = _swap_in_missing_attributes(
+            splits, unans[:n_u], chunks, lim, abstain, cfg, n_attr, natural or [], overlap, dropped
+        )
     # its own random stream: with mix.yes_no 0 every other question is drawn exactly as before
     yes_no_rng = random.Random(f"{seed}/yes_no")
     yes_no_share = float(mix.get("yes_no", 0.0))
@@ -87,6 +92,43 @@ def build_dataset(
             content_chunks=len(content),
         )
     return _numbered(out)
+
+
+def _swap_in_missing_attributes(
+    splits: dict[str, list[dict[str, Any]]],
+    drawn: list[dict[str, Any]],
+    chunks: list[dict[str, Any]],
+    lim: Limits,
+    abstain: str,
+    cfg: Synthesize,
+    n: int,
+    natural: list[dict[str, Any]],
+    overlap: float,
+    dropped: Counter,
+) -> dict[str, list[dict[str, Any]]]:
+    """n unanswerable questions about an attribute other entries state (``mix.missing_attribute`` of the
+    unanswerable ones) take the place of the last-drawn topic questions (`drawn`, in draw order). The split was made before, so every other
+    question stays in its split, and each new question goes to its chunk's split (chunks with no split get none)."""
+    where = {r["chunk_id"]: name for name, rows in splits.items() for r in rows}
+    by_id = {c["chunk_id"]: c for c in chunks}
+    # its own random stream: every other question is drawn exactly as without the pass
+    rng = random.Random(f"{cfg.seed}/missing_attribute")
+    pool = [
+        q
+        for c in chunks
+        if c["chunk_id"] in where
+        for q in missing_attribute_candidates(c, chunks, lim, abstain, rng, cfg.unanswerable_per_chunk)
+    ]
+    pool = filter_records(
+        drop_natural_overlap(pool, natural, overlap, dropped), by_id, cfg.near_duplicate, stats=dropped
+    )
+    rng.shuffle(pool)
+    picked = pool[:n]
+    replaced = {id(r) for r in drawn[len(drawn) - len(picked) :]}
+    return {
+        name: [r for r in rows if id(r) not in replaced] + [q for q in picked if where[q["chunk_id"]] == name]
+        for name, rows in splits.items()
+    }
 
 
 def _single_candidates(

@@ -8,10 +8,21 @@ import re
 from collections import Counter
 from typing import Any
 
-from stages.synthesize.facts import course_owner, entity_name, is_place, restaurants, subject
+from stages.synthesize.facts import (
+    CLOSED,
+    HOURS,
+    PHONE,
+    PRICE,
+    course_owner,
+    entity_name,
+    is_place,
+    restaurants,
+    subject,
+)
 from stages.synthesize.filters import _squash
 from stages.synthesize.limits import DEFAULTS, Limits
 from stages.synthesize.questions import _record, fill
+from stages.synthesize.styles import SPECS
 from stages.synthesize.tables import _is_label_table, _rows
 
 log = logging.getLogger("synthesize")
@@ -245,4 +256,73 @@ def unanswerable_candidates(
             style=style,
         )
         for _, _, (e, topic, style, t) in sorted(ranked)[:n]
+    ]
+
+
+# Attributes the brochure gives for some entries and not for others (synthesize.mix.missing_attribute). Asked with
+# the very templates that ask them answerably (styles.SPECS), so neither the wording nor a topic word tells the
+# two apart: only the context does. Per attribute: the pattern of its value, words that would show the brochure
+# states it, and the kinds of subject it is asked of (opening hours of a museum or a cable car, not of a pass).
+ATTRIBUTES: dict[str, tuple[re.Pattern[str], tuple[str, ...], tuple[str, ...]]] = {
+    "hours": (
+        HOURS,
+        ("운영시간", "영업시간", "이용시간", "관람시간", "운영 시간", "개장", "폐장", "24시간"),
+        ("paid_place",),
+    ),
+    "closed": (CLOSED, ("휴무", "휴관", "휴장", "쉬는 날", "정기휴일", "연중무휴"), ("paid_place",)),
+    "price": (PRICE, ("입장료", "관람료", "이용료", "요금", "무료", "유료"), ("paid_place",)),
+    "phone": (PHONE, ("전화", "문의", "tel", "☎"), ("place",)),
+}
+
+
+def attribute_stated(
+    pattern: re.Pattern[str], words: tuple[str, ...], entity: str, own: dict[str, Any], chunks: list[dict[str, Any]]
+) -> bool:
+    """True when the brochure may state the attribute for this subject: its value pattern or one of its words in
+    the subject's own chunk or in any chunk naming the subject, or in three or more entries (a field of the layout:
+    an entry without it may be saying 'none')."""
+
+    def states(text: str) -> bool:
+        return pattern.search(text) is not None or any(w in text.lower() for w in words)
+
+    if sum(is_place(c) and states(c["text"]) for c in chunks) >= 3:
+        return True
+    return any(states(c["text"]) for c in chunks if c["chunk_id"] == own["chunk_id"] or _about(c["text"], entity))
+
+
+def missing_attribute_candidates(
+    chunk: dict[str, Any], chunks: list[dict[str, Any]], lim: Limits, abstain: str, rng: random.Random, n: int
+) -> list[dict[str, Any]]:
+    """Up to n questions about an attribute of this chunk's place that other entries state and it does not
+    ('청풍랜드의 운영시간은 어떻게 되나요?' where only other entries give hours), worded as the answerable ones are."""
+    stated_somewhere = {
+        a for a, (pattern, _, _) in ATTRIBUTES.items() if any(pattern.search(c["text"]) for c in chunks)
+    }
+    pairs = []
+    for kind, e in subjects_of(chunk, lim):
+        for attr in sorted(stated_somewhere):
+            pattern, words, kinds = ATTRIBUTES[attr]
+            if (kind in kinds or (kind == "paid_place" and "place" in kinds)) and not attribute_stated(
+                pattern, words, e, chunk, chunks
+            ):
+                # yes/no templates presuppose the value ('{day}에 가도 문을 여나요?'): not asked
+                wordings = [(style, q) for style, q, _ in SPECS[attr].styles if style != "yes_no"]
+                style, template = rng.choice(wordings)
+                pairs.append((e, attr, style, template))
+    rng.shuffle(pairs)
+    return [
+        _record(
+            chunk,
+            fill(t, e),
+            abstain,
+            "unanswerable",
+            "none",
+            False,
+            f"{e}/{attr}",
+            short="",
+            facts=[],
+            kind="abstain",
+            style=style,
+        )
+        for e, attr, style, t in pairs[:n]
     ]
