@@ -51,3 +51,17 @@ def test_an_unknown_attention_kernel_is_a_params_error(tiny_model_dir):
         UserError, match=r"^params: evaluate.attention must be one of sdpa, eager, grouped, got 'flash'$"
     ):
         G.load_model(tiny_model_dir, None, "cpu", "float32", attention="flash")
+
+
+def test_a_model_with_attention_sinks_is_refused_not_answered_without_them():
+    """gpt-oss-style models pass their sinks as ``s_aux``; eager adds them to the softmax, so dropping them silently
+    would change the model."""
+    import torch
+
+    module = torch.nn.Module()
+    module.head_dim = 4
+    q, kv = torch.zeros(1, 4, 2, 4), torch.zeros(1, 1, 2, 4)
+    out, _ = A.grouped_attention(module, q, kv, kv, None, sliding_window=None)  # a known-harmless extra kwarg
+    assert out.shape == (1, 2, 4, 4)
+    with pytest.raises(UserError, match=r"^evaluate.attention: grouped has no attention sinks \(s_aux\)"):
+        A.grouped_attention(module, q, kv, kv, None, s_aux=torch.zeros(4))

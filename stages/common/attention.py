@@ -24,6 +24,10 @@ def grouped_attention(module, query, key, value, attention_mask, dropout=0.0, sc
     (batch, q_len, heads, dim) and no weights, as the attention interface expects."""
     import torch
 
+    if kwargs.get("s_aux") is not None:  # eager's numbers are the contract: a term eager would add must not be lost
+        raise UserError(
+            "evaluate.attention: grouped has no attention sinks (s_aux), which this model uses; use sdpa or eager"
+        )
     batch, heads, q_len, dim = query.shape
     kv_heads = key.shape[1]
     groups = heads // kv_heads

@@ -107,8 +107,9 @@ def _swap_in_missing_attributes(
     dropped: Counter,
 ) -> dict[str, list[dict[str, Any]]]:
     """n unanswerable questions about an attribute other entries state (``mix.missing_attribute`` of the
-    unanswerable ones) take the place of the last-drawn topic questions (`drawn`, in draw order). The split was made before, so every other
-    question stays in its split, and each new question goes to its chunk's split (chunks with no split get none)."""
+    unanswerable ones) take the place of the last-drawn topic questions (`drawn`, in draw order). The split was made
+    before, so every other question stays in its split, and each new question goes to its chunk's split (chunks
+    with no split get none)."""
     where = {r["chunk_id"]: name for name, rows in splits.items() for r in rows}
     by_id = {c["chunk_id"]: c for c in chunks}
     # its own random stream: every other question is drawn exactly as without the pass
