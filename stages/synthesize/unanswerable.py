@@ -181,6 +181,14 @@ TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str],
 }
 
 
+def _abstention(chunk: dict[str, Any], e: str, about: str, style: str, template: str, abstain: str) -> dict[str, Any]:
+    """An unanswerable question about subject e (``about``: its topic or attribute), answered by the abstention."""
+    return _record(
+        chunk, fill(template, e), abstain, "unanswerable", "none", False, f"{e}/{about}",
+        short="", facts=[], kind="abstain", style=style,
+    )  # fmt: skip
+
+
 def _about(text: str, entity: str) -> bool:
     return len(_squash(entity)) >= 2 and _squash(entity) in _squash(text)
 
@@ -241,22 +249,7 @@ def unanswerable_candidates(
     for p in pairs:
         ranked.append((seen[p[0]], len(ranked), p))
         seen[p[0]] += 1
-    return [
-        _record(
-            chunk,
-            fill(t, e),
-            abstain,
-            "unanswerable",
-            "none",
-            False,
-            f"{e}/{topic}",
-            short="",
-            facts=[],
-            kind="abstain",
-            style=style,
-        )
-        for _, _, (e, topic, style, t) in sorted(ranked)[:n]
-    ]
+    return [_abstention(chunk, e, topic, style, t, abstain) for _, _, (e, topic, style, t) in sorted(ranked)[:n]]
 
 
 # Attributes the brochure gives for some entries and not for others (synthesize.mix.missing_attribute). Asked with
@@ -310,19 +303,4 @@ def missing_attribute_candidates(
                 style, template = rng.choice(wordings)
                 pairs.append((e, attr, style, template))
     rng.shuffle(pairs)
-    return [
-        _record(
-            chunk,
-            fill(t, e),
-            abstain,
-            "unanswerable",
-            "none",
-            False,
-            f"{e}/{attr}",
-            short="",
-            facts=[],
-            kind="abstain",
-            style=style,
-        )
-        for e, attr, style, t in pairs[:n]
-    ]
+    return [_abstention(chunk, e, attr, style, t, abstain) for e, attr, style, t in pairs[:n]]
