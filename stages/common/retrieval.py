@@ -137,6 +137,12 @@ class _Lazy:
     def __init__(self, spec: dict[str, Any] | None, loader, instance=None):
         self.spec, self._loader, self._instance = spec, loader, instance
 
+    def required(self, what: str):
+        """The model, or a one-line error when the index was loaded without it."""
+        if self._instance is None and self.spec is None:
+            raise UserError(f"retriever loaded without a {what}")
+        return self.get()
+
     def get(self):
         if self._instance is None:
             self._instance = self._loader(self.spec)
@@ -284,25 +290,23 @@ class Retriever:
 
     def _dense_rank(self, queries: list[str], k: int, fine_tuned: bool = False) -> list[list[str]]:
         lazy, index = (self._ft_embedder, self._ft_faiss) if fine_tuned else (self._embedder, self._faiss)
-        if lazy._instance is None and lazy.spec is None:
-            raise UserError("retriever loaded without a dense embedder")
+        embedder = lazy.required("dense embedder")
         k = min(k, len(self._ids))
         decimals = self.options.embedding_decimals
         passages = self._int_vectors.get(fine_tuned)
         if passages is None:
             passages = self._int_vectors[fine_tuned] = to_int_vectors(index.reconstruct_n(0, index.ntotal), decimals)
-        idx = exact_top_k(to_int_vectors(lazy.get().embed_queries(queries), decimals), passages, k)
+        idx = exact_top_k(to_int_vectors(embedder.embed_queries(queries), decimals), passages, k)
         return [[self._ids[int(i)] for i in row] for row in idx]
 
     def dense_vectors(self, queries: list[str], chunk_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(the queries' vectors from the index's own embedder, these chunks' vectors as the index stores them):
         the dense retriever's view of both, without embedding a passage again."""
-        if self._embedder._instance is None and self._embedder.spec is None:
-            raise UserError("retriever loaded without a dense embedder")
+        embedder = self._embedder.required("dense embedder")
         stored = self._faiss.reconstruct_n(0, self._faiss.ntotal)
         row = {cid: i for i, cid in enumerate(self._ids)}
         passages = stored[[row[cid] for cid in chunk_ids]] if chunk_ids else stored[:0]
-        return self._embedder.get().embed_queries(queries), passages
+        return embedder.embed_queries(queries), passages
 
     def _hybrid_rank(self, queries: list[str], k: int, fine_tuned: bool) -> list[list[str]]:
         # Fuse deeper lists than k so a document ranked k+1 by one retriever can still win.

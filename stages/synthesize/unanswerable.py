@@ -193,22 +193,37 @@ def _about(text: str, entity: str) -> bool:
     return len(_squash(entity)) >= 2 and _squash(entity) in _squash(text)
 
 
-def covered(topic_words: tuple[str, ...], entity: str, own: dict[str, Any], chunks: list[dict[str, Any]]) -> bool:
-    """True when the brochure may answer the topic for this subject: a topic word in the subject's
-    own chunk, in any chunk naming the subject, or in a chunk about no place in particular (a general
-    rule like '주차장이 따로 없는 곳이 많다' may apply to every place), or in three or more entries (a field
-    of the brochure's layout, '주차장 화장실 ...': an entry without it may be saying 'none')."""
-    if sum(is_place(c) and any(w in c["text"].lower() for w in topic_words) for c in chunks) >= 3:
+def covered(
+    topic_words: tuple[str, ...],
+    entity: str,
+    own: dict[str, Any],
+    chunks: list[dict[str, Any]],
+    pattern: re.Pattern[str] | None = None,
+    general_rules: bool = True,
+) -> bool:
+    """True when the brochure may answer the topic for this subject: a topic word (or a value matching `pattern`)
+    in the subject's own chunk, in any chunk naming the subject, or in three or more entries (a field of the
+    brochure's layout, '주차장 화장실 ...': an entry without it may be saying 'none'), or, with `general_rules`, in a
+    chunk about no place in particular (a rule like '주차장이 따로 없는 곳이 많다' may apply to every place)."""
+
+    def states(text: str) -> bool:
+        return (pattern is not None and pattern.search(text) is not None) or any(w in text.lower() for w in topic_words)
+
+    if sum(is_place(c) and states(c["text"]) for c in chunks) >= 3:
         return True
     for c in chunks:
-        text = c["text"].lower()
-        if not any(w in text for w in topic_words):
+        if not states(c["text"]):
             continue
         if c["chunk_id"] == own["chunk_id"] or _about(c["text"], entity):
             return True
-        if not (is_place(c) or c["kind"] == "table" or restaurants(c, DEFAULTS)):
+        if general_rules and not (is_place(c) or c["kind"] == "table" or restaurants(c, DEFAULTS)):
             return True
     return False
+
+
+def _asked_of(kind: str, kinds: tuple[str, ...]) -> bool:
+    """A topic or attribute for places is asked of places that charge too."""
+    return kind in kinds or (kind == "paid_place" and "place" in kinds)
 
 
 def subjects_of(chunk: dict[str, Any], lim: Limits) -> list[tuple[str, str]]:
@@ -239,7 +254,7 @@ def unanswerable_candidates(
     pairs = []
     for kind, e in subjects:
         for topic, (words, kinds, wordings) in sorted(TOPICS.items()):
-            if (kind in kinds or (kind == "paid_place" and "place" in kinds)) and not covered(words, e, chunk, chunks):
+            if _asked_of(kind, kinds) and not covered(words, e, chunk, chunks):
                 style, template = rng.choice(wordings)
                 pairs.append((e, topic, style, template))
     rng.shuffle(pairs)
@@ -268,21 +283,6 @@ ATTRIBUTES: dict[str, tuple[re.Pattern[str], tuple[str, ...], tuple[str, ...]]] 
 }
 
 
-def attribute_stated(
-    pattern: re.Pattern[str], words: tuple[str, ...], entity: str, own: dict[str, Any], chunks: list[dict[str, Any]]
-) -> bool:
-    """True when the brochure may state the attribute for this subject: its value pattern or one of its words in
-    the subject's own chunk or in any chunk naming the subject, or in three or more entries (a field of the layout:
-    an entry without it may be saying 'none')."""
-
-    def states(text: str) -> bool:
-        return pattern.search(text) is not None or any(w in text.lower() for w in words)
-
-    if sum(is_place(c) and states(c["text"]) for c in chunks) >= 3:
-        return True
-    return any(states(c["text"]) for c in chunks if c["chunk_id"] == own["chunk_id"] or _about(c["text"], entity))
-
-
 def missing_attribute_candidates(
     chunk: dict[str, Any], chunks: list[dict[str, Any]], lim: Limits, abstain: str, rng: random.Random, n: int
 ) -> list[dict[str, Any]]:
@@ -295,9 +295,8 @@ def missing_attribute_candidates(
     for kind, e in subjects_of(chunk, lim):
         for attr in sorted(stated_somewhere):
             pattern, words, kinds = ATTRIBUTES[attr]
-            if (kind in kinds or (kind == "paid_place" and "place" in kinds)) and not attribute_stated(
-                pattern, words, e, chunk, chunks
-            ):
+            # an attribute is a field of an entry: a general chunk's word ('요금') says nothing of this place's
+            if _asked_of(kind, kinds) and not covered(words, e, chunk, chunks, pattern, general_rules=False):
                 # yes/no templates presuppose the value ('{day}에 가도 문을 여나요?'): not asked
                 wordings = [(style, q) for style, q, _ in SPECS[attr].styles if style != "yes_no"]
                 style, template = rng.choice(wordings)
