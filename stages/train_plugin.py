@@ -35,10 +35,10 @@ What it adds to a plain Axolotl run:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import types
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,6 +48,8 @@ from axolotl.utils.logging import get_logger
 from pydantic import BaseModel
 from transformers import TrainerCallback
 from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from stages.common.io import write_text
 
 log = get_logger("axolotl.brochure_plugin")  # Axolotl shows only loggers under "axolotl"
 IGNORE_INDEX = -100
@@ -115,13 +117,12 @@ class _RunCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.info["train_seconds"] = time.perf_counter() - self.t0
-        if self.state_file:
-            path = Path(self.state_file)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            state.save_to_json(str(path))
-            data = json.loads(path.read_text(encoding="utf-8"))
+        # One writer: with several processes (multi-GPU) every rank gets this call, and a rank reading the file
+        # while another rewrote it found it empty. Built in memory, written whole (temp file + rename).
+        if self.state_file and state.is_world_process_zero:
+            data = json.loads(json.dumps(dataclasses.asdict(state), sort_keys=True))  # save_to_json's key order
             data["brochure_run_info"] = self.info
-            path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+            write_text(self.state_file, json.dumps(data, indent=2) + "\n")
 
 
 class BitsDropout(torch.nn.Module):
