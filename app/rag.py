@@ -24,7 +24,7 @@ from stages.common import params as P
 from stages.common.errors import UserError
 from stages.common.generation import build_prompts, generate, load_model
 from stages.common.io import read_jsonl
-from stages.common.prompting import cited_ids, strip_citations
+from stages.common.prompting import PromptLayout, cited_ids, strip_citations
 from stages.common.retrieval import Retriever
 
 BASELINE, FINETUNED = "baseline", "finetuned"
@@ -38,10 +38,8 @@ class Settings:
 
     method: str
     top_k: int
-    system: str
+    layout: PromptLayout  # params prompt: system prompt, chunk cap, question placement (as sft and evaluate)
     abstain: str
-    max_chars: int
-    question_first: bool
     max_new_tokens: int
     stop_at_line_end: bool
     device: str
@@ -65,10 +63,8 @@ class Settings:
         return cls(
             method=r.method,
             top_k=r.top_k,
-            system=pr.system,
+            layout=PromptLayout.from_params(pr),
             abstain=pr.abstain,
-            max_chars=pr.max_context_chars,
-            question_first=pr.question_first,
             max_new_tokens=e.max_new_tokens,
             stop_at_line_end=e.stop_at_line_end,
             device=e.device,
@@ -186,9 +182,7 @@ class Engine:
             model, tokenizer = self.model(choice)
             ids = self.retriever.rank([question], s.top_k, s.method)[0]
             chunks = [self.retriever.by_id[c] for c in ids]
-            prompts = build_prompts(
-                tokenizer, [{"question": question}], [chunks], s.system, s.max_chars, s.question_first
-            )
+            prompts = build_prompts(tokenizer, [{"question": question}], [chunks], s.layout)
             t0 = time.perf_counter()
             # One question: one row, prefilled alone (a prefill always takes at least one prompt).
             gen = generate(model, tokenizer, prompts, s.max_new_tokens, 1, 1, s.stop_at_line_end)[0]

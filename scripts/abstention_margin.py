@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     if not split_file.is_file():
         raise UserError(f"{split_file}: not found (run the synthesize stage, or pick a split of {args.qa})")
     from stages.common.env import setup_env
-    from stages.common.generation import load_model
-    from stages.evaluate import prompt_messages, render_prompts, select_fewshot
+    from stages.common.generation import load_model, render_prompts
+    from stages.common.prompting import PromptLayout
+    from stages.evaluate import prompt_messages, select_fewshot
 
     params = P.load(args.params, "evaluate", "retrieval", "prompt", "machine")
     setup_env(offline=params["machine"].offline)
@@ -110,9 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     questions, contexts = [r[0] for r in rows], [r[1] for r in rows]
     examples = select_fewshot("baseline_fewshot", args.qa, retriever.by_id, params) if args.fewshot else []
     example_chars = ecfg.fewshot_chunk_chars if examples else pcfg.max_context_chars
-    messages = prompt_messages(
-        questions, contexts, pcfg.system, pcfg.max_context_chars, examples, example_chars, pcfg.question_first
-    )
+    messages = prompt_messages(questions, contexts, PromptLayout.from_params(pcfg), examples, example_chars)
     values = margins(model, tokenizer, render_prompts(tokenizer, messages), pcfg.abstain)
     per_prompt = [
         {"id": q["id"], "kind": kind, "style": q.get("style"), "margin": m}

@@ -38,10 +38,11 @@ from stages.common import metrics as M
 from stages.common import params as P
 from stages.common.env import setup_env
 from stages.common.errors import UserError, run_cli
-from stages.common.generation import generate, generation_dtype, load_model
+from stages.common.generation import generate, generation_dtype, load_model, render_prompts
 from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
 from stages.common.params_schema import Evaluate
 from stages.common.prompting import (
+    PromptLayout,
     build_fewshot_messages,
     build_messages,
     cited_ids,
@@ -170,27 +171,19 @@ def select_fewshot(
 def prompt_messages(
     questions: list[dict[str, Any]],
     contexts: list[list[dict[str, Any]]],
-    system: str,
-    max_chars: int,
+    layout: PromptLayout,
     examples: list[dict[str, Any]],
     example_chars: int,
-    question_first: bool = False,
 ) -> list[list[dict[str, str]]]:
-    """Chat messages per question: zero-shot (`build_messages`, as sft trains) or with the example turns."""
+    """Chat messages per question: zero-shot (`build_messages`, as sft trains) or with the example turns, whose
+    chunks are cut to `example_chars`."""
     pairs = list(zip(questions, contexts, strict=True))
     if not examples:
-        return [build_messages(q["question"], c, system, max_chars, question_first) for q, c in pairs]
-    turns = fewshot_turns(examples, example_chars, question_first)
-    return [build_fewshot_messages(q["question"], c, system, max_chars, turns, question_first) for q, c in pairs]
+        return [build_messages(q["question"], c, layout) for q, c in pairs]
+    turns = fewshot_turns(examples, layout.with_max_chars(example_chars))
+    return [build_fewshot_messages(q["question"], c, layout, turns) for q, c in pairs]
 
 
-def render_prompts(tokenizer, messages: list[list[dict[str, str]]]) -> list[str]:
-    if not getattr(tokenizer, "chat_template", None):
-        raise UserError("the base model's tokenizer has no chat template (re-run prepare_model)")
-    return [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
-
-
-# ---------------------------------------------------------------- predictions
 def make_predictions(
     questions: list[dict[str, Any]],
     contexts: list[list[dict[str, Any]]],
@@ -247,9 +240,7 @@ def run(
     judge_cfg = judge_config(ecfg)  # checked before generating: a bad judge setup fails in seconds, not after
     contexts = retrieve(retriever, questions, k, rcfg.method)
     example_chars = ecfg.fewshot_chunk_chars if examples else max_chars
-    messages = prompt_messages(
-        questions, contexts, pcfg.system, max_chars, examples or [], example_chars, pcfg.question_first
-    )
+    messages = prompt_messages(questions, contexts, PromptLayout.from_params(pcfg), examples or [], example_chars)
     prompts = render_prompts(tokenizer, messages)
     stop_at_line_end = ecfg.stop_at_line_end
     generations = generate(

@@ -63,7 +63,7 @@ from stages.common.env import setup_env
 from stages.common.errors import UserError, run_cli
 from stages.common.io import atomic_dir, dump_jsonl, read_jsonl, write_json
 from stages.common.params_schema import Prompt, Retrieval, Sft
-from stages.common.prompting import build_messages, question_line, target_answer
+from stages.common.prompting import PromptLayout, build_messages, question_line, target_answer
 from stages.common.records import gold_ids
 from stages.common.retrieval import Retriever, needs_dense
 
@@ -115,8 +115,8 @@ def build_example(
     question: dict[str, Any],
     context_ids: list[str],
     by_id: dict[str, dict[str, Any]],
-    prompt_cfg: Prompt,
-    max_chars: int,
+    layout: PromptLayout,
+    abstain: str,
     rng: random.Random,
     view: int = 0,
 ) -> dict[str, Any]:
@@ -124,9 +124,9 @@ def build_example(
     rng.shuffle(ids)
     golds = gold_ids(question)
     gold_in = question["answerable"] and all(g in ids for g in golds)
-    answer = target_answer(question["answer"], golds) if gold_in else prompt_cfg.abstain
+    answer = target_answer(question["answer"], golds) if gold_in else abstain
     chunks = [by_id[c] for c in ids]
-    messages = build_messages(question["question"], chunks, prompt_cfg.system, max_chars, prompt_cfg.question_first)
+    messages = build_messages(question["question"], chunks, layout)
     return {
         "messages": [*messages, {"role": "assistant", "content": answer}],
         "meta": {
@@ -280,7 +280,7 @@ def build_split(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows of one split and their counts (questions dropped, rows per target, test chunks shown = 0)."""
     share = float(cfg.abstain_share)
-    max_chars = prompt_cfg.max_context_chars
+    layout = PromptLayout.from_params(prompt_cfg)
     depth = cfg.distractor_depth
     k = rcfg.top_k
     # A question whose gold chunk a prompt may not show cannot be trained on in this split.
@@ -315,7 +315,7 @@ def build_split(
         q = usable[i]
         pool = [c for c in hard[i] if q["answerable"] is False or c not in gold_ids(q)][:depth]
         ids = view_context(q, pool, k, keep_gold, view, rng_contexts)
-        examples.append(build_example(q, ids, retriever.by_id, prompt_cfg, max_chars, rng_contexts, view))
+        examples.append(build_example(q, ids, retriever.by_id, layout, prompt_cfg.abstain, rng_contexts, view))
     if followups:
         rng_followups = random.Random(f"{cfg.seed}:{seed_offset}:followups")
         add_followups(examples, usable, hard, followups, share, depth, prompt_cfg.abstain, rng_followups)

@@ -279,7 +279,7 @@ def test_served_app_shows_citations_of_a_fixed_answer(served, world, monkeypatch
     retriever = Retriever.load(world["root"] / "index", with_dense=False)
     q = {"question": "의림지 주소는?"}
     contexts = E.retrieve(retriever, [q], s.top_k, s.method)
-    assert seen[-1] == build_prompts(AutoTokenizer.from_pretrained(world["base"]), [q], contexts, s.system, s.max_chars)
+    assert seen[-1] == build_prompts(AutoTokenizer.from_pretrained(world["base"]), [q], contexts, s.layout)
 
     reply["text"] = ABSTAIN
     out = client.predict("약채락 주차 요금은?", "baseline", api_name="/ask")

@@ -304,7 +304,7 @@ def test_citations_round_trip():
 
 def test_prompt_puts_every_chunk_id_and_the_question():
     chunks = [{"chunk_id": "c001", "section_path": "A > B", "text": "가" * 50}]
-    msgs = prompting.build_messages("질문?", chunks, "시스템", max_chars=10)
+    msgs = prompting.build_messages("질문?", chunks, prompting.PromptLayout("시스템", max_chars=10))
     assert msgs[0] == {"role": "system", "content": "시스템"}
     assert "[c001] A > B\n" + "가" * 10 + "…" in msgs[1]["content"]
     assert msgs[1]["content"].endswith("질문: 질문?")
@@ -314,14 +314,16 @@ def test_prompt_puts_every_chunk_id_and_the_question():
 
 def test_question_first_also_asks_before_the_documents_and_keeps_the_rest():
     chunks = [{"chunk_id": "c001", "section_path": "A > B", "text": "가" * 50}]
-    plain = prompting.build_messages("질문?", chunks, "시스템", max_chars=10)[1]["content"]
-    first = prompting.build_messages("질문?", chunks, "시스템", max_chars=10, question_first=True)[1]["content"]
+    layout = prompting.PromptLayout("시스템", max_chars=10)
+    asking_first = prompting.PromptLayout("시스템", max_chars=10, question_first=True)
+    plain = prompting.build_messages("질문?", chunks, layout)[1]["content"]
+    first = prompting.build_messages("질문?", chunks, asking_first)[1]["content"]
     assert first == "질문: 질문?\n\n" + plain
     example = {"question": "예시?", "chunk": chunks[0], "answer": "답 [c001]"}
-    turns = prompting.fewshot_turns([example], 10, question_first=True)
-    assert turns[0]["content"].startswith("질문: 예시?\n\n문서:\n[c001]")
-    msgs = prompting.build_fewshot_messages("질문?", chunks, "시스템", 10, turns, question_first=True)
-    assert msgs[-1]["content"] == first
+    turns = prompting.fewshot_turns([example], asking_first.with_max_chars(5))
+    assert turns[0]["content"] == "질문: 예시?\n\n문서:\n[c001] A > B\n" + "가" * 5 + "…\n\n질문: 예시?"
+    msgs = prompting.build_fewshot_messages("질문?", chunks, asking_first, turns)
+    assert msgs[-1]["content"] == first and msgs[0] == {"role": "system", "content": "시스템"}
 
 
 def test_code_defaults_equal_params_yaml():

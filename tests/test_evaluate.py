@@ -16,6 +16,7 @@ from stages.common import generation as G
 from stages.common import params as P
 from stages.common.errors import UserError
 from stages.common.io import read_json, read_jsonl
+from stages.common.prompting import PromptLayout
 from stages.common.retrieval import Retriever
 
 SYSTEM = "브로셔 문서로만 답하세요. 답의 근거를 [c001]처럼 표시하세요."
@@ -336,8 +337,8 @@ def test_run_in_memory_dense_retriever_and_identical_prompts(world):
     assert len(preds) == 3 and metrics["n"] == 3
     # the prompt is the shared prompting code, chunks in retrieval order, rendered by the chat template
     contexts = E.retrieve(retriever, QUESTIONS[:1], 2, "dense")
-    prompt = E.render_prompts(tok, E.prompt_messages(QUESTIONS[:1], contexts, SYSTEM, 60, [], 60))[0]
-    assert prompt == G.build_prompts(tok, QUESTIONS[:1], contexts, SYSTEM, 60)[0]  # the demo's prompt too
+    prompt = G.render_prompts(tok, E.prompt_messages(QUESTIONS[:1], contexts, PromptLayout(SYSTEM, 60), [], 60))[0]
+    assert prompt == G.build_prompts(tok, QUESTIONS[:1], contexts, PromptLayout(SYSTEM, 60))[0]  # the demo's prompt too
     # What the model sees, checked on the text itself: system, every chunk in retrieval order, the question last.
     assert prompt.endswith("<start_of_turn>model\n") and SYSTEM in prompt
     positions = [prompt.index(f"[{c['chunk_id']}]") for c in contexts[0]]
@@ -374,8 +375,8 @@ def test_fewshot_prompt_puts_examples_before_the_question(tiny_tokenizer):
 
     ex = fewshot_examples(TRAIN, _chunks_by_id(), 3, 40, ABSTAIN, seed=13)
     ctx = [[CHUNKS[1], CHUNKS[0]]]
-    zero = E.render_prompts(tiny_tokenizer, E.prompt_messages(QUESTIONS[:1], ctx, SYSTEM, 60, [], 40))[0]
-    few = E.render_prompts(tiny_tokenizer, E.prompt_messages(QUESTIONS[:1], ctx, SYSTEM, 60, ex, 40))[0]
+    zero = G.render_prompts(tiny_tokenizer, E.prompt_messages(QUESTIONS[:1], ctx, PromptLayout(SYSTEM, 60), [], 40))[0]
+    few = G.render_prompts(tiny_tokenizer, E.prompt_messages(QUESTIONS[:1], ctx, PromptLayout(SYSTEM, 60), ex, 40))[0]
     assert few.count(SYSTEM) == 1 and few.endswith(zero[zero.index("<start_of_turn>user\n", 1) :][-80:])
     q_pos = few.rindex(QUESTIONS[0]["question"])
     for e in ex:  # every example question and its answer (ended by EOS, as a finished turn) precede the question

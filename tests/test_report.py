@@ -195,7 +195,7 @@ def _run(root: Path, out: str, **extra) -> Path:
         "--comparison",
         str(root / f"{out}.json"),
         "--params",
-        str(root / "params.yaml"),
+        str(extra.get("params", root / "params.yaml")),
         "--plot-metrics",
         str(root / f"{out}_plots" / "metrics.csv"),
         "--plot-types",
@@ -380,6 +380,20 @@ def test_prose_lives_in_the_template(fixture_dirs, tmp_path):
     ctx_file.write_text("{{ no_such_number }}\n", encoding="utf-8")
     with pytest.raises(jinja2.UndefinedError):
         R.render({}, ctx_file)
+
+
+def test_next_steps_fit_the_profile(fixture_dirs, tmp_path):
+    """The next steps name the cpu profile's rounds and the runpod rerun only in a cpu-profile report."""
+    cpu = (_run(fixture_dirs, "r1") / "REPORT.md").read_text(encoding="utf-8")
+    runpod_params = {**PARAMS, "profile": "runpod", "profiles": {"runpod": PARAMS["profiles"]["cpu"]}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(runpod_params, allow_unicode=True), encoding="utf-8")
+    runpod = (_run(fixture_dirs, "runpod", params=tmp_path / "params.yaml") / "REPORT.md").read_text(encoding="utf-8")
+    steps = {name: md[md.index("다음 단계:") :] for name, md in (("cpu", cpu), ("runpod", runpod))}
+    assert "runpod 프로필(지시 학습 모델 + QLoRA)에서 같은 비교를 반복한다" in steps["cpu"]
+    assert "runpod 프로필(" not in steps["runpod"]
+    assert "더 큰 모델에서 같은 혼합을 다시 시험하고" in steps["cpu"]
+    assert "이 모델에서 같은 혼합" in steps["runpod"] and "더 큰 모델에서" not in steps["runpod"]
+    assert "| 프로필 (params `profile`) | `runpod` |" in runpod
 
 
 def test_pick_examples_rules():

@@ -1,6 +1,7 @@
 import random
 
 from stages.common.params import make_section
+from stages.common.prompting import PromptLayout
 from stages.sft import build_example, make_context
 
 PROMPT = make_section(
@@ -12,6 +13,7 @@ PROMPT = make_section(
         "question_first": False,
     },
 )
+LAYOUT = PromptLayout.from_params(PROMPT)
 BY_ID = {f"c{i:03d}": {"chunk_id": f"c{i:03d}", "section_path": f"경로{i}", "text": f"본문{i}"} for i in range(1, 8)}
 Q = {
     "id": "q1",
@@ -43,33 +45,37 @@ def test_unanswerable_keeps_retrieved_context():
 
 
 def test_example_with_gold_cites_it_and_without_gold_abstains():
-    with_gold = build_example(Q, ["c005", "c001", "c002"], BY_ID, PROMPT, 100, random.Random(0))
+    with_gold = build_example(Q, ["c005", "c001", "c002"], BY_ID, LAYOUT, PROMPT.abstain, random.Random(0))
     assert with_gold["messages"][-1] == {"role": "assistant", "content": "043-649-6000 [c005]"}
     assert [m["role"] for m in with_gold["messages"]] == ["system", "user", "assistant"]
     assert all(f"[{c}]" in with_gold["messages"][1]["content"] for c in ("c005", "c001", "c002"))
     assert with_gold["meta"]["target"] == "answer"
 
-    without = build_example(Q, ["c001", "c002", "c003"], BY_ID, PROMPT, 100, random.Random(0))
+    without = build_example(Q, ["c001", "c002", "c003"], BY_ID, LAYOUT, PROMPT.abstain, random.Random(0))
     assert without["messages"][-1]["content"] == PROMPT.abstain
     assert without["meta"] == {**without["meta"], "gold_in_context": False, "target": "abstain"}
 
 
 def test_question_first_rows_ask_before_the_documents_with_the_same_target():
-    first = make_section("prompt", {**{k: PROMPT[k] for k in PROMPT}, "question_first": True})
-    plain = build_example(Q, ["c005", "c001", "c002"], BY_ID, PROMPT, 100, random.Random(0))
-    asked = build_example(Q, ["c005", "c001", "c002"], BY_ID, first, 100, random.Random(0))
+    first = PromptLayout.from_params(make_section("prompt", {**{k: PROMPT[k] for k in PROMPT}, "question_first": True}))
+    plain = build_example(Q, ["c005", "c001", "c002"], BY_ID, LAYOUT, PROMPT.abstain, random.Random(0))
+    asked = build_example(Q, ["c005", "c001", "c002"], BY_ID, first, PROMPT.abstain, random.Random(0))
     assert asked["messages"][1]["content"] == f"질문: {Q['question']}\n\n" + plain["messages"][1]["content"]
     assert asked["messages"][-1] == plain["messages"][-1] and asked["meta"] == plain["meta"]
 
 
 def test_chunk_order_is_shuffled_deterministically():
     orders = {
-        tuple(build_example(Q, ["c005", "c001", "c002"], BY_ID, PROMPT, 100, random.Random(s))["meta"]["context_ids"])
+        tuple(
+            build_example(Q, ["c005", "c001", "c002"], BY_ID, LAYOUT, PROMPT.abstain, random.Random(s))["meta"][
+                "context_ids"
+            ]
+        )
         for s in range(10)
     }
     assert len(orders) > 1
-    again = build_example(Q, ["c005", "c001", "c002"], BY_ID, PROMPT, 100, random.Random(3))
-    assert again == build_example(Q, ["c005", "c001", "c002"], BY_ID, PROMPT, 100, random.Random(3))
+    again = build_example(Q, ["c005", "c001", "c002"], BY_ID, LAYOUT, PROMPT.abstain, random.Random(3))
+    assert again == build_example(Q, ["c005", "c001", "c002"], BY_ID, LAYOUT, PROMPT.abstain, random.Random(3))
 
 
 COMPARISON = dict(
@@ -91,10 +97,10 @@ def test_cross_chunk_question_keeps_or_removes_all_its_chunks_together():
 
 
 def test_cross_chunk_answer_cites_every_chunk_and_half_the_evidence_means_abstain():
-    both = build_example(COMPARISON, ["c005", "c006", "c001"], BY_ID, PROMPT, 100, random.Random(0))
+    both = build_example(COMPARISON, ["c005", "c006", "c001"], BY_ID, LAYOUT, PROMPT.abstain, random.Random(0))
     assert both["messages"][-1]["content"] == "포레스트 리솜입니다 [c005][c006]"
     assert both["meta"]["gold_chunk_ids"] == ["c005", "c006"]
-    half = build_example(COMPARISON, ["c005", "c001", "c002"], BY_ID, PROMPT, 100, random.Random(0))
+    half = build_example(COMPARISON, ["c005", "c001", "c002"], BY_ID, LAYOUT, PROMPT.abstain, random.Random(0))
     assert half["messages"][-1]["content"] == PROMPT.abstain
 
 

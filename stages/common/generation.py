@@ -33,7 +33,7 @@ from tqdm import tqdm
 from stages.common.attention import attn_implementation
 from stages.common.errors import UserError
 from stages.common.precision import DTYPES, choose_dtype
-from stages.common.prompting import build_messages
+from stages.common.prompting import PromptLayout, build_messages
 
 log = logging.getLogger("generation")
 
@@ -41,23 +41,18 @@ BACKENDS = ("transformers", "vllm")
 
 
 def build_prompts(
-    tokenizer,
-    questions: list[dict[str, Any]],
-    contexts: list[list[dict[str, Any]]],
-    system: str,
-    max_chars: int,
-    question_first: bool = False,
+    tokenizer, questions: list[dict[str, Any]], contexts: list[list[dict[str, Any]]], layout: PromptLayout
 ) -> list[str]:
+    """Zero-shot prompts (as sft trains), rendered with the model's chat template."""
+    return render_prompts(
+        tokenizer, [build_messages(q["question"], c, layout) for q, c in zip(questions, contexts, strict=True)]
+    )
+
+
+def render_prompts(tokenizer, messages: list[list[dict[str, str]]]) -> list[str]:
     if not getattr(tokenizer, "chat_template", None):
         raise UserError("the base model's tokenizer has no chat template (re-run prepare_model)")
-    return [
-        tokenizer.apply_chat_template(
-            build_messages(q["question"], chunks, system, max_chars, question_first),
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        for q, chunks in zip(questions, contexts, strict=True)
-    ]
+    return [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
 
 
 def generation_dtype(name: str, device: str = "cpu") -> tuple[str, str]:

@@ -7,6 +7,7 @@ on exactly the prompt shape it was trained on.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .records import gold_ids
@@ -26,12 +27,30 @@ def context_text(chunks: list[dict[str, Any]], max_chars: int) -> str:
     return "\n\n".join(format_chunk(c, max_chars) for c in chunks)
 
 
-def user_message(question: str, chunks: list[dict[str, Any]], max_chars: int, question_first: bool = False) -> str:
-    """Documents, then the question. ``question_first`` puts the question before the documents as well: a decoder
-    reads each document token only in the light of what came before it, so the documents can be read for the
-    question (query-aware contextualization, Liu et al. 2023, "Lost in the Middle")."""
-    body = f"문서:\n{context_text(chunks, max_chars)}\n\n{question_line(question)}"
-    return f"{question_line(question)}\n\n{body}" if question_first else body
+@dataclass(frozen=True)
+class PromptLayout:
+    """How a RAG prompt is laid out: the system prompt, the per-chunk character cap and where the question goes.
+    sft rows, evaluation and the demo all build their prompts from one (params ``prompt``)."""
+
+    system: str
+    max_chars: int
+    question_first: bool = False  # also put the question before the documents (see `user_message`)
+
+    @classmethod
+    def from_params(cls, prompt: Any) -> PromptLayout:
+        """From the ``prompt`` params section."""
+        return cls(prompt.system, prompt.max_context_chars, prompt.question_first)
+
+    def with_max_chars(self, max_chars: int) -> PromptLayout:
+        return replace(self, max_chars=max_chars)
+
+
+def user_message(question: str, chunks: list[dict[str, Any]], layout: PromptLayout) -> str:
+    """Documents, then the question. ``layout.question_first`` puts the question before the documents as well: a
+    decoder reads each document token only in the light of what came before it, so the documents can be read for
+    the question (query-aware contextualization, Liu et al. 2023, "Lost in the Middle")."""
+    body = f"문서:\n{context_text(chunks, layout.max_chars)}\n\n{question_line(question)}"
+    return f"{question_line(question)}\n\n{body}" if layout.question_first else body
 
 
 def question_line(question: str) -> str:
@@ -39,12 +58,10 @@ def question_line(question: str) -> str:
     return f"질문: {question}"
 
 
-def build_messages(
-    question: str, chunks: list[dict[str, Any]], system: str, max_chars: int, question_first: bool = False
-) -> list[dict[str, str]]:
+def build_messages(question: str, chunks: list[dict[str, Any]], layout: PromptLayout) -> list[dict[str, str]]:
     return [
-        {"role": "system", "content": system},
-        {"role": "user", "content": user_message(question, chunks, max_chars, question_first)},
+        {"role": "system", "content": layout.system},
+        {"role": "user", "content": user_message(question, chunks, layout)},
     ]
 
 
@@ -135,24 +152,19 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-def fewshot_turns(examples: list[dict[str, Any]], max_chars: int, question_first: bool = False) -> list[dict[str, str]]:
-    """The examples as earlier user/assistant turns, in the same user-message shape as the real question."""
+def fewshot_turns(examples: list[dict[str, Any]], layout: PromptLayout) -> list[dict[str, str]]:
+    """The examples as earlier user/assistant turns, in the same user-message shape as the real question (their
+    chunks cut to ``layout.max_chars``: pass the layout `with_max_chars` of the examples' cap)."""
     turns: list[dict[str, str]] = []
     for ex in examples:
-        message = user_message(ex["question"], [ex["chunk"]], max_chars, question_first)
-        turns.append({"role": "user", "content": message})
+        turns.append({"role": "user", "content": user_message(ex["question"], [ex["chunk"]], layout)})
         turns.append({"role": "assistant", "content": ex["answer"]})
     return turns
 
 
 def build_fewshot_messages(
-    question: str,
-    chunks: list[dict[str, Any]],
-    system: str,
-    max_chars: int,
-    turns: list[dict[str, str]],
-    question_first: bool = False,
+    question: str, chunks: list[dict[str, Any]], layout: PromptLayout, turns: list[dict[str, str]]
 ) -> list[dict[str, str]]:
     """`build_messages` with solved example turns (`fewshot_turns`) between the system prompt and the question."""
-    system_msg, user_msg = build_messages(question, chunks, system, max_chars, question_first)
+    system_msg, user_msg = build_messages(question, chunks, layout)
     return [system_msg, *turns, user_msg]

@@ -55,13 +55,19 @@ def build_dataset(
         """Drop questions near a natural test question, then answers not on their true pages."""
         return drop_off_truth(drop_natural_overlap(records, natural or [], overlap, dropped), truth or {}, dropped)
 
+    def screen_unanswerable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop questions near a natural test question, then the filters (no truth check: nothing to back)."""
+        return filter_records(
+            drop_natural_overlap(records, natural or [], overlap, dropped), by_id, near_dup, stats=dropped
+        )
+
     singles, min_share = _single_candidates(chunks, cfg, lim, rng, client, dropped)
     n_candidates = len(singles)
     singles = filter_records(decontaminate(singles), by_id, near_dup, min_share, dropped)
     capped = _cap_per_chunk(singles, per_chunk, rng, dropped)
-    unans = [u for c in chunks for u in unanswerable_candidates(c, chunks, lim, abstain, rng, n_unanswerable)]
-    unans = drop_natural_overlap(unans, natural or [], overlap, dropped)
-    unans = filter_records(unans, by_id, near_dup, stats=dropped)
+    unans = screen_unanswerable(
+        [u for c in chunks for u in unanswerable_candidates(c, chunks, lim, abstain, rng, n_unanswerable)]
+    )
     share = float(mix.get("unanswerable", 0.0))
     n_u = round(share / max(1e-9, 1 - share) * len(capped))
     rng.shuffle(unans)
@@ -70,9 +76,18 @@ def build_dataset(
     splits = split_by_chunk(records, cfg.split, seed, cfg.stratify_by)  # stratify_by: a choice the schema checked
     n_attr = round(float(mix.get("missing_attribute", 0.0)) * min(n_u, len(unans)))
     if n_attr:  # skipped at 0, so the filter counts in metrics/dataset.json stay as they were
-        splits = _swap_in_missing_attributes(
-            splits, unans[:n_u], chunks, lim, abstain, cfg, n_attr, natural or [], overlap, dropped
+        # its own random stream: every other question is drawn exactly as without the pass
+        attr_rng = random.Random(f"{seed}/missing_attribute")
+        split_of = {r["chunk_id"]: name for name, rows in splits.items() for r in rows}
+        pool = screen_unanswerable(
+            [
+                q
+                for c in chunks
+                if c["chunk_id"] in split_of  # chunks with no split get none
+                for q in missing_attribute_candidates(c, chunks, lim, abstain, attr_rng, n_unanswerable)
+            ]
         )
+        splits = _swap_in(splits, unans[:n_u], pool, n_attr, attr_rng)
     # its own random stream: with mix.yes_no 0 every other question is drawn exactly as before
     yes_no_rng = random.Random(f"{seed}/yes_no")
     yes_no_share = float(mix.get("yes_no", 0.0))
@@ -94,40 +109,23 @@ def build_dataset(
     return _numbered(out)
 
 
-def _swap_in_missing_attributes(
+def _swap_in(
     splits: dict[str, list[dict[str, Any]]],
     drawn: list[dict[str, Any]],
-    chunks: list[dict[str, Any]],
-    lim: Limits,
-    abstain: str,
-    cfg: Synthesize,
+    pool: list[dict[str, Any]],
     n: int,
-    natural: list[dict[str, Any]],
-    overlap: float,
-    dropped: Counter,
+    rng: random.Random,
 ) -> dict[str, list[dict[str, Any]]]:
-    """n unanswerable questions about an attribute other entries state (``mix.missing_attribute`` of the
-    unanswerable ones) take the place of the last-drawn topic questions (`drawn`, in draw order). The split was made
-    before, so every other question stays in its split, and each new question goes to its chunk's split (chunks
-    with no split get none)."""
-    where = {r["chunk_id"]: name for name, rows in splits.items() for r in rows}
-    by_id = {c["chunk_id"]: c for c in chunks}
-    # its own random stream: every other question is drawn exactly as without the pass
-    rng = random.Random(f"{cfg.seed}/missing_attribute")
-    pool = [
-        q
-        for c in chunks
-        if c["chunk_id"] in where
-        for q in missing_attribute_candidates(c, chunks, lim, abstain, rng, cfg.unanswerable_per_chunk)
-    ]
-    pool = filter_records(
-        drop_natural_overlap(pool, natural, overlap, dropped), by_id, cfg.near_duplicate, stats=dropped
-    )
+    """n questions drawn from `pool` (``mix.missing_attribute``'s unanswerable questions) take the place of the
+    last-drawn topic questions (`drawn`, in draw order). The split was made before, so every other question stays in
+    its split, and each new question goes to its chunk's split."""
+    split_of = {r["chunk_id"]: name for name, rows in splits.items() for r in rows}
+    pool = list(pool)
     rng.shuffle(pool)
     picked = pool[:n]
     replaced = {id(r) for r in drawn[len(drawn) - len(picked) :]}
     return {
-        name: [r for r in rows if id(r) not in replaced] + [q for q in picked if where[q["chunk_id"]] == name]
+        name: [r for r in rows if id(r) not in replaced] + [q for q in picked if split_of[q["chunk_id"]] == name]
         for name, rows in splits.items()
     }
 
