@@ -15,12 +15,21 @@ answered the way the pipeline's evaluate stage answers (once per test set, templ
         --index data/index --qa data/qa --natural data/sample/natural_questions.jsonl \
         --out runs/seeds/<x>/eval/finetuned/template --metrics runs/seeds/<x>/metrics/finetuned/template.json
 
+A training whose predictions are gone (a fresh checkout has no runs/, and the committed adapter is replaced by the
+next full run) keeps its recorded row: --keep FILE carries the rows of an earlier seed_spread.json over, --rename
+OLD=NEW renames one of them (the adapter that was `committed` before a retraining), and the summary is computed
+over kept and new rows alike:
+
+    python scripts/seed_spread.py --keep metrics/seed_spread.json --rename committed=seed13a \
+        --run committed=data/eval,metrics/eval
+
 Reporting only: nothing is chosen from these numbers (choices are made on validation).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -131,18 +140,45 @@ def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"runs": len(rows), "spread": spread, "targets": met, "ci_above_fewshot_runs": beats_fewshot}
 
 
+def kept_rows(path: Path | None, renames: list[str]) -> dict[str, dict[str, Any]]:
+    """The rows of an earlier seed_spread.json, in their order, with --rename OLD=NEW applied."""
+    if path is None:
+        if renames:
+            raise SystemExit("error: --rename renames rows kept with --keep; no --keep given")
+        return {}
+    if not path.is_file():
+        raise SystemExit(f"error: --keep {path}: not found")
+    rows = dict(json.loads(path.read_text(encoding="utf-8")).get("runs") or {})
+    for spec in renames:
+        old, sep, new = spec.partition("=")
+        if not (sep and old and new):
+            raise SystemExit(f"error: --rename {spec!r} is not OLD=NEW")
+        if old not in rows:
+            raise SystemExit(f"error: --rename {spec!r}: {path} has no run {old!r} (it has {', '.join(rows)})")
+        if new in rows:
+            raise SystemExit(f"error: --rename {spec!r}: {path} already has a run {new!r}")
+        rows = {new if name == old else name: row for name, row in rows.items()}
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", action="append", required=True, help="NAME=EVAL_DIR,METRICS_DIR (repeat)")
     ap.add_argument("--baselines", default="data/eval,metrics/eval", help="EVAL_DIR,METRICS_DIR of the baselines")
     ap.add_argument("--out", type=Path, default=REPO / "metrics" / "seed_spread.json")
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
+    ap.add_argument(
+        "--keep", type=Path, help="an earlier seed_spread.json whose rows are kept (predictions not needed)"
+    )
+    ap.add_argument("--rename", action="append", default=[], help="OLD=NEW: rename a kept row (repeat)")
     args = ap.parse_args(argv)
     cfg = P.load(args.params, "report")["report"]
     baselines = parse_dirs("--baselines", args.baselines)
-    rows: dict[str, dict[str, Any]] = {}
+    rows = kept_rows(args.keep, args.rename)
     for spec in args.run:
         name, eval_dir, metrics_dir = parse_run(spec)
+        if name in rows:
+            raise SystemExit(f"error: --run {name}: a kept row has that name (rename it with --rename)")
         if not (eval_dir / "finetuned" / "template" / "predictions.jsonl").is_file():
             raise SystemExit(
                 f"error: {eval_dir}/finetuned/template/predictions.jsonl: not found (evaluate that run first)"

@@ -184,6 +184,7 @@ def prompt_messages(
     return [build_fewshot_messages(q["question"], c, layout, turns) for q, c in pairs]
 
 
+# ---------------------------------------------------------------- predictions
 def make_predictions(
     questions: list[dict[str, Any]],
     contexts: list[list[dict[str, Any]]],

@@ -516,6 +516,19 @@ def test_seed_spread_compares_each_training_with_the_same_baselines(tmp_path):
     with pytest.raises(SystemExit, match="is not NAME=EVAL_DIR,METRICS_DIR"):
         S.main(["--run", "broken", "--params", str(params)])
 
+    # a retraining replaces the committed adapter: its recorded row is kept under a new name, the summary covers all
+    kept = tmp_path / "spread3.json"
+    again = [*("--run", f"good={tmp_path / 'eval'},{tmp_path / 'metrics' / 'eval'}")]
+    common = [*("--baselines", f"{tmp_path / 'eval'},{tmp_path / 'metrics' / 'eval'}"), "--params", str(params)]
+    S.main([*again, "--keep", str(out), "--rename", "good=good_before", "--out", str(kept), *common])
+    d3 = json.loads(kept.read_text(encoding="utf-8"))
+    assert list(d3["runs"]) == ["good_before", "worse", "good"] and d3["runs"]["good_before"] == good
+    assert d3["summary"]["runs"] == 3 and d3["summary"]["spread"]["template.f1_char"]["mean"] == 0.6667
+    with pytest.raises(SystemExit, match="a kept row has that name"):
+        S.main([*again, "--keep", str(out), "--out", str(kept), *common])
+    with pytest.raises(SystemExit, match="has no run 'nope'"):
+        S.main([*again, "--keep", str(out), "--rename", "nope=x", "--out", str(kept), *common])
+
 
 def test_report_shows_the_seed_spread_only_for_its_own_training(fixture_dirs, tmp_path):
     """REPORT.md gets the over-several-trainings table when metrics/seed_spread.json holds this very fine-tune
