@@ -382,6 +382,53 @@ def test_prose_lives_in_the_template(fixture_dirs, tmp_path):
         R.render({}, ctx_file)
 
 
+def test_citation_misses_separate_id_mix_ups_from_the_rest():
+    from stages.report.compare import citation_misses
+
+    def pred(retrieved, cited, ok, correct, gold="c002"):
+        scores = {"citation_ok": ok, "correct": correct}
+        return {"gold_chunk_id": gold, "retrieved_ids": retrieved, "cited_ids": cited, "scores": scores}
+
+    preds = [
+        pred(["c002", "c003"], ["c002"], True, True),  # right
+        pred(["c002", "c003"], ["c003"], False, True),  # gold first, the neighbour cited, the value right
+        pred(["c002", "c003"], ["c003"], False, False),  # the same, the value wrong
+        pred(["c003", "c002"], ["c003"], False, True),  # gold second: not counted
+        pred(["c002", "c003"], [], False, False),  # nothing cited: not an id mix-up
+        pred(["c002", "c003"], ["c002", "c003"], False, True),  # the gold with an extra: not an id mix-up
+        pred(["c001"], [], None, False, gold=None),  # unanswerable: citation not scored
+    ]
+    assert citation_misses(preds) == {
+        "scored": 6,
+        "missed": 5,
+        "gold_first_other_cited": 2,
+        "gold_first_other_cited_correct": 1,
+    }
+
+
+def test_report_says_where_wrong_citations_come_from(fixture_dirs, tmp_path):
+    def miscited(model, testset):
+        recs = _records(model, testset)
+        if model != "finetuned":
+            return recs
+        return [
+            _rec(r["id"], r["type"], True, r["gold_answer"], r["answer"].replace("[c001]", "[c002]"), r["style"])
+            if r["answerable"]
+            else r
+            for r in recs
+        ]
+
+    write_eval(tmp_path / "eval", tmp_path / "metrics", records=miscited)
+    out = _run(fixture_dirs, "miscited", eval=tmp_path / "eval", metrics=tmp_path / "metrics")
+    md = (out / "REPORT.md").read_text(encoding="utf-8")
+    assert "인용 오류: 파인튜닝은 인용을 채점한 4문항 중 4문항에서 정답 청크를 인용하지 못했고, 그중 4문항은" in md
+    assert "(그중 4문항은 답 자체는 정답" in md
+    comp = json.loads((fixture_dirs / "miscited.json").read_text(encoding="utf-8"))
+    assert comp["testsets"]["template"]["citation_misses"]["baseline"]["gold_first_other_cited"] == 0
+    # every citation right: no such line
+    assert "인용 오류:" not in (_run(fixture_dirs, "r1") / "REPORT.md").read_text(encoding="utf-8")
+
+
 def test_next_steps_fit_the_profile(fixture_dirs, tmp_path):
     """The next steps name the cpu profile's rounds and the runpod rerun only in a cpu-profile report."""
     cpu = (_run(fixture_dirs, "r1") / "REPORT.md").read_text(encoding="utf-8")

@@ -15,7 +15,7 @@ from stages.common import metrics as M
 from stages.common.errors import UserError
 from stages.common.io import atomic_path, read_json, read_jsonl
 from stages.common.params_schema import Report
-from stages.common.records import Prediction
+from stages.common.records import Prediction, gold_ids
 
 log = logging.getLogger("report")
 
@@ -180,6 +180,26 @@ def values_by_group(preds: dict[str, list[Prediction]], field: str) -> dict[str,
     return out
 
 
+def citation_misses(preds: list[Prediction]) -> dict[str, int]:
+    """Where wrong citations come from: of the answers whose citation was scored, how many missed, how many of those
+    had a gold chunk ranked first in the context and cited only other chunks (an id mix-up among retrieved chunks
+    rather than a retrieval failure), and how many of those answers were correct all the same."""
+    scored = [p for p in preds if p["scores"].get("citation_ok") is not None]
+    missed = [p for p in scored if not p["scores"]["citation_ok"]]
+
+    def gold_first_other_cited(p: Prediction) -> bool:
+        golds, retrieved, cited = set(gold_ids(p, "gold_")), p.get("retrieved_ids") or [], p.get("cited_ids") or []
+        return bool(retrieved) and retrieved[0] in golds and bool(cited) and not golds & set(cited)
+
+    gold_first = [p for p in missed if gold_first_other_cited(p)]
+    return {
+        "scored": len(scored),
+        "missed": len(missed),
+        "gold_first_other_cited": len(gold_first),
+        "gold_first_other_cited_correct": sum(bool(p["scores"].get("correct")) for p in gold_first),
+    }
+
+
 def build_testset(run: dict[str, Any], cfg: Report) -> dict[str, Any]:
     preds: dict[str, list[dict[str, Any]]] = run["preds"]
     base = preds["baseline"]
@@ -208,6 +228,7 @@ def build_testset(run: dict[str, Any], cfg: Report) -> dict[str, Any]:
     out["wrong_abstention_share"] = {
         m: _round(out["failures"][m].get("wrong_abstention", 0) / n_ans) if n_ans else None for m in preds
     }
+    out["citation_misses"] = {m: citation_misses(ps) for m, ps in preds.items()}
     runinfo = run.get("metrics") or {}
     out["cost"] = {
         m: {

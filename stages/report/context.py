@@ -111,6 +111,7 @@ def testset_context(ts: str, t: dict[str, Any], run: dict[str, Any], cfg: Report
             ["스타일", "모델", "실패 유형", "id", "질문", "답변"], failure_examples(preds, "style", limit // 2)
         ),
         "wrong_abstention": {m: fmt(v) for m, v in t["wrong_abstention_share"].items()},
+        "citation_misses": (t.get("citation_misses") or {}).get("finetuned"),
         "cost_table": cost_table(t),
         "examples": example_blocks(preds, ref_model, limit),
         "ref_model_ko": MODEL_KO[ref_model],
