@@ -119,9 +119,14 @@ def build_example(
     abstain: str,
     rng: random.Random,
     view: int = 0,
+    rank: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """One training row. Its chunks are shuffled, then, given the retriever's `rank` of each
+    (``sft.context_order: retrieval``), put in that order: the same chunks and random draws either way."""
     ids = list(context_ids)
     rng.shuffle(ids)
+    if rank is not None:
+        ids.sort(key=rank.__getitem__)
     golds = gold_ids(question)
     gold_in = question["answerable"] and all(g in ids for g in golds)
     answer = target_answer(question["answer"], golds) if gold_in else abstain
@@ -281,6 +286,7 @@ def build_split(
     """Rows of one split and their counts (questions dropped, rows per target, test chunks shown = 0)."""
     share = float(cfg.abstain_share)
     layout = PromptLayout.from_params(prompt_cfg)
+    in_retrieval_order = cfg.context_order == "retrieval"
     depth = cfg.distractor_depth
     k = rcfg.top_k
     # A question whose gold chunk a prompt may not show cannot be trained on in this split.
@@ -315,7 +321,8 @@ def build_split(
         q = usable[i]
         pool = [c for c in hard[i] if q["answerable"] is False or c not in gold_ids(q)][:depth]
         ids = view_context(q, pool, k, keep_gold, view, rng_contexts)
-        examples.append(build_example(q, ids, retriever.by_id, layout, prompt_cfg.abstain, rng_contexts, view))
+        rank = {c: pos for pos, c in enumerate(ranked[i])} if in_retrieval_order else None  # every chunk is ranked
+        examples.append(build_example(q, ids, retriever.by_id, layout, prompt_cfg.abstain, rng_contexts, view, rank))
     if followups:
         rng_followups = random.Random(f"{cfg.seed}:{seed_offset}:followups")
         add_followups(examples, usable, hard, followups, share, depth, prompt_cfg.abstain, rng_followups)

@@ -166,7 +166,14 @@ ALLOWED = {"c001", "c002", "c003", "c007"}  # what a training prompt may show in
 
 def sft_cfg(**values):
     """An sft section: plain picks, abstention share 0.25, no gold-removed rows unless asked."""
-    base = {"seed": 1, "abstain_share": 0.25, "distractor_depth": 8, "gold_removed_share": 0.0, "balance_styles": False}
+    base = {
+        "seed": 1,
+        "abstain_share": 0.25,
+        "distractor_depth": 8,
+        "gold_removed_share": 0.0,
+        "balance_styles": False,
+        "context_order": "shuffled",
+    }
     return make_section("sft", {**base, **values})
 
 
@@ -196,6 +203,21 @@ def test_build_split_rows_views_share_and_no_leak():
         assert r["messages"][-1]["content"] == f"043-649-6000 [{r['meta']['gold_chunk_id']}]"
     again, _ = build_split(questions, RankAll(), cfg, rcfg, PROMPT, allowed, views=2, max_rows=0)
     assert again == rows
+
+
+def test_retrieval_order_shows_each_rows_chunks_as_the_retriever_ranks_them():
+    questions = [dict(Q, id=f"t{i}", chunk_id=c) for i, c in enumerate(["c001", "c002", "c003"])]
+    questions.append(dict(Q, id="u1", chunk_id="c007", answerable=False, type="unanswerable", answer="-"))
+    rank = ["c005", "c006", "c004", "c001", "c002", "c003", "c007"]  # RankAll's order
+    kept, _ = build_split(
+        questions, RankAll(), sft_cfg(context_order="retrieval"), RCFG, PROMPT, ALLOWED, views=2, max_rows=0
+    )
+    assert kept and all(r["meta"]["context_ids"] == sorted(r["meta"]["context_ids"], key=rank.index) for r in kept)
+    shuffled, _ = build_split(
+        questions, RankAll(), sft_cfg(context_order="shuffled"), RCFG, PROMPT, ALLOWED, views=2, max_rows=0
+    )
+    assert [sorted(r["meta"]["context_ids"]) for r in shuffled] == [sorted(r["meta"]["context_ids"]) for r in kept]
+    assert any(r["meta"]["context_ids"] != sorted(r["meta"]["context_ids"], key=rank.index) for r in shuffled)
 
 
 def test_gold_removed_share_divides_the_abstention_rows():

@@ -57,6 +57,7 @@ BACKENDS = Registry("common.generation", "BACKENDS")
 ATTENTION_KERNELS = Registry("common.attention", "ATTENTION_KERNELS")
 # prepare_model runs as __main__ (not in sys.modules as a registry): its tuples are repeated here and
 # tests/test_common.py checks they are equal.
+CONTEXT_ORDERS = ("shuffled", "retrieval")
 MODEL_SOURCES = ("gguf-package", "hub")
 MODEL_DTYPES = ("bfloat16", "float32", "float16")
 
@@ -280,6 +281,10 @@ class Sft(Section):
         "share of the abstention rows that are answerable questions shown without their gold", **SHARE
     )
     distractor_depth: int = knob("hard distractors come from the retriever's top N", ge=0)
+    context_order: str = knob(
+        "order of a row's chunks: shuffled (the gold anywhere) or retrieval (the retriever's, as evaluation shows them)",
+        choices=CONTEXT_ORDERS,
+    )
     balance_styles: bool = knob("capped row picks go round-robin over question styles")
     max_rows: int = knob("cap on training rows; 0 = none", ge=0)
     max_val_rows: int = knob("cap on validation rows; 0 = none", ge=0)
