@@ -53,7 +53,7 @@ CHUNKS = [
 PARAMS = f"""
 profile: cpu
 retrieval: {{method: bm25, top_k: 2, rrf_k: 60, fusion_depth: 20}}
-prompt: {{system: "브로셔 문서만 보고 짧게 답하고 [c001]처럼 근거를 표시하세요.", abstain: {ABSTAIN}, max_context_chars: 80, question_first: false}}
+prompt: {{system: "브로셔 문서만 보고 짧게 답하고 [c001]처럼 근거를 표시하세요.", abstain: {ABSTAIN}, max_context_chars: 80, question_first: false, id_after_text: false}}
 evaluate:
   max_new_tokens: 6
   stop_at_line_end: true

@@ -326,6 +326,19 @@ def test_question_first_also_asks_before_the_documents_and_keeps_the_rest():
     assert msgs[-1]["content"] == first and msgs[0] == {"role": "system", "content": "시스템"}
 
 
+def test_id_after_text_repeats_each_chunk_id_after_its_text():
+    chunks = [
+        {"chunk_id": "c001", "section_path": "A > B", "text": "가" * 50},
+        {"chunk_id": "c002", "section_path": "A > C", "text": "나나"},
+    ]
+    plain = prompting.build_messages("질문?", chunks, prompting.PromptLayout("시스템", 10))[1]["content"]
+    tailed = prompting.build_messages("질문?", chunks, prompting.PromptLayout("시스템", 10, id_after_text=True))
+    assert tailed[1]["content"] == (
+        "문서:\n[c001] A > B\n" + "가" * 10 + "… [c001]\n\n[c002] A > C\n나나 [c002]\n\n질문: 질문?"
+    )
+    assert tailed[1]["content"].replace(" [c001]\n", "\n").replace(" [c002]\n", "\n") == plain
+
+
 def test_code_defaults_equal_params_yaml():
     """Defaults in code that stand in for params (synthesize's Limits.DEFAULTS) must not shadow params.yaml."""
     import dataclasses

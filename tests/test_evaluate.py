@@ -123,7 +123,13 @@ def params_yaml(method: str = "bm25", limit: int = 0, batch_size: int = 2, **eva
     params = {
         "profile": "cpu",
         "retrieval": {"method": method, "top_k": 2, "rrf_k": 60},
-        "prompt": {"system": SYSTEM, "abstain": ABSTAIN, "max_context_chars": 60, "question_first": False},
+        "prompt": {
+            "system": SYSTEM,
+            "abstain": ABSTAIN,
+            "max_context_chars": 60,
+            "question_first": False,
+            "id_after_text": False,
+        },
         "evaluate": {**EVALUATE_PARAMS, **FEWSHOT, "max_new_tokens": MAX_NEW, "batch_size": batch_size, **evaluate},
         "profiles": {"cpu": {"machine": {"offline": True}, "evaluate": {**EVALUATE_PROFILE, "limit": limit}}},
     }

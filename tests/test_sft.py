@@ -11,6 +11,7 @@ PROMPT = make_section(
         "abstain": "브로셔에 해당 정보가 없습니다.",
         "max_context_chars": 100,
         "question_first": False,
+        "id_after_text": False,
     },
 )
 LAYOUT = PromptLayout.from_params(PROMPT)

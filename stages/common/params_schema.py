@@ -267,6 +267,7 @@ class Prompt(Section):
     abstain: str = knob("the abstention answer")
     max_context_chars: int = knob("per-chunk cap in every prompt", ge=1)
     question_first: bool = knob("also put the question before the documents (query-aware contextualization)")
+    id_after_text: bool = knob("repeat each chunk's [cNNN] after its text, next to the values it labels")
 
 
 @section

@@ -15,16 +15,17 @@ from .records import gold_ids
 CITATION = re.compile(r"\[(c\d{3,})\]")
 
 
-def format_chunk(chunk: dict[str, Any], max_chars: int) -> str:
+def format_chunk(chunk: dict[str, Any], max_chars: int, id_after_text: bool = False) -> str:
     text = chunk["text"]
     if len(text) > max_chars:
         text = text[:max_chars].rstrip() + "…"
-    return f"[{chunk['chunk_id']}] {chunk['section_path']}\n{text}"
+    tail = f" [{chunk['chunk_id']}]" if id_after_text else ""
+    return f"[{chunk['chunk_id']}] {chunk['section_path']}\n{text}{tail}"
 
 
-def context_text(chunks: list[dict[str, Any]], max_chars: int) -> str:
-    """The context exactly as the prompt shows it (what an answer may rely on; scoring reads it too)."""
-    return "\n\n".join(format_chunk(c, max_chars) for c in chunks)
+def context_text(chunks: list[dict[str, Any]], max_chars: int, id_after_text: bool = False) -> str:
+    """The context as the prompt shows it (what an answer may rely on; scoring reads it too)."""
+    return "\n\n".join(format_chunk(c, max_chars, id_after_text) for c in chunks)
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,12 @@ class PromptLayout:
     system: str
     max_chars: int
     question_first: bool = False  # also put the question before the documents (see `user_message`)
+    id_after_text: bool = False  # each chunk's id also after its text, next to the values it labels
 
     @classmethod
     def from_params(cls, prompt: Any) -> PromptLayout:
         """From the ``prompt`` params section."""
-        return cls(prompt.system, prompt.max_context_chars, prompt.question_first)
+        return cls(prompt.system, prompt.max_context_chars, prompt.question_first, prompt.id_after_text)
 
     def with_max_chars(self, max_chars: int) -> PromptLayout:
         return replace(self, max_chars=max_chars)
@@ -49,7 +51,7 @@ def user_message(question: str, chunks: list[dict[str, Any]], layout: PromptLayo
     """Documents, then the question. ``layout.question_first`` puts the question before the documents as well: a
     decoder reads each document token only in the light of what came before it, so the documents can be read for
     the question (query-aware contextualization, Liu et al. 2023, "Lost in the Middle")."""
-    body = f"문서:\n{context_text(chunks, layout.max_chars)}\n\n{question_line(question)}"
+    body = f"문서:\n{context_text(chunks, layout.max_chars, layout.id_after_text)}\n\n{question_line(question)}"
     return f"{question_line(question)}\n\n{body}" if layout.question_first else body
 
 
