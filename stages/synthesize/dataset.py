@@ -87,7 +87,7 @@ def build_dataset(
                 for q in missing_attribute_candidates(c, chunks, lim, abstain, attr_rng, n_unanswerable)
             ]
         )
-        splits = _swap_in(splits, unans[:n_u], pool, n_attr, attr_rng)
+        splits = _swap_in(splits, split_of, unans[:n_u], pool, n_attr, attr_rng)
     # its own random stream: with mix.yes_no 0 every other question is drawn exactly as before
     yes_no_rng = random.Random(f"{seed}/yes_no")
     yes_no_share = float(mix.get("yes_no", 0.0))
@@ -111,6 +111,7 @@ def build_dataset(
 
 def _swap_in(
     splits: dict[str, list[dict[str, Any]]],
+    split_of: dict[str, str],
     drawn: list[dict[str, Any]],
     pool: list[dict[str, Any]],
     n: int,
@@ -118,8 +119,7 @@ def _swap_in(
 ) -> dict[str, list[dict[str, Any]]]:
     """n questions drawn from `pool` (``mix.missing_attribute``'s unanswerable questions) take the place of the
     last-drawn topic questions (`drawn`, in draw order). The split was made before, so every other question stays in
-    its split, and each new question goes to its chunk's split."""
-    split_of = {r["chunk_id"]: name for name, rows in splits.items() for r in rows}
+    its split, and each new question goes to its chunk's split (`split_of`: chunk id -> split)."""
     pool = list(pool)
     rng.shuffle(pool)
     picked = pool[:n]
