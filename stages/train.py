@@ -204,6 +204,10 @@ def render_config(
         plugins.append(PLUGIN)
     cfg["plugins"] = plugins
     cfg["logits_on_labels_only"] = train.logits_on_labels_only
+    if train.detach_prompt and not train.logits_on_labels_only:
+        raise UserError("train.detach_prompt needs train.logits_on_labels_only: true (it is part of that forward)")
+    if train.detach_prompt:  # only when on: the rendered config of a run without it stays as before
+        cfg["detach_prompt"] = True
     if train.num_gpus > 1 and train.deepspeed_config:
         cfg["deepspeed"] = train.deepspeed_config
     if state_file is not None:

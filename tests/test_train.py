@@ -143,6 +143,22 @@ def test_rendered_config_passes_axolotl_validation(profile):
         assert not any(out[k] for k in ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel")), "Triton needs CUDA"
 
 
+def test_detach_prompt_is_rendered_only_when_on_and_needs_labelled_logits():
+    from axolotl.utils.config import prepare_plugins, validate_config
+    from axolotl.utils.dict import DictDefault
+
+    train = repo_train_params()
+    assert "detach_prompt" not in render(train.replace(detach_prompt=False))  # off: the config as before
+    cfg = DictDefault(render(train.replace(detach_prompt=True)))
+    prepare_plugins(cfg)
+    caps = {"bf16": False, "fp8": False, "n_gpu": 1, "n_node": 1, "tf32": False}
+    assert (
+        validate_config(cfg, capabilities=caps, env_capabilities={"torch_version": "2.13.0"})["detach_prompt"] is True
+    )
+    with pytest.raises(UserError, match="detach_prompt needs train.logits_on_labels_only"):
+        render(train.replace(detach_prompt=True, logits_on_labels_only=False))
+
+
 @pytest.mark.parametrize("dtype, bf16, fp16", [("bfloat16", True, False), ("float32", False, False)])
 def test_resolved_dtype_is_rendered_and_base_configs_leave_it_to_params(dtype, bf16, fp16):
     train = repo_train_params()
@@ -365,6 +381,46 @@ def test_labelled_positions_loss_equals_full_vocab_loss(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     model.forward = labelled_positions_forward(model)
     assert model(input_ids=ids).logits.shape == (2, 24, model.config.vocab_size)
+
+
+def test_detached_prompt_gives_the_same_loss_and_cuts_only_the_gradient_through_the_prompt(tiny_model_dir):
+    """detach_prompt: the unlabelled prefix runs without autograd (past the sliding window of 64 here, with padding):
+    the same loss, the same gradient for weights whose prompt-side output cannot reach a labelled position (the top
+    layer's MLP), a different one below (the prompt's keys/values carried gradient there)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from stages.train_plugin import labelled_positions_forward, prompt_split
+
+    torch.manual_seed(0)
+    ids = torch.randint(5, 300, (2, 120))
+    labels = ids.clone()
+    labels[0, :95] = -100  # row 0's answer starts at 95, row 1's at 100
+    labels[1, :100] = -100
+    labels[1, 112:] = -100  # padding
+    mask = torch.ones_like(ids)
+    mask[1, 112:] = 0
+    assert prompt_split(labels) == 94  # position 94 predicts the first label (95)
+    assert prompt_split(torch.full((2, 8), -100)) == 0
+
+    def run(detach: bool):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+        model.forward = labelled_positions_forward(model, detach_prompt=detach)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        layers = model.model.layers
+        return out.loss.detach(), layers[-1].mlp.up_proj.weight.grad, layers[0].self_attn.k_proj.weight.grad
+
+    full_loss, full_top, full_low = run(False)
+    loss, top, low = run(True)
+    torch.testing.assert_close(loss, full_loss)
+    torch.testing.assert_close(top, full_top)
+    assert not torch.allclose(low, full_low, rtol=1e-3, atol=1e-6)
+    # without autograd (evaluation) the split is skipped: the full forward
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model.forward = labelled_positions_forward(model, detach_prompt=True)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids, attention_mask=mask, labels=labels).loss, full_loss)
 
 
 def test_backward_stops_at_the_lowest_lora_layer_with_the_same_lora_gradients(tiny_model_dir):

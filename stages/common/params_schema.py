@@ -317,6 +317,7 @@ class Train(Section):
     eval_steps: int = knob("val loss every N steps", gt=0)
     seed: int = knob("LoRA init, data order, dropout")
     logits_on_labels_only: bool = knob("LM head + loss only at answer tokens")
+    detach_prompt: bool = knob("no backward through the prompt before the first answer (needs logits_on_labels_only)")
     merge_adapter: bool = knob("also write the merged model")
     axolotl_config: str = knob("base Axolotl YAML")
     sequence_len: int = knob("longer rows are dropped", gt=0)
