@@ -10,6 +10,12 @@ on the current pipeline outputs (data/qa, data/index, models/base): sft -> train
 data/qa/validation.jsonl, `--split validation`). Finished steps are skipped, so an interrupted sweep resumes.
 The summary (overrides, validation metrics, train time) is written to <out>/summary.json and printed as a table.
 
+Validation questions come from the generator's templates, as the training questions do. params.yaml
+`tune.natural_validation` names a second, hand-written set about the validation split's chunks only
+(data/tune/natural_validation.jsonl, worded as people ask; data/tune/README.md): when set, each
+candidate also answers it (`nat_*` columns), so a round can see how a change carries to natural wording without
+touching the natural TEST set.
+
 One training run is not enough to choose between recipes: two seeds of one recipe can differ more than two recipes
 do (docs/training-and-cost.md "Tuning on validation"). `--seeds 13 14` trains every candidate once per `train.seed` (folders
 <name>@seed<N>) and adds each candidate's mean; `--reference NAME` then applies the adoption rule, seed by seed: a
@@ -38,6 +44,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # stages.common, when run as `python scripts/tune_on_validation.py`
 # What the table shows: (label, path in the evaluate metrics json); the #13 targets are about these.
 COLUMNS = (
     ("correct", ("correct",)),
@@ -49,6 +56,29 @@ COLUMNS = (
     ("citation_ok", ("citation_acc",)),
     ("format_fail", ("format", "fail_rate")),
 )
+# The same metrics on the hand-written validation questions (tune.natural_validation), when set.
+NATURAL_COLUMNS = tuple((f"nat_{label}", path) for label, path in COLUMNS if label != "abstain_f1")
+
+
+def metric_values(metrics: dict, columns) -> dict:
+    row = {}
+    for label, path in columns:
+        value = metrics
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        row[label] = value
+    return row
+
+
+def natural_validation_file(params: dict) -> Path | None:
+    """tune.natural_validation from the params, or None when unset; a set path that does not exist is an error."""
+    name = ((params.get("tune") or {}).get("natural_validation") or "").strip()
+    if not name:
+        return None
+    path = ROOT / name
+    if not path.is_file():
+        raise SystemExit(f"error: tune.natural_validation: {name} not found")
+    return Path(name)
 
 
 def apply_override(params: dict, dotted: str) -> None:
@@ -105,21 +135,53 @@ def run_candidate(out: Path, name: str, overrides: list[str]) -> dict:
     run_step("evaluate", evaluate, folder / "validation.json", log)
     metrics = json.loads((folder / "validation.json").read_text(encoding="utf-8"))
     train_metrics = json.loads((folder / "train.json").read_text(encoding="utf-8"))
-    row = {"candidate": name, "overrides": overrides, "n": metrics.get("n")}
-    for label, path in COLUMNS:
-        value = metrics
-        for part in path:
-            value = value.get(part) if isinstance(value, dict) else None
-        row[label] = value
+    row = {"candidate": name, "overrides": overrides, "n": metrics.get("n"), **metric_values(metrics, COLUMNS)}
+    natural = natural_validation_file(params)
+    if natural is not None:
+        evaluate_natural = stage("evaluate", "--model", "finetuned", "--testset", "natural", "--natural", natural,
+                                 "--base", "models/base", "--adapter", adapter, "--index", "data/index", "--qa",
+                                 "data/qa", "--out", folder / "eval_natural",
+                                 "--metrics", folder / "validation_natural.json")  # fmt: skip
+        run_step("evaluate natural", evaluate_natural, folder / "validation_natural.json", log)
+        nat = json.loads((folder / "validation_natural.json").read_text(encoding="utf-8"))
+        row.update({"nat_n": nat.get("n"), **metric_values(nat, NATURAL_COLUMNS)})
     row["train_seconds"] = train_metrics.get("wall_seconds")
     row["val_loss_last"] = train_metrics.get("val_loss_last")
     return row
 
 
+def outside_validation(records: list[dict], chunks: list[dict], validation_chunk_ids: set[str]) -> list[str]:
+    """Ids of answerable hand-written questions whose gold chunks are not all chunks of the validation split: with
+    another parse, chunking or split those may be chunks that training prompts show."""
+    from stages.common.natural import resolve_gold_chunks
+
+    return [
+        r["id"]
+        for r in records
+        if r["answerable"] and not set(resolve_gold_chunks(r, chunks) or ["?"]) <= validation_chunk_ids
+    ]
+
+
+def check_natural_validation(path: Path, params: dict) -> None:
+    """Warn (the round still runs) when the hand-written validation questions reach outside the validation split."""
+    from stages.common.io import read_jsonl
+    from stages.common.natural import load_natural
+
+    records = load_natural(ROOT / path, params["prompt"]["abstain"])
+    chunks = read_jsonl(ROOT / "data/chunks/chunks.jsonl")
+    split = {
+        cid for q in read_jsonl(ROOT / "data/qa/validation.jsonl") for cid in q.get("chunk_ids") or [q["chunk_id"]]
+    }
+    outside = outside_validation(records, chunks, split)
+    if outside:
+        print(f"warning: {path}: {len(outside)} question(s) have gold chunks outside the validation split "
+              f"(seen in training): {', '.join(outside)}", flush=True)  # fmt: skip
+
+
 def mean_row(name: str, rows: list[dict]) -> dict:
     """The mean of each metric over a candidate's seeds (None where a seed lacks it)."""
     row = {"candidate": f"{name} (mean of {len(rows)})", "n": rows[0].get("n") if rows else None}
-    for label in [*(label for label, _ in COLUMNS), "val_loss_last", "train_seconds"]:
+    for label in [*(label for label, _ in (*COLUMNS, *NATURAL_COLUMNS)), "val_loss_last", "train_seconds"]:
         values = [r.get(label) for r in rows]
         row[label] = round(sum(values) / len(values), 4) if values and None not in values else None
     return row
@@ -197,6 +259,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("error: candidate names must be unique")
     if args.reference and args.reference not in names:
         raise SystemExit(f"error: --reference {args.reference!r} is not a candidate")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    natural = natural_validation_file(params)
+    if natural is not None:
+        check_natural_validation(natural, params)
     rows, by_seed = [], {}
     for name, *overrides in args.candidate:
         by_seed[name] = {}
@@ -214,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     tmp.write_text(json.dumps(rows, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     tmp.replace(summary)
     labels = ["candidate", *(label for label, _ in COLUMNS), "val_loss_last", "train_seconds"]
+    if any("nat_n" in row for row in rows):
+        labels += [label for label, _ in NATURAL_COLUMNS]
     print(" | ".join(labels))
     for row in rows:
         print(" | ".join(str(row.get(label)) for label in labels))

@@ -109,6 +109,32 @@ def test_found_on_gold_pages_tells_this_brochure_from_another(natural, truth):
 
 
 # ---------------------------------------------------------------- normalisation
+# ---------------------------------------------------------------- the hand-written VALIDATION questions
+NATURAL_VALIDATION = ROOT / "data" / "tune" / "natural_validation.jsonl"
+
+
+def test_natural_validation_set_is_well_formed_on_its_pages_and_apart_from_the_test_set(natural, truth):
+    """data/sample/natural_validation.jsonl (scripts/tune_on_validation.py, params tune.natural_validation): valid
+    records, facts verbatim on their pages, ids and wording apart from the natural TEST set (the synthesize stage's
+    decontamination threshold), so tuning on it is not tuning on test."""
+    from stages.synthesize.filters import drop_natural_overlap
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    assert params["tune"]["natural_validation"] == str(NATURAL_VALIDATION.relative_to(ROOT))
+    validation = load_natural(NATURAL_VALIDATION, ABSTAIN)
+    ids = [r["id"] for r in validation]
+    assert ids == sorted(ids) and not set(ids) & {r["id"] for r in natural}
+    assert len(validation) >= 40 and sum(not r["answerable"] for r in validation) >= 8
+    for r in validation:
+        if r["answerable"]:
+            text = "\n".join(truth[p] for p in r["gold_pages"])
+            for fact in filter(None, [*r["key_facts"], r["answer_short"]]):
+                assert fact in text, f"{r['id']}: {fact!r} is not on page(s) {r['gold_pages']}"
+    records = [{**r, "chunk_id": "x"} for r in validation]
+    kept = drop_natural_overlap(records, natural, params["synthesize"]["natural_overlap"])
+    assert [r["id"] for r in kept] == ids, "a validation question reads like a natural test question"
+
+
 def test_norm_fact_ignores_spacing_commas_and_dash_variants():
     assert contains_fact("운영시간: 09:00 ~ 18:00", "09:00~18:00")
     assert contains_fact("운영기간: 7-8월", "7~8월")

@@ -96,3 +96,47 @@ def test_a_time_saving_change_is_adopted_when_no_mean_is_worse_by_more_than_the_
     adopted, why = T.verdict_noninferior(slower, ref, 0.05)
     assert not adopted and "no time saved" in why
     assert T.verdict_noninferior(faster, {12: ref[13]}, 0.05) == (False, "no seed in common with the reference")
+
+
+def test_natural_validation_file_is_optional_and_must_exist_when_named(tmp_path):
+    assert T.natural_validation_file({}) is None
+    assert T.natural_validation_file({"tune": {"natural_validation": ""}}) is None
+    assert T.natural_validation_file({"tune": {"natural_validation": "data/tune/natural_validation.jsonl"}}) == Path(
+        "data/tune/natural_validation.jsonl"
+    )
+    with pytest.raises(SystemExit, match="tune.natural_validation: nope.jsonl not found"):
+        T.natural_validation_file({"tune": {"natural_validation": "nope.jsonl"}})
+
+
+def test_questions_whose_gold_chunk_is_not_a_validation_chunk_are_named():
+    chunks = [
+        {"chunk_id": "c1", "pages": [3], "title": "", "text": "카페 너른 70대 주차장"},
+        {"chunk_id": "c2", "pages": [4], "title": "", "text": "서울관광호텔 043-651-8000"},
+    ]
+    records = [
+        {"id": "n201", "answerable": True, "gold_pages": [3], "key_facts": ["70대"]},
+        {"id": "n202", "answerable": True, "gold_pages": [4], "key_facts": ["043-651-8000"]},
+        {"id": "n203", "answerable": True, "gold_pages": [9], "key_facts": ["없는 쪽"]},  # no chunk at all
+        {"id": "n204", "answerable": False, "gold_pages": [4], "key_facts": []},
+    ]
+    assert T.outside_validation(records, chunks, {"c1"}) == ["n202", "n203"]
+    assert T.outside_validation(records, chunks, {"c1", "c2"}) == ["n203"]
+
+
+def test_metric_values_reads_nested_paths_and_the_natural_columns_mirror_the_template_ones():
+    metrics = {"answer": {"key_fact_recall": 0.4}, "abstention": {"wrong_rate": 0.17, "recall": 0.1}}
+    row = T.metric_values(metrics, T.NATURAL_COLUMNS)
+    assert row["nat_key_fact_recall"] == 0.4 and row["nat_wrong_abstention"] == 0.17 and row["nat_correct"] is None
+    assert [label for label, _ in T.NATURAL_COLUMNS] == [
+        f"nat_{label}" for label, _ in T.COLUMNS if label != "abstain_f1"
+    ]
+
+
+def test_the_script_finds_the_stages_package_when_run_from_anywhere(tmp_path):
+    """`python scripts/tune_on_validation.py` puts the repository on sys.path: its checks import stages.common."""
+    import subprocess
+
+    script = Path(T.__file__).resolve()
+    code = f"import runpy; runpy.run_path({str(script)!r}); import stages.common.natural; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env={"PATH": ""})
+    assert out.stdout.strip() == "ok", out.stderr[-500:]

@@ -415,6 +415,13 @@ class Publish(Section):
     license: str = knob("adapter card license")
 
 
+@section
+class Tune(Section):
+    """Recipe rounds on the validation split (scripts/tune_on_validation.py; not a stage)."""
+
+    natural_validation: str = knob("hand-written questions on the validation chunks only; '' = none")
+
+
 # Top-level keys that are not sections.
 TOP_LEVEL: dict[str, Any] = {"profile": str, "profiles": dict}
 
@@ -435,6 +442,7 @@ SECTIONS: dict[str, type] = {
     "demo": Demo,
     "report": Report,
     "publish": Publish,
+    "tune": Tune,
 }
 
 
