@@ -190,7 +190,7 @@ def make_predictions(
     contexts: list[list[dict[str, Any]]],
     generations: list[dict[str, Any]],
     score_cfg: M.ScoreConfig,
-    max_chars: int,
+    layout: PromptLayout,
     model_name: str = "baseline",
     testset: str = "template",
 ) -> list[dict[str, Any]]:
@@ -218,7 +218,8 @@ def make_predictions(
         }
         if "gold_pages" in q:
             pred["gold_pages"] = list(q["gold_pages"])
-        pred["scores"] = M.score_example(pred, context_text(chunks, max_chars), score_cfg)
+        # scored against the context as the prompt showed it (with the id tails when the layout adds them)
+        pred["scores"] = M.score_example(pred, context_text(chunks, layout.max_chars, layout.id_after_text), score_cfg)
         preds.append(pred)
     return preds
 
@@ -236,12 +237,12 @@ def run(
     """Retrieve, prompt, generate and score; returns (predictions, metrics). Pure apart from the model."""
     ecfg, rcfg, pcfg = params["evaluate"], params["retrieval"], params["prompt"]
     k = rcfg.top_k
-    max_chars = pcfg.max_context_chars
     max_new = ecfg.max_new_tokens
     judge_cfg = judge_config(ecfg)  # checked before generating: a bad judge setup fails in seconds, not after
     contexts = retrieve(retriever, questions, k, rcfg.method)
-    example_chars = ecfg.fewshot_chunk_chars if examples else max_chars
-    messages = prompt_messages(questions, contexts, PromptLayout.from_params(pcfg), examples or [], example_chars)
+    example_chars = ecfg.fewshot_chunk_chars if examples else pcfg.max_context_chars
+    layout = PromptLayout.from_params(pcfg)
+    messages = prompt_messages(questions, contexts, layout, examples or [], example_chars)
     prompts = render_prompts(tokenizer, messages)
     stop_at_line_end = ecfg.stop_at_line_end
     generations = generate(
@@ -255,7 +256,7 @@ def run(
         ecfg.min_shared_prefix,
     )
     preds = make_predictions(
-        questions, contexts, generations, M.ScoreConfig.from_params(ecfg, pcfg), max_chars, model_name, testset
+        questions, contexts, generations, M.ScoreConfig.from_params(ecfg, pcfg), layout, model_name, testset
     )
     if judge_cfg is not None:
         add_judge_verdicts(preds, J.judge_predictions(preds, judge_cfg))

@@ -1027,3 +1027,23 @@ def test_decode_cache_appends_in_place_and_keeps_the_sliding_window(tiny_model_d
         assert torch.equal(keys, seen[:, :, -keys.shape[-2] :]) and torch.equal(values, -keys)
     assert torch.equal(full.keys, seen)
     assert torch.equal(sliding.keys, seen[:, :, -(window - 1) :]) and sliding.cumulative_length == seen.shape[-2]
+
+
+@pytest.mark.parametrize("id_after_text", [False, True])
+def test_answers_are_scored_against_the_context_as_the_prompt_showed_it(monkeypatch, id_after_text):
+    from stages.common import metrics as M
+
+    seen = []
+    monkeypatch.setattr(M, "score_example", lambda pred, context, cfg: seen.append(context) or {})
+    chunk = {"chunk_id": "c007", "section_path": "PART 1 > 시티투어", "text": "요금 30,000원"}
+    question = {"id": "q1", "question": "요금은?", "type": "factual", "answerable": True, "answer": "30,000원입니다."}
+    generation = {
+        "answer": "30,000원입니다. [c007]",
+        "latency_s": 0.1,
+        "new_tokens": 5,
+        "prompt_tokens": 9,
+        "hit_eos": True,
+    }
+    layout = PromptLayout("system", 1200, id_after_text=id_after_text)
+    E.make_predictions([question], [[chunk]], [generation], None, layout)
+    assert seen == ["[c007] PART 1 > 시티투어\n요금 30,000원" + (" [c007]" if id_after_text else "")]
