@@ -46,7 +46,6 @@ from stages.common.prompting import (
     build_fewshot_messages,
     build_messages,
     cited_ids,
-    context_text,
     fewshot_examples,
     fewshot_turns,
 )
@@ -218,8 +217,7 @@ def make_predictions(
         }
         if "gold_pages" in q:
             pred["gold_pages"] = list(q["gold_pages"])
-        # scored against the context as the prompt showed it (with the id tails when the layout adds them)
-        pred["scores"] = M.score_example(pred, context_text(chunks, layout.max_chars, layout.id_after_text), score_cfg)
+        pred["scores"] = M.score_example(pred, layout.context(chunks), score_cfg)
         preds.append(pred)
     return preds
 

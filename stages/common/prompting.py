@@ -23,11 +23,6 @@ def format_chunk(chunk: dict[str, Any], max_chars: int, id_after_text: bool = Fa
     return f"[{chunk['chunk_id']}] {chunk['section_path']}\n{text}{tail}"
 
 
-def context_text(chunks: list[dict[str, Any]], max_chars: int, id_after_text: bool = False) -> str:
-    """The context as the prompt shows it (what an answer may rely on; scoring reads it too)."""
-    return "\n\n".join(format_chunk(c, max_chars, id_after_text) for c in chunks)
-
-
 @dataclass(frozen=True)
 class PromptLayout:
     """How a RAG prompt is laid out: the system prompt, the per-chunk character cap and where the question goes.
@@ -46,12 +41,16 @@ class PromptLayout:
     def with_max_chars(self, max_chars: int) -> PromptLayout:
         return replace(self, max_chars=max_chars)
 
+    def context(self, chunks: list[dict[str, Any]]) -> str:
+        """The documents as the prompt shows them (what an answer may rely on; scoring reads it too)."""
+        return "\n\n".join(format_chunk(c, self.max_chars, self.id_after_text) for c in chunks)
+
 
 def user_message(question: str, chunks: list[dict[str, Any]], layout: PromptLayout) -> str:
     """Documents, then the question. ``layout.question_first`` puts the question before the documents as well: a
     decoder reads each document token only in the light of what came before it, so the documents can be read for
     the question (query-aware contextualization, Liu et al. 2023, "Lost in the Middle")."""
-    body = f"문서:\n{context_text(chunks, layout.max_chars, layout.id_after_text)}\n\n{question_line(question)}"
+    body = f"문서:\n{layout.context(chunks)}\n\n{question_line(question)}"
     return f"{question_line(question)}\n\n{body}" if layout.question_first else body
 
 
